@@ -1,0 +1,9 @@
+//! gantry: Zuul-style gating for container images in one binary.
+//!
+//! Module walls follow `DESIGN.md`: `oci` and `job` are pure; `registry` is the server,
+//! `client` the client; `cli` only parses and calls the library.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod oci;
+pub mod registry;

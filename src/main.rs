@@ -1,0 +1,29 @@
+//! The `gantry` binary: install the crypto provider, set up logging, parse, run, and turn
+//! the outcome into an exit code (0 success, 1 a job or gate failed, 2 usage or config
+//! error, 3 internal error). All work happens in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gantry::cli::{Cli, Exit};
+
+fn main() -> ExitCode {
+    // rustls needs one process-wide provider; aws-lc-rs is the one every TLS user shares.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    gantry::cli::init_tracing(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(Exit::Internal as u8);
+        }
+    };
+    match runtime.block_on(gantry::cli::run(cli)) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(err) => {
+            eprintln!("error: {:#}", err.error);
+            ExitCode::from(err.status as u8)
+        }
+    }
+}
