@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use sha2::Digest as _;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 
 /// A registered digest algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,7 +76,8 @@ impl Digest {
         let (alg, hex) = s
             .split_once(':')
             .ok_or_else(|| DigestError::Format(s.to_string()))?;
-        let algorithm = Algorithm::parse(alg).ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
+        let algorithm =
+            Algorithm::parse(alg).ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
         let len = algorithm.hex_len();
         if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::Hex(s.to_string(), len));
@@ -166,6 +168,28 @@ impl Hasher {
         }
     }
 
+    /// The internal state, so an interrupted upload can resume hashing after a restart.
+    pub fn save_state(&self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.serialize().to_vec(),
+            Hasher::Sha512(h) => h.serialize().to_vec(),
+        }
+    }
+
+    /// Restores a hasher from [`Hasher::save_state`] output; `None` if the bytes do not fit.
+    pub fn restore_state(algorithm: Algorithm, state: &[u8]) -> Option<Hasher> {
+        Some(match algorithm {
+            Algorithm::Sha256 => {
+                let s = SerializedState::<sha2::Sha256>::try_from(state).ok()?;
+                Hasher::Sha256(sha2::Sha256::deserialize(&s).ok()?)
+            }
+            Algorithm::Sha512 => {
+                let s = SerializedState::<sha2::Sha512>::try_from(state).ok()?;
+                Hasher::Sha512(sha2::Sha512::deserialize(&s).ok()?)
+            }
+        })
+    }
+
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
@@ -194,6 +218,19 @@ mod tests {
         let d = Digest::of(Algorithm::Sha512, b"");
         assert_eq!(d.hex().len(), 128);
         assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
+    }
+
+    #[test]
+    fn hash_state_round_trips() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = alg.hasher();
+            h.update(b"hello ");
+            let saved = h.save_state();
+            let mut r = Hasher::restore_state(alg, &saved).unwrap();
+            r.update(b"world");
+            assert_eq!(r.finish(), Digest::of(alg, b"hello world"));
+            assert!(Hasher::restore_state(alg, &saved[1..]).is_none());
+        }
     }
 
     #[test]

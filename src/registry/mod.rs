@@ -1,1 +1,184 @@
-//! The OCI distribution registry server (placeholder while the server lands).
+//! gantry's OCI distribution registry (spec v1.1): the buildset registry started
+//! in-process in milliseconds, and the long-lived intermediate registry.
+//!
+//! Layering points one way: the router feeds one catch-all `/v2/{*rest}` route to the pure
+//! path parser (`path.rs`), the dispatcher checks auth (`auth/`), handlers
+//! (`handlers/`) speak HTTP and call storage (`storage/`), which never sees HTTP.
+//! Servers take an already-bound listener (no port races in tests).
+
+pub mod auth;
+pub mod error;
+pub mod gc;
+mod handlers;
+pub mod path;
+pub mod storage;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+pub use auth::{Access, Auth, Htpasswd, Identity, TokenAuthority};
+pub use error::{Code, RegistryError};
+pub use storage::Storage;
+
+/// Manifests up to this size are accepted by default (the spec asks for at least 4 MiB).
+pub const DEFAULT_MAX_MANIFEST: usize = 4 << 20;
+
+/// Everything a registry instance needs.
+pub struct RegistryConfig {
+    pub data_dir: PathBuf,
+    pub auth: Auth,
+    pub read_only: bool,
+    /// TLS server configuration; `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub max_manifest_size: usize,
+}
+
+impl RegistryConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        RegistryConfig {
+            data_dir: data_dir.into(),
+            auth: Auth::default(),
+            read_only: false,
+            tls: None,
+            max_manifest_size: DEFAULT_MAX_MANIFEST,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub storage: Storage,
+    pub auth: Auth,
+    pub read_only: bool,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub max_manifest_size: usize,
+}
+
+/// A registry instance: build its router, or serve it on a listener.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("opening storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Registry {
+    pub fn new(config: RegistryConfig) -> Result<Registry, ServeError> {
+        let storage = Storage::open(&config.data_dir)?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                storage,
+                auth: config.auth,
+                read_only: config.read_only,
+                tls: config.tls,
+                max_manifest_size: config.max_manifest_size,
+            }),
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// The HTTP application, usable without a socket (tests) or behind [`Registry::serve`].
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v2", axum::routing::any(handlers::dispatch))
+            .route("/v2/", axum::routing::any(handlers::dispatch))
+            .route("/v2/{*rest}", axum::routing::any(handlers::dispatch))
+            .route("/token", axum::routing::get(handlers::token))
+            .fallback(handlers::not_found)
+            .layer(middleware::from_fn(log_and_version))
+            .with_state(self.inner.clone())
+    }
+
+    /// Serves on an already-bound listener until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        listener.set_nonblocking(true)?;
+        let app = self.router();
+        match self.inner.tls.clone() {
+            Some(cfg) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                });
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
+                axum_server::from_tcp_rustls(listener, rustls)?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await?;
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds `addr`, starts serving in the background, and returns the bound address.
+    /// What embedders (roles, tests) use to start a registry in-process.
+    pub async fn spawn(
+        self,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = self.serve(listener, std::future::pending()).await {
+                tracing::error!("registry on {bound}: {e}");
+            }
+        });
+        Ok((bound, task))
+    }
+}
+
+static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+
+/// Logs one line per request (never headers: they carry credentials) and adds the
+/// `Docker-Distribution-API-Version` header clients look for.
+async fn log_and_version(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let start = Instant::now();
+    let mut resp = next.run(req).await.into_response();
+    resp.headers_mut().insert(
+        API_VERSION.clone(),
+        HeaderValue::from_static("registry/2.0"),
+    );
+    tracing::info!(
+        "request {} {} {} {}ms",
+        method,
+        path,
+        resp.status().as_u16(),
+        start.elapsed().as_millis()
+    );
+    resp
+}

@@ -1,0 +1,146 @@
+//! `GET|HEAD|DELETE /v2/<name>/blobs/<digest>` (spec.md "Pulling blobs", "Deleting blobs").
+//! Blobs stream from disk; `Range: bytes=a-b` gives 206 with `Content-Range`.
+
+use std::io::SeekFrom;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{Reg, hv, storage_err};
+use crate::oci::Digest;
+use crate::registry::error::{Code, RegistryError, Result};
+
+/// Read buffer for streaming blobs out.
+const READ_BUFFER: usize = 256 << 10;
+
+/// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `len` bytes.
+fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // multipart ranges are not supported
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        (len.saturating_sub(n), len.checked_sub(1)?)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len.checked_sub(1)?
+        } else {
+            b.parse::<u64>().ok()?.min(len.checked_sub(1)?)
+        };
+        (start, end)
+    };
+    (start <= end && end < len).then_some((start, end))
+}
+
+pub(super) async fn get(
+    reg: &Reg,
+    name: &str,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response> {
+    let Some((mut file, len)) = reg
+        .storage
+        .open_blob(name, digest)
+        .await
+        .map_err(storage_err)?
+    else {
+        return Err(RegistryError::new(
+            Code::BlobUnknown,
+            format!("blob {digest} unknown to repository {name}"),
+        ));
+    };
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(v) => match parse_range(v, len) {
+            Some(r) => Some(r),
+            None => {
+                let mut resp = RegistryError::new(
+                    Code::RangeInvalid,
+                    format!("unsatisfiable range {v:?} for {len} bytes"),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
+                return Ok(resp);
+            }
+        },
+    };
+    let (status, start, count) = match range {
+        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        None => (StatusCode::OK, 0, len),
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, count)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, format!("\"{digest}\""))
+        .header("Docker-Content-Digest", digest.to_string());
+    if range.is_some() {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{len}", start, start + count - 1),
+        );
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(RegistryError::from)?;
+        }
+        let reader = tokio_util::io::ReaderStream::with_capacity(file.take(count), READ_BUFFER);
+        Body::from_stream(reader)
+    };
+    builder
+        .body(body)
+        .map_err(|e| RegistryError::internal("response", e))
+}
+
+pub(super) async fn delete(reg: &Reg, name: &str, digest: &Digest) -> Result<Response> {
+    if reg
+        .storage
+        .unlink_blob(name, digest)
+        .await
+        .map_err(storage_err)?
+    {
+        Ok((
+            StatusCode::ACCEPTED,
+            [("Docker-Content-Digest", digest.to_string())],
+        )
+            .into_response())
+    } else {
+        Err(RegistryError::new(
+            Code::BlobUnknown,
+            format!("blob {digest} unknown to repository {name}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+}
