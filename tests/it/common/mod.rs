@@ -1,0 +1,181 @@
+//! Shared test helpers: start real servers, find real tools, make images locally.
+
+#![allow(dead_code)]
+
+pub mod image;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+
+pub fn gantry_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gantry")
+}
+
+/// Installs the rustls provider once per test process (what main.rs does for the binary).
+pub fn crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// True when `tool` runs. When it does not: in CI (`CI=true`) the test fails, elsewhere it
+/// is skipped with a message. Interop tests are never silently skipped in CI.
+pub fn require_tool(tool: &str, args: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("required tool `{tool} {}` is not available (CI=true: interop tests may not be skipped)", args.join(" "));
+        }
+        eprintln!("SKIPPED: `{tool}` is not available; run scripts/test.sh to install it");
+    }
+    ok
+}
+
+pub fn have_skopeo() -> bool {
+    require_tool("skopeo", &["--version"])
+}
+
+pub fn have_docker() -> bool {
+    require_tool("docker", &["info"])
+}
+
+/// A `gantry` subprocess serving on 127.0.0.1 with an OS-chosen port; killed on drop.
+pub struct GantryServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl GantryServer {
+    /// `gantry registry serve --listen 127.0.0.1:0 --data-dir <tmp> <extra…>`.
+    pub fn registry(extra: &[&str]) -> GantryServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut s = Self::registry_at(&data, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Same, on a given data directory (restart tests).
+    pub fn registry_at(data: &Path, extra: &[&str]) -> GantryServer {
+        let log = data.with_extension(format!("log-{}", uuid::Uuid::new_v4()));
+        let mut args: Vec<String> = vec![
+            "registry".into(),
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(&args, log, data.to_path_buf())
+    }
+
+    pub fn spawn(args: &[String], log: PathBuf, data: PathBuf) -> GantryServer {
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(gantry_bin())
+            .args(args)
+            .env("GANTRY_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("start gantry");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("expected `listening on ADDR`, got {line:?}; stderr: {err}")
+            })
+            .parse()
+            .unwrap();
+        GantryServer {
+            child,
+            addr,
+            log,
+            data,
+            _tmp: None,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The request log lines (`request METHOD PATH STATUS`).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("request ").map(|(_, r)| r.to_string()))
+            .collect()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GantryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Runs a command, panicking with its output if it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command expected to fail; returns (stdout, stderr, code).
+pub fn run_fail(cmd: &mut Command) -> (String, String, i32) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// A random payload (deterministic per seed).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
