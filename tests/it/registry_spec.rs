@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use crate::common::{self, GantryServer};
 
-struct Reg {
-    base: String,
+pub(crate) struct Reg {
+    pub(crate) base: String,
     http: reqwest::Client,
     _tmp: tempfile::TempDir,
-    registry: Registry,
+    pub(crate) registry: Registry,
 }
 
 async fn start_with(configure: impl FnOnce(&mut RegistryConfig)) -> Reg {
@@ -36,7 +36,7 @@ async fn start_with(configure: impl FnOnce(&mut RegistryConfig)) -> Reg {
     }
 }
 
-async fn start() -> Reg {
+pub(crate) async fn start() -> Reg {
     start_with(|_| {}).await
 }
 
@@ -46,16 +46,16 @@ async fn error_code(r: reqwest::Response) -> String {
 }
 
 impl Reg {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
         let url = if path.starts_with("http") { path.to_string() } else { self.url(path) };
         self.http.request(m, url)
     }
 
-    async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+    pub(crate) async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = Digest::sha256(data).to_string();
         let r = self
             .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"))
@@ -67,7 +67,7 @@ impl Reg {
         d
     }
 
-    async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::Response {
+    pub(crate) async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::Response {
         self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
             .header("Content-Type", media_type)
             .body(body.to_vec())
@@ -77,7 +77,7 @@ impl Reg {
     }
 
     /// Pushes a one-layer OCI image; returns (digest, manifest bytes).
-    async fn push_image(&self, repo: &str, tag: &str, seed: u64) -> (String, Vec<u8>) {
+    pub(crate) async fn push_image(&self, repo: &str, tag: &str, seed: u64) -> (String, Vec<u8>) {
         let layer = common::random_bytes(1000, seed);
         let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
         let l = self.push_blob(repo, &layer).await;
