@@ -3,9 +3,9 @@
 # zuul-registry, side by side in one run, driven by skopeo.
 #
 # Shapes: (a) 4 layers x 64 MiB random data, (b) 200 layers x 16 KiB.
-# For each server and shape: RUNS pushes (each to a new repository, so every blob moves)
-# then RUNS pulls; medians, gantry/peer ratios (>1x = gantry faster), and each server's
-# peak RSS during the pushes.
+# For each server, shape and run: a fresh server on a fresh port and data directory (so
+# skopeo's blob-info cache cannot turn pushes into mounts), one push, peak RSS read, one
+# pull. Medians over RUNS, gantry/peer ratios (>1x = gantry faster), highest peak RSS.
 #
 # usage: bench/registry.sh [RUNS]   (default 3; needs skopeo, docker-registry, python3)
 set -euo pipefail
@@ -14,7 +14,11 @@ source bench/lib.sh
 RUNS=${1:-3}
 WORK=$(mktemp -d /tmp/gantry-bench.XXXXXX)
 export BENCH_LOG=$WORK/bench.log
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 cargo build --release --quiet
 GANTRY=target/release/gantry
@@ -84,28 +88,31 @@ declare -A PUSH PULL RSS
 servers=(gantry docker-registry)
 [ -n "$ZUUL" ] && servers+=(zuul-registry)
 
+max() {
+  python3 -c 'import sys; print(max(sys.argv[1:], key=float))' "$@"
+}
+
 for shape in big small; do
   for s in "${servers[@]}"; do
-    start_server "$s" "$WORK/data-$s-$shape"
-    pushes=() pulls=()
+    pushes=() pulls=() rss=()
     for i in $(seq 1 "$RUNS"); do
+      start_server "$s" "$WORK/data-$s-$shape-$i"
       pushes+=("$(timed skopeo copy --preserve-digests --dest-tls-verify=false "${CREDS[@]}" \
-        "oci:$WORK/$shape:v1" "docker://$HOST/bench/$shape-$i:v1")")
-    done
-    RSS[$s,$shape]=$(peak_rss_mib "$PID")
-    src_creds=()
-    [ ${#CREDS[@]} -gt 0 ] && src_creds=(--src-creds zuul:benchpass)
-    for i in $(seq 1 "$RUNS"); do
+        "oci:$WORK/$shape:v1" "docker://$HOST/bench/$shape:v1")")
+      rss+=("$(peak_rss_mib "$PID")")
+      src_creds=()
+      [ ${#CREDS[@]} -gt 0 ] && src_creds=(--src-creds zuul:benchpass)
       rm -rf "$WORK/out"
       pulls+=("$(timed skopeo copy --preserve-digests --src-tls-verify=false "${src_creds[@]}" \
-        "docker://$HOST/bench/$shape-$i:v1" "oci:$WORK/out:v1")")
+        "docker://$HOST/bench/$shape:v1" "oci:$WORK/out:v1")")
+      kill "$PID" 2>/dev/null || true
+      wait "$PID" 2>/dev/null || true
+      rm -rf "$WORK/data-$s-$shape-$i"
     done
     PUSH[$s,$shape]=$(median "${pushes[@]}")
     PULL[$s,$shape]=$(median "${pulls[@]}")
-    echo "$s $shape: push ${pushes[*]} | pull ${pulls[*]} | peak RSS ${RSS[$s,$shape]} MiB"
-    kill "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-    rm -rf "$WORK/data-$s-$shape"
+    RSS[$s,$shape]=$(max "${rss[@]}")
+    echo "$s $shape: push ${pushes[*]} | pull ${pulls[*]} | peak RSS ${rss[*]} MiB"
   done
 done
 

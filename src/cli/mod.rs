@@ -1,6 +1,7 @@
 //! Command-line definitions (clap), one file per noun. No logic beyond turning arguments
 //! into validated values and calling the library; errors become exit codes here.
 
+mod image;
 mod registry;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,9 @@ pub enum Command {
     /// Run, maintain and administer gantry's OCI registry.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Copy, tag, promote, list, inspect and delete images in registries and OCI layouts.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// Logs go to stderr; `GANTRY_LOG` (tracing filter syntax) overrides the level.
@@ -94,5 +98,6 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Registry(cmd) => registry::run(cmd).await,
+        Command::Image(cmd) => image::run(cmd, cli.quiet).await,
     }
 }

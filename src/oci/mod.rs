@@ -7,8 +7,10 @@ mod digest;
 mod manifest;
 mod media_type;
 mod name;
+mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Descriptor, Manifest, ManifestError, Platform};
 pub use media_type::MediaType;
 pub use name::{NameError, validate_repository, validate_tag};
+pub use reference::{DOCKER_HUB, Reference, ReferenceError};

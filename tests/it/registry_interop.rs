@@ -99,7 +99,11 @@ impl Target {
             .arg(format!("docker://{}/{reference}", self.host()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo inspect: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 }
@@ -112,7 +116,10 @@ fn skopeo_roundtrip(mode: Mode) {
     let host = t.host();
     // Single image: oci layout → gantry → oci layout, identical digest.
     let src = t.tmp.path().join("single");
-    let layers = vec![common::random_bytes(300_000, 1), common::random_bytes(1000, 2)];
+    let layers = vec![
+        common::random_bytes(300_000, 1),
+        common::random_bytes(1000, 2),
+    ];
     let digest = image::single_image_layout(&src, "v1", &layers);
     run(Command::new("skopeo")
         .args(["copy", "--preserve-digests"])
@@ -120,18 +127,26 @@ fn skopeo_roundtrip(mode: Mode) {
         .arg(format!("oci:{}:v1", src.display()))
         .arg(format!("docker://{host}/interop/single:v1")));
     let raw = t.raw_manifest("interop/single:v1");
-    assert_eq!(Digest::sha256(&raw).to_string(), digest, "digest at the registry == digest at the source");
+    assert_eq!(
+        Digest::sha256(&raw).to_string(),
+        digest,
+        "digest at the registry == digest at the source"
+    );
     let out = t.tmp.path().join("single-out");
     run(Command::new("skopeo")
         .args(["copy", "--preserve-digests"])
         .args(t.skopeo_flags("src"))
         .arg(format!("docker://{host}/interop/single:v1"))
         .arg(format!("oci:{}:v1", out.display())));
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
     for l in &layers {
         let d = Digest::sha256(l);
-        assert_eq!(&std::fs::read(out.join("blobs/sha256").join(d.hex())).unwrap(), l);
+        assert_eq!(
+            &std::fs::read(out.join("blobs/sha256").join(d.hex())).unwrap(),
+            l
+        );
     }
 
     // Multi-arch index with --all.
@@ -154,7 +169,8 @@ fn skopeo_roundtrip(mode: Mode) {
         .args(t.skopeo_flags("src"))
         .arg(format!("docker://{host}/interop/multi:v1"))
         .arg(format!("oci:{}:v1", mout.display())));
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(mout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], index_digest.as_str());
 
     // skopeo delete removes the manifest.
@@ -169,7 +185,10 @@ fn skopeo_roundtrip(mode: Mode) {
             .args(t.inspect_flags())
             .arg(format!("docker://{host}/interop/single:v1")),
     );
-    assert!(err.contains("manifest unknown") || err.contains("not found"), "{err}");
+    assert!(
+        err.contains("manifest unknown") || err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -203,7 +222,10 @@ fn skopeo_wrong_password_is_refused() {
             .arg(format!("oci:{}:v1", src.display()))
             .arg(format!("docker://{}/x:v1", t.host())),
     );
-    assert!(err.to_lowercase().contains("unauthorized") || err.contains("401"), "{err}");
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("401"),
+        "{err}"
+    );
 }
 
 fn docker(config: &std::path::Path) -> Command {
@@ -240,16 +262,29 @@ fn docker_roundtrip(mode: Mode) {
     let remote = format!("{host}/interop/base:{uniq}");
     let _cleanup = Cleanup(certs_d.clone(), vec![local.clone(), remote.clone()]);
     let rootfs = t.tmp.path().join("rootfs.tar");
-    assert!(image::busybox_rootfs_tar(&rootfs), "busybox-static is needed (scripts/test.sh installs it)");
+    assert!(
+        image::busybox_rootfs_tar(&rootfs),
+        "busybox-static is needed (scripts/test.sh installs it)"
+    );
     run(docker(&cfg).arg("import").arg(&rootfs).arg(&local));
     if let Some((u, p)) = &t.creds {
         let mut login = docker(&cfg);
-        login.args(["login", "-u", u, "--password-stdin", &host]).stdin(std::process::Stdio::piped());
-        let mut child = login.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        login
+            .args(["login", "-u", u, "--password-stdin", &host])
+            .stdin(std::process::Stdio::piped());
+        let mut child = login
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         use std::io::Write;
         child.stdin.take().unwrap().write_all(p.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     run(docker(&cfg).args(["tag", &local, &remote]));
     let push = run(docker(&cfg).args(["push", &remote]));
@@ -262,8 +297,17 @@ fn docker_roundtrip(mode: Mode) {
     run(docker(&cfg).args(["pull", &remote]));
     let out = run(docker(&cfg).args(["run", "--rm", &remote, "/bin/echo", "hello from gantry"]));
     assert_eq!(out.trim(), "hello from gantry");
-    let repo_digests = run(docker(&cfg).args(["image", "inspect", "--format", "{{json .RepoDigests}}", &remote]));
-    assert!(repo_digests.contains(&pushed_digest), "{repo_digests} vs {pushed_digest}");
+    let repo_digests = run(docker(&cfg).args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &remote,
+    ]));
+    assert!(
+        repo_digests.contains(&pushed_digest),
+        "{repo_digests} vs {pushed_digest}"
+    );
 }
 
 #[test]
@@ -282,7 +326,9 @@ fn docker_tls_token() {
 }
 
 async fn oci_client_roundtrip(mode: Mode) {
-    use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::client::{
+        Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+    };
     use oci_client::secrets::RegistryAuth;
     common::crypto();
     let t = target(mode);
@@ -304,27 +350,48 @@ async fn oci_client_roundtrip(mode: Mode) {
     };
     let reference: oci_client::Reference = format!("{}/oci/app:v1", t.host()).parse().unwrap();
     let layers = vec![
-        ImageLayer::new(common::random_bytes(2 << 20, 5), "application/vnd.oci.image.layer.v1.tar".into(), None),
-        ImageLayer::new(common::random_bytes(10, 6), "application/vnd.oci.image.layer.v1.tar".into(), None),
+        ImageLayer::new(
+            common::random_bytes(2 << 20, 5),
+            "application/vnd.oci.image.layer.v1.tar".into(),
+            None,
+        ),
+        ImageLayer::new(
+            common::random_bytes(10, 6),
+            "application/vnd.oci.image.layer.v1.tar".into(),
+            None,
+        ),
     ];
     let cfg = Config::new(
         br#"{"architecture":"amd64","os":"linux"}"#.to_vec(),
         "application/vnd.oci.image.config.v1+json".into(),
         None,
     );
-    client.push(&reference, &layers, cfg, &auth, None).await.expect("oci-client push");
+    client
+        .push(&reference, &layers, cfg, &auth, None)
+        .await
+        .expect("oci-client push");
     let img = client
-        .pull(&reference, &auth, vec!["application/vnd.oci.image.layer.v1.tar"])
+        .pull(
+            &reference,
+            &auth,
+            vec!["application/vnd.oci.image.layer.v1.tar"],
+        )
         .await
         .expect("oci-client pull");
     // Compare by digest (never print megabytes of layer bytes).
     let digests = |ls: &[ImageLayer]| {
-        let mut v: Vec<String> = ls.iter().map(|l| Digest::sha256(&l.data).to_string()).collect();
+        let mut v: Vec<String> = ls
+            .iter()
+            .map(|l| Digest::sha256(&l.data).to_string())
+            .collect();
         v.sort();
         v
     };
     assert_eq!(digests(&img.layers), digests(&layers));
-    assert_eq!(img.config.data.as_ref(), br#"{"architecture":"amd64","os":"linux"}"#);
+    assert_eq!(
+        img.config.data.as_ref(),
+        br#"{"architecture":"amd64","os":"linux"}"#
+    );
     // The digest oci-client reports is the digest of the bytes the registry serves.
     let (_, digest) = client.pull_manifest(&reference, &auth).await.unwrap();
     assert_eq!(img.digest.as_deref(), Some(digest.as_str()));

@@ -24,7 +24,11 @@ async fn start_with(configure: impl FnOnce(&mut RegistryConfig)) -> Reg {
     let mut cfg = RegistryConfig::new(tmp.path().join("data"));
     configure(&mut cfg);
     let registry = Registry::new(cfg).unwrap();
-    let (addr, _task) = registry.clone().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (addr, _task) = registry
+        .clone()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     Reg {
         base: format!("http://{addr}"),
         http: reqwest::Client::builder()
@@ -51,14 +55,21 @@ impl Reg {
     }
 
     pub(crate) fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
-        let url = if path.starts_with("http") { path.to_string() } else { self.url(path) };
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            self.url(path)
+        };
         self.http.request(m, url)
     }
 
     pub(crate) async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = Digest::sha256(data).to_string();
         let r = self
-            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"))
+            .req(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+            )
             .body(data.to_vec())
             .send()
             .await
@@ -67,7 +78,13 @@ impl Reg {
         d
     }
 
-    pub(crate) async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::Response {
+    pub(crate) async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> reqwest::Response {
         self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
             .header("Content-Type", media_type)
             .body(body.to_vec())
@@ -79,7 +96,8 @@ impl Reg {
     /// Pushes a one-layer OCI image; returns (digest, manifest bytes).
     pub(crate) async fn push_image(&self, repo: &str, tag: &str, seed: u64) -> (String, Vec<u8>) {
         let layer = common::random_bytes(1000, seed);
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+        let config =
+            format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
         let l = self.push_blob(repo, &layer).await;
         let c = self.push_blob(repo, &config).await;
         let m = serde_json::to_vec(&json!({
@@ -89,7 +107,9 @@ impl Reg {
             "layers": [{"mediaType": MediaType::OCI_LAYER_TAR, "digest": l, "size": layer.len()}],
         }))
         .unwrap();
-        let r = self.put_manifest(repo, tag, MediaType::OCI_MANIFEST, &m).await;
+        let r = self
+            .put_manifest(repo, tag, MediaType::OCI_MANIFEST, &m)
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         (Digest::sha256(&m).to_string(), m)
     }
@@ -100,7 +120,10 @@ async fn base_endpoint_reports_api_version() {
     let reg = start().await;
     let r = reg.req(Method::GET, "/v2/").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
     let r = reg.req(Method::GET, "/v2").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
@@ -110,11 +133,19 @@ async fn monolithic_upload_get_head_and_range() {
     let reg = start().await;
     let data = common::random_bytes(100_000, 1);
     let d = reg.push_blob("a/b", &data).await;
-    let r = reg.req(Method::GET, &format!("/v2/a/b/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/a/b/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["docker-content-digest"], d.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
-    let r = reg.req(Method::HEAD, &format!("/v2/a/b/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::HEAD, &format!("/v2/a/b/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-length"], "100000");
     let r = reg
@@ -134,7 +165,11 @@ async fn monolithic_upload_get_head_and_range() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     let unknown = Digest::sha256(b"nope");
-    let r = reg.req(Method::GET, &format!("/v2/a/b/blobs/{unknown}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/a/b/blobs/{unknown}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
 }
@@ -143,7 +178,11 @@ async fn monolithic_upload_get_head_and_range() {
 async fn chunked_upload_in_order_and_out_of_order() {
     let reg = start().await;
     let data = common::random_bytes(30, 2);
-    let r = reg.req(Method::POST, "/v2/x/blobs/uploads/").send().await.unwrap();
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-0");
     let loc = r.headers()["location"].to_str().unwrap().to_string();
@@ -189,7 +228,11 @@ async fn chunked_upload_in_order_and_out_of_order() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["location"], format!("/v2/x/blobs/{d}").as_str());
-    let r = reg.req(Method::GET, &format!("/v2/x/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/x/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
     // The session is gone after commit.
     let r = reg.req(Method::GET, &loc).send().await.unwrap();
@@ -201,7 +244,10 @@ async fn wrong_digest_is_rejected_and_nothing_is_stored() {
     let reg = start().await;
     let wrong = Digest::sha256(b"something else");
     let r = reg
-        .req(Method::POST, &format!("/v2/x/blobs/uploads/?digest={wrong}"))
+        .req(
+            Method::POST,
+            &format!("/v2/x/blobs/uploads/?digest={wrong}"),
+        )
         .body(b"actual content".to_vec())
         .send()
         .await
@@ -209,15 +255,26 @@ async fn wrong_digest_is_rejected_and_nothing_is_stored() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
     for d in [wrong, Digest::sha256(b"actual content")] {
-        let r = reg.req(Method::HEAD, &format!("/v2/x/blobs/{d}")).send().await.unwrap();
+        let r = reg
+            .req(Method::HEAD, &format!("/v2/x/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(!reg.registry.storage().blob_path(&d).exists());
     }
     // Chunked: the session is discarded too.
-    let r = reg.req(Method::POST, "/v2/x/blobs/uploads/").send().await.unwrap();
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let r = reg
-        .req(Method::PUT, &format!("{loc}?digest={}", Digest::sha256(b"zz")))
+        .req(
+            Method::PUT,
+            &format!("{loc}?digest={}", Digest::sha256(b"zz")),
+        )
         .body(b"yy".to_vec())
         .send()
         .await
@@ -225,12 +282,22 @@ async fn wrong_digest_is_rejected_and_nothing_is_stored() {
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
     let r = reg.req(Method::GET, &loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let uploads = std::fs::read_dir(reg.registry.storage().root().join("uploads")).unwrap().count();
+    let uploads = std::fs::read_dir(reg.registry.storage().root().join("uploads"))
+        .unwrap()
+        .count();
     assert_eq!(uploads, 0, "no upload session left behind");
     // Malformed digest and missing digest.
-    let r = reg.req(Method::POST, "/v2/x/blobs/uploads/?digest=sha256:xyz").send().await.unwrap();
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/?digest=sha256:xyz")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
-    let r = reg.req(Method::POST, "/v2/x/blobs/uploads/").send().await.unwrap();
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let r = reg.req(Method::PUT, &loc).send().await.unwrap();
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
@@ -248,7 +315,11 @@ async fn sha512_blobs() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = reg.req(Method::GET, &format!("/v2/x/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/x/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
 }
 
@@ -256,32 +327,66 @@ async fn sha512_blobs() {
 async fn blobs_are_private_to_repositories_until_mounted() {
     let reg = start().await;
     let d = reg.push_blob("team-a/app", b"secret layer").await;
-    let r = reg.req(Method::GET, &format!("/v2/team-b/app/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/team-b/app/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
     // A mount from a repository that lacks the blob falls back to an upload session.
     let r = reg
-        .req(Method::POST, &format!("/v2/team-b/app/blobs/uploads/?mount={d}&from=team-c/none"))
+        .req(
+            Method::POST,
+            &format!("/v2/team-b/app/blobs/uploads/?mount={d}&from=team-c/none"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/v2/team-b/app/blobs/uploads/"));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/v2/team-b/app/blobs/uploads/")
+    );
     let r = reg
-        .req(Method::POST, &format!("/v2/team-b/app/blobs/uploads/?mount={d}&from=team-a/app"))
+        .req(
+            Method::POST,
+            &format!("/v2/team-b/app/blobs/uploads/?mount={d}&from=team-a/app"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(r.headers()["location"], format!("/v2/team-b/app/blobs/{d}").as_str());
-    let r = reg.req(Method::GET, &format!("/v2/team-b/app/blobs/{d}")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/team-b/app/blobs/{d}").as_str()
+    );
+    let r = reg
+        .req(Method::GET, &format!("/v2/team-b/app/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"secret layer");
     // Delete removes the link only from that repository.
-    let r = reg.req(Method::DELETE, &format!("/v2/team-b/app/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::DELETE, &format!("/v2/team-b/app/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = reg.req(Method::HEAD, &format!("/v2/team-b/app/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::HEAD, &format!("/v2/team-b/app/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = reg.req(Method::HEAD, &format!("/v2/team-a/app/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::HEAD, &format!("/v2/team-a/app/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -290,24 +395,45 @@ async fn manifests_by_tag_and_digest_are_byte_exact() {
     let reg = start().await;
     let (d, bytes) = reg.push_image("app", "v1", 7).await;
     for reference in ["v1", d.as_str()] {
-        let r = reg.req(Method::GET, &format!("/v2/app/manifests/{reference}")).send().await.unwrap();
+        let r = reg
+            .req(Method::GET, &format!("/v2/app/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["content-type"], MediaType::OCI_MANIFEST);
         assert_eq!(r.headers()["docker-content-digest"], d.as_str());
         assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[..]);
-        let r = reg.req(Method::HEAD, &format!("/v2/app/manifests/{reference}")).send().await.unwrap();
+        let r = reg
+            .req(Method::HEAD, &format!("/v2/app/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers()["content-length"], bytes.len().to_string().as_str());
+        assert_eq!(
+            r.headers()["content-length"],
+            bytes.len().to_string().as_str()
+        );
     }
     // Same bytes with odd whitespace are a different manifest: served exactly as pushed.
     let mut spaced = b"  ".to_vec();
     spaced.extend_from_slice(&bytes);
-    let r = reg.put_manifest("app", "spaced", MediaType::OCI_MANIFEST, &spaced).await;
+    let r = reg
+        .put_manifest("app", "spaced", MediaType::OCI_MANIFEST, &spaced)
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = reg.req(Method::GET, "/v2/app/manifests/spaced").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/app/manifests/spaced")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), &spaced[..]);
     // Unknown tag / digest.
-    let r = reg.req(Method::GET, "/v2/app/manifests/nope").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/app/manifests/nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
 }
@@ -323,7 +449,9 @@ async fn manifest_validation_errors() {
         "layers": [],
     }))
     .unwrap();
-    let r = reg.put_manifest("app", "bad", MediaType::OCI_MANIFEST, &m).await;
+    let r = reg
+        .put_manifest("app", "bad", MediaType::OCI_MANIFEST, &m)
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
@@ -332,8 +460,18 @@ async fn manifest_validation_errors() {
     for (body, ct) in [
         (b"{not json".to_vec(), MediaType::OCI_MANIFEST),
         (br#"{"schemaVersion":1}"#.to_vec(), MediaType::OCI_MANIFEST),
-        (format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#, MediaType::OCI_INDEX).into_bytes(), MediaType::OCI_MANIFEST),
-        (br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(), "application/vnd.example.unknown+json"),
+        (
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+                MediaType::OCI_INDEX
+            )
+            .into_bytes(),
+            MediaType::OCI_MANIFEST,
+        ),
+        (
+            br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(),
+            "application/vnd.example.unknown+json",
+        ),
     ] {
         let r = reg.put_manifest("app", "bad", ct, &body).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -342,10 +480,14 @@ async fn manifest_validation_errors() {
     // PUT by digest must match the content.
     let (_, bytes) = reg.push_image("app", "v1", 8).await;
     let wrong = Digest::sha256(b"other");
-    let r = reg.put_manifest("app", &wrong.to_string(), MediaType::OCI_MANIFEST, &bytes).await;
+    let r = reg
+        .put_manifest("app", &wrong.to_string(), MediaType::OCI_MANIFEST, &bytes)
+        .await;
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
     let right = Digest::sha256(&bytes);
-    let r = reg.put_manifest("app", &right.to_string(), MediaType::OCI_MANIFEST, &bytes).await;
+    let r = reg
+        .put_manifest("app", &right.to_string(), MediaType::OCI_MANIFEST, &bytes)
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     // An index whose child is missing.
     let idx = serde_json::to_vec(&json!({
@@ -353,11 +495,15 @@ async fn manifest_validation_errors() {
         "manifests": [{"mediaType": MediaType::OCI_MANIFEST, "digest": missing, "size": 10}],
     }))
     .unwrap();
-    let r = reg.put_manifest("app", "idx", MediaType::OCI_INDEX, &idx).await;
+    let r = reg
+        .put_manifest("app", "idx", MediaType::OCI_INDEX, &idx)
+        .await;
     assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
     // Size limit: 4 MiB accepted... above → 413.
     let big = vec![b' '; (4 << 20) + 1];
-    let r = reg.put_manifest("app", "big", MediaType::OCI_MANIFEST, &big).await;
+    let r = reg
+        .put_manifest("app", "big", MediaType::OCI_MANIFEST, &big)
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(r).await, "MANIFEST_INVALID");
 }
@@ -370,7 +516,9 @@ async fn large_manifest_up_to_4mib_is_accepted() {
     v["annotations"] = json!({"pad": "x".repeat((4 << 20) - bytes.len() - 100)});
     let big = serde_json::to_vec(&v).unwrap();
     assert!(big.len() <= 4 << 20 && big.len() > (4 << 20) - 200);
-    let r = reg.put_manifest("app", "big", MediaType::OCI_MANIFEST, &big).await;
+    let r = reg
+        .put_manifest("app", "big", MediaType::OCI_MANIFEST, &big)
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -393,7 +541,11 @@ async fn docker_manifest_list_and_oci_index() {
         .unwrap();
         let r = reg.put_manifest("multi", "latest", mt, &idx).await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        let r = reg.req(Method::GET, "/v2/multi/manifests/latest").send().await.unwrap();
+        let r = reg
+            .req(Method::GET, "/v2/multi/manifests/latest")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["content-type"], mt);
         assert_eq!(r.bytes().await.unwrap().as_ref(), &idx[..]);
     }
@@ -404,24 +556,52 @@ async fn tags_and_catalog_paginate_with_link_headers() {
     let reg = start().await;
     let (d, bytes) = reg.push_image("r/one", "a", 12).await;
     for tag in ["b", "c", "d", "e"] {
-        let r = reg.put_manifest("r/one", tag, MediaType::OCI_MANIFEST, &bytes).await;
+        let r = reg
+            .put_manifest("r/one", tag, MediaType::OCI_MANIFEST, &bytes)
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let r = reg.req(Method::GET, "/v2/r/one/tags/list").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/r/one/tags/list")
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v, json!({"name": "r/one", "tags": ["a", "b", "c", "d", "e"]}));
-    let r = reg.req(Method::GET, "/v2/r/one/tags/list?n=2").send().await.unwrap();
-    assert_eq!(r.headers()["link"], "</v2/r/one/tags/list?n=2&last=b>; rel=\"next\"");
+    assert_eq!(
+        v,
+        json!({"name": "r/one", "tags": ["a", "b", "c", "d", "e"]})
+    );
+    let r = reg
+        .req(Method::GET, "/v2/r/one/tags/list?n=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["link"],
+        "</v2/r/one/tags/list?n=2&last=b>; rel=\"next\""
+    );
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["tags"], json!(["a", "b"]));
-    let r = reg.req(Method::GET, "/v2/r/one/tags/list?n=2&last=d").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/r/one/tags/list?n=2&last=d")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("link").is_none());
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["tags"], json!(["e"]));
-    let r = reg.req(Method::GET, "/v2/r/one/tags/list?n=0").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/r/one/tags/list?n=0")
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["tags"], json!([]));
-    let r = reg.req(Method::GET, "/v2/unknown/tags/list").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/unknown/tags/list")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
     // Catalog, including a nested name and a name with an endpoint word in it.
@@ -429,10 +609,24 @@ async fn tags_and_catalog_paginate_with_link_headers() {
     reg.push_image("blobs/manifests", "x", 14).await;
     let r = reg.req(Method::GET, "/v2/_catalog").send().await.unwrap();
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["repositories"], json!(["blobs/manifests", "r/one", "r/one/two"]));
-    let r = reg.req(Method::GET, "/v2/_catalog?n=1").send().await.unwrap();
-    assert_eq!(r.headers()["link"], "</v2/_catalog?n=1&last=blobs/manifests>; rel=\"next\"");
-    let r = reg.req(Method::GET, "/v2/_catalog?n=1&last=r/one").send().await.unwrap();
+    assert_eq!(
+        v["repositories"],
+        json!(["blobs/manifests", "r/one", "r/one/two"])
+    );
+    let r = reg
+        .req(Method::GET, "/v2/_catalog?n=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["link"],
+        "</v2/_catalog?n=1&last=blobs/manifests>; rel=\"next\""
+    );
+    let r = reg
+        .req(Method::GET, "/v2/_catalog?n=1&last=r/one")
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], json!(["r/one/two"]));
     let _ = d;
@@ -445,7 +639,10 @@ async fn referrers_api_with_artifact_type_filter() {
     let empty = reg.push_blob("app", b"{}").await;
     let sig = reg.push_blob("app", b"signature").await;
     let mut referrers = Vec::new();
-    for (t, n) in [("application/vnd.example.sig", 1), ("application/vnd.example.sbom", 2)] {
+    for (t, n) in [
+        ("application/vnd.example.sig", 1),
+        ("application/vnd.example.sbom", 2),
+    ] {
         let m = serde_json::to_vec(&json!({
             "schemaVersion": 2, "mediaType": MediaType::OCI_MANIFEST, "artifactType": t,
             "config": {"mediaType": MediaType::OCI_EMPTY, "digest": empty, "size": 2},
@@ -455,19 +652,28 @@ async fn referrers_api_with_artifact_type_filter() {
         }))
         .unwrap();
         let d = Digest::sha256(&m).to_string();
-        let r = reg.put_manifest("app", &d, MediaType::OCI_MANIFEST, &m).await;
+        let r = reg
+            .put_manifest("app", &d, MediaType::OCI_MANIFEST, &m)
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         assert_eq!(r.headers()["oci-subject"], subject.as_str());
         referrers.push(d);
     }
-    let r = reg.req(Method::GET, &format!("/v2/app/referrers/{subject}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/referrers/{subject}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], MediaType::OCI_INDEX);
     assert!(r.headers().get("oci-filters-applied").is_none());
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
     let r = reg
-        .req(Method::GET, &format!("/v2/app/referrers/{subject}?artifactType=application/vnd.example.sbom"))
+        .req(
+            Method::GET,
+            &format!("/v2/app/referrers/{subject}?artifactType=application/vnd.example.sbom"),
+        )
         .send()
         .await
         .unwrap();
@@ -480,14 +686,29 @@ async fn referrers_api_with_artifact_type_filter() {
     assert_eq!(list[0]["digest"], referrers[1].as_str());
     // No referrers: an empty index, not 404.
     let none = Digest::sha256(b"x");
-    let r = reg.req(Method::GET, &format!("/v2/app/referrers/{none}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/referrers/{none}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["manifests"], json!([]));
     // Deleting a referrer removes it from the list.
-    let r = reg.req(Method::DELETE, &format!("/v2/app/manifests/{}", referrers[0])).send().await.unwrap();
+    let r = reg
+        .req(
+            Method::DELETE,
+            &format!("/v2/app/manifests/{}", referrers[0]),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = reg.req(Method::GET, &format!("/v2/app/referrers/{subject}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/referrers/{subject}"))
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
 }
@@ -496,21 +717,46 @@ async fn referrers_api_with_artifact_type_filter() {
 async fn delete_tag_and_manifest() {
     let reg = start().await;
     let (d, bytes) = reg.push_image("app", "v1", 16).await;
-    reg.put_manifest("app", "v2", MediaType::OCI_MANIFEST, &bytes).await;
-    let r = reg.req(Method::DELETE, "/v2/app/manifests/v1").send().await.unwrap();
+    reg.put_manifest("app", "v2", MediaType::OCI_MANIFEST, &bytes)
+        .await;
+    let r = reg
+        .req(Method::DELETE, "/v2/app/manifests/v1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = reg.req(Method::GET, "/v2/app/manifests/v1").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/app/manifests/v1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // The manifest itself stays reachable by digest and by its other tag.
-    let r = reg.req(Method::GET, &format!("/v2/app/manifests/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/manifests/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = reg.req(Method::DELETE, &format!("/v2/app/manifests/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::DELETE, &format!("/v2/app/manifests/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     for reference in ["v2", d.as_str()] {
-        let r = reg.req(Method::GET, &format!("/v2/app/manifests/{reference}")).send().await.unwrap();
+        let r = reg
+            .req(Method::GET, &format!("/v2/app/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
-    let r = reg.req(Method::DELETE, "/v2/app/manifests/v1").send().await.unwrap();
+    let r = reg
+        .req(Method::DELETE, "/v2/app/manifests/v1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
 }
 
@@ -531,17 +777,33 @@ async fn invalid_names_and_path_traversal() {
     // so they are sent on a raw socket).
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = reg.base.trim_start_matches("http://").to_string();
-    for path in ["/v2/../../etc/passwd/manifests/x", "/v2/a/%2e%2e/%2e%2e/b/manifests/x", "/v2/a/../../blobs/uploads/"] {
+    for path in [
+        "/v2/../../etc/passwd/manifests/x",
+        "/v2/a/%2e%2e/%2e%2e/b/manifests/x",
+        "/v2/a/../../blobs/uploads/",
+    ] {
         let mut s = tokio::net::TcpStream::connect(&host).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 404"), "{path}: {out}");
-        assert!(out.contains("NAME_INVALID") || out.contains("NAME_UNKNOWN"), "{path}: {out}");
+        assert!(
+            out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 404"),
+            "{path}: {out}"
+        );
+        assert!(
+            out.contains("NAME_INVALID") || out.contains("NAME_UNKNOWN"),
+            "{path}: {out}"
+        );
     }
-    let r = reg.req(Method::GET, "/v2/a/manifests/..bad").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/a/manifests/..bad")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, "TAG_INVALID");
     let r = reg.req(Method::PUT, "/v2/_catalog").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -551,7 +813,11 @@ async fn invalid_names_and_path_traversal() {
 #[tokio::test]
 async fn read_only_refuses_writes() {
     let reg = start_with(|c| c.read_only = true).await;
-    let r = reg.req(Method::POST, "/v2/x/blobs/uploads/").send().await.unwrap();
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(r).await, "UNSUPPORTED");
     let r = reg.req(Method::GET, "/v2/").send().await.unwrap();
@@ -581,12 +847,26 @@ async fn basic_auth_and_anonymous_read() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"gantry\"");
     assert_eq!(error_code(r).await, "UNAUTHORIZED");
-    let r = reg.req(Method::GET, "/v2/").basic_auth("zuul", Some("wrong")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/")
+        .basic_auth("zuul", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = reg.req(Method::GET, "/v2/").basic_auth("zuul", Some("pw-123")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/")
+        .basic_auth("zuul", Some("pw-123"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // Push needs credentials; pull does not (anonymous read).
-    let r = reg.req(Method::POST, "/v2/x/blobs/uploads/?digest=sha256:0").send().await.unwrap();
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/?digest=sha256:0")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let d = Digest::sha256(b"data");
     let r = reg
@@ -597,7 +877,11 @@ async fn basic_auth_and_anonymous_read() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = reg.req(Method::GET, &format!("/v2/x/blobs/{d}")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/x/blobs/{d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -627,11 +911,19 @@ async fn token_auth_flow_and_bad_tokens() {
     })
     .await;
     // Challenge names realm, service and scope.
-    let r = reg.req(Method::GET, "/v2/app/manifests/v1").send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/app/manifests/v1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         r.headers()["www-authenticate"],
-        format!("Bearer realm=\"{}/token\",service=\"gantry\",scope=\"repository:app:pull\"", reg.base).as_str()
+        format!(
+            "Bearer realm=\"{}/token\",service=\"gantry\",scope=\"repository:app:pull\"",
+            reg.base
+        )
+        .as_str()
     );
     // Wrong password: the token endpoint refuses.
     let r = token(&reg, "repository:app:pull,push", Some(("zuul", "nope"))).await;
@@ -652,9 +944,19 @@ async fn token_auth_flow_and_bad_tokens() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     // Wrong scope: the token is for `app`, not `other`.
-    let r = reg.req(Method::GET, &format!("/v2/other/blobs/{d}")).bearer_auth(&t).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/other/blobs/{d}"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("error=\"insufficient_scope\""));
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"insufficient_scope\"")
+    );
     // Pull-only token cannot push.
     let r = token(&reg, "repository:app:pull", Some(("zuul", "pw-123"))).await;
     let pull: Value = r.json().await.unwrap();
@@ -677,26 +979,64 @@ async fn token_auth_flow_and_bad_tokens() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Forged: signed by another key.
     let other = TokenAuthority::generate("gantry").unwrap();
-    let (forged, _) = other.issue("zuul", vec![gantry::registry::Access::repository("app", &["pull", "push"])]).unwrap();
-    let r = reg.req(Method::GET, &format!("/v2/app/blobs/{d}")).bearer_auth(&forged).send().await.unwrap();
+    let (forged, _) = other
+        .issue(
+            "zuul",
+            vec![gantry::registry::Access::repository(
+                "app",
+                &["pull", "push"],
+            )],
+        )
+        .unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/blobs/{d}"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
     // Tampered payload with the original signature.
     let mut parts: Vec<String> = t.split('.').map(String::from).collect();
     parts[1] = parts[1].chars().rev().collect();
-    let r = reg.req(Method::GET, &format!("/v2/app/blobs/{d}")).bearer_auth(parts.join(".")).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/blobs/{d}"))
+        .bearer_auth(parts.join("."))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Expired: right key, exp in the past.
     let mut expired = TokenAuthority::from_file("gantry", &key_path).unwrap();
     expired.lifetime = std::time::Duration::ZERO;
-    let (tok, _) = expired.issue("zuul", vec![gantry::registry::Access::repository("app", &["pull"])]).unwrap();
+    let (tok, _) = expired
+        .issue(
+            "zuul",
+            vec![gantry::registry::Access::repository("app", &["pull"])],
+        )
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(7)).await; // past the 5 s leeway
-    let r = reg.req(Method::GET, &format!("/v2/app/blobs/{d}")).bearer_auth(&tok).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, &format!("/v2/app/blobs/{d}"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Catalog needs registry:catalog:*.
     let r = token(&reg, "registry:catalog:*", Some(("zuul", "pw-123"))).await;
     let cat: Value = r.json().await.unwrap();
-    let r = reg.req(Method::GET, "/v2/_catalog").bearer_auth(cat["token"].as_str().unwrap()).send().await.unwrap();
+    let r = reg
+        .req(Method::GET, "/v2/_catalog")
+        .bearer_auth(cat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -713,7 +1053,11 @@ async fn kill_9_mid_upload_then_restart_and_retry() {
     // 1. A chunk, then restart, then the rest: resumable across restarts.
     let mut server = GantryServer::registry_at(&data_dir, &[]);
     let base = format!("http://{}", server.addr);
-    let r = http.post(format!("{base}/v2/big/blobs/uploads/")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v2/big/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let r = http
         .patch(format!("{base}{loc}"))
@@ -730,7 +1074,10 @@ async fn kill_9_mid_upload_then_restart_and_retry() {
     let base = format!("http://{}", server.addr);
     let r = http.get(format!("{base}{loc}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(r.headers()["range"], format!("0-{}", (1 << 20) - 1).as_str());
+    assert_eq!(
+        r.headers()["range"],
+        format!("0-{}", (1 << 20) - 1).as_str()
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let rest = big[1 << 20..].to_vec();
     let feeder = tokio::spawn(async move {
@@ -749,24 +1096,44 @@ async fn kill_9_mid_upload_then_restart_and_retry() {
         async move { http.put(url).body(body).send().await }
     });
     // Wait until the server has received some of it, then kill it.
-    let upload_data = std::fs::read_dir(data_dir.join("uploads")).unwrap().next().unwrap().unwrap().path().join("data");
+    let upload_data = std::fs::read_dir(data_dir.join("uploads"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("data");
     for _ in 0..200 {
-        if std::fs::metadata(&upload_data).map(|m| m.len()).unwrap_or(0) > (3 << 20) {
+        if std::fs::metadata(&upload_data)
+            .map(|m| m.len())
+            .unwrap_or(0)
+            > (3 << 20)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     server.kill9();
     feeder.abort();
-    assert!(req.await.unwrap().is_err(), "the request dies with the server");
-    let blob_path = data_dir.join("blobs/sha256").join(&digest.hex()[..2]).join(digest.hex());
+    assert!(
+        req.await.unwrap().is_err(),
+        "the request dies with the server"
+    );
+    let blob_path = data_dir
+        .join("blobs/sha256")
+        .join(&digest.hex()[..2])
+        .join(digest.hex());
     assert!(!blob_path.exists(), "no partial blob may be visible");
 
     // 3. Restart: the blob is unknown; the session is still at its recorded offset; a
     //    retry from scratch completes and the content is intact.
     let server = GantryServer::registry_at(&data_dir, &[]);
     let base = format!("http://{}", server.addr);
-    let r = http.head(format!("{base}/v2/big/blobs/{digest}")).send().await.unwrap();
+    let r = http
+        .head(format!("{base}/v2/big/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = http.get(format!("{base}{loc}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
@@ -778,9 +1145,17 @@ async fn kill_9_mid_upload_then_restart_and_retry() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
-    let r = http.put(format!("{base}{loc}?digest={digest}")).send().await.unwrap();
+    let r = http
+        .put(format!("{base}{loc}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
-    let r = http.get(format!("{base}/v2/big/blobs/{digest}")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/v2/big/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
     let got = r.bytes().await.unwrap();
     assert_eq!(Digest::sha256(&got), digest);
 }

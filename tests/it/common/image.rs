@@ -21,8 +21,16 @@ fn desc(media_type: &str, d: &(String, u64)) -> serde_json::Value {
 
 /// Writes an image manifest with `layers` (uncompressed tar media type) for a platform;
 /// returns (manifest digest, manifest descriptor).
-pub fn write_image(layout: &Path, layers: &[Vec<u8>], os: &str, arch: &str) -> (String, serde_json::Value) {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::sha256(l).to_string()).collect();
+pub fn write_image(
+    layout: &Path,
+    layers: &[Vec<u8>],
+    os: &str,
+    arch: &str,
+) -> (String, serde_json::Value) {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| Digest::sha256(l).to_string())
+        .collect();
     let config = serde_json::to_vec(&json!({
         "architecture": arch,
         "os": os,
@@ -51,9 +59,18 @@ pub fn write_image(layout: &Path, layers: &[Vec<u8>], os: &str, arch: &str) -> (
 /// Writes `index.json` naming `entry` under `tag`.
 pub fn write_index_json(layout: &Path, mut entry: serde_json::Value, tag: &str) {
     entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
-    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": [entry]});
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index =
+        json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": [entry]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
 }
 
 /// A single-platform image in an OCI layout; returns the manifest digest.
@@ -89,7 +106,9 @@ pub fn multiarch_layout(layout: &Path, tag: &str) -> (String, Vec<String>) {
 /// A tarball of a root filesystem holding busybox (from Debian's busybox-static) and a
 /// `/bin/sh` link: enough for `docker import` and `docker run … sh -c`.
 pub fn busybox_rootfs_tar(out: &Path) -> bool {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
     let Some(busybox) = busybox else {
         return false;
     };
@@ -100,6 +119,13 @@ pub fn busybox_rootfs_tar(out: &Path) -> bool {
     std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
     std::os::unix::fs::symlink("busybox", bin.join("echo")).unwrap();
     std::os::unix::fs::symlink("busybox", bin.join("cat")).unwrap();
-    super::run(std::process::Command::new("tar").arg("-C").arg(dir.path()).arg("-cf").arg(out).arg("."));
+    super::run(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(dir.path())
+            .arg("-cf")
+            .arg(out)
+            .arg("."),
+    );
     true
 }

@@ -34,7 +34,10 @@ pub fn require_tool(tool: &str, args: &[&str]) -> bool {
         .unwrap_or(false);
     if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("required tool `{tool} {}` is not available (CI=true: interop tests may not be skipped)", args.join(" "));
+            panic!(
+                "required tool `{tool} {}` is not available (CI=true: interop tests may not be skipped)",
+                args.join(" ")
+            );
         }
         eprintln!("SKIPPED: `{tool}` is not available; run scripts/test.sh to install it");
     }
@@ -143,7 +146,9 @@ impl Drop for GantryServer {
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -157,7 +162,9 @@ pub fn run(cmd: &mut Command) -> String {
 
 /// Runs a command expected to fail; returns (stdout, stderr, code).
 pub fn run_fail(cmd: &mut Command) -> (String, String, i32) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded");
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -168,7 +175,10 @@ pub fn run_fail(cmd: &mut Command) -> (String, String, i32) {
 
 /// A random payload (deterministic per seed).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;
