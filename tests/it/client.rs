@@ -415,3 +415,141 @@ fn interrupted_copy_completes_when_run_again() {
         .arg(format!("oci:{}:v1", back.display())));
     assert_eq!(index_digest(&back), digest);
 }
+
+#[test]
+fn tag_delete_sweep_and_referrers() {
+    let s = GantryServer::registry(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    // Two uploads under temporary tags: one made long ago, one today.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = {
+        let days = now / 86400;
+        // civil date from days (Hinnant), enough for an RFC 3339 string.
+        let z = days as i64 + 719468;
+        let era = z.div_euclid(146097);
+        let doe = z - era * 146097;
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+        format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
+    };
+    for (change, created) in [(1, "2001-01-01T00:00:00Z"), (2, today.as_str())] {
+        let layout = tmp.path().join(format!("c{change}"));
+        let (_, mut d) = image::write_image_created(
+            &layout,
+            &[common::random_bytes(64, change)],
+            "linux",
+            "amd64",
+            created,
+        );
+        d.as_object_mut().unwrap().remove("platform");
+        image::write_index_json(&layout, d, "v1");
+        run(gantry()
+            .args(["image", "copy", "-q"])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("{}/app:change_{change}_latest", s.host())));
+    }
+    let out = run(gantry()
+        .args([
+            "image",
+            "promote",
+            "-q",
+            "--json",
+            "--sweep-older-than",
+            "24h",
+        ])
+        .arg(format!("{}/app", s.host()))
+        .args(["--tag", "latest", "--change", "2"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["swept"],
+        serde_json::json!([["change_1_latest", true, null]]),
+        "{v}"
+    );
+    let out = run(gantry()
+        .args(["image", "ls"])
+        .arg(format!("{}/app", s.host())));
+    assert_eq!(out.trim(), "latest");
+
+    // tag: one GET and one PUT, no blob request.
+    let before = s.requests().len();
+    let out = run(gantry()
+        .args(["image", "tag"])
+        .arg(format!("{}/app:latest", s.host()))
+        .arg("stable"));
+    let reqs: Vec<String> = requests_since(&s, before)
+        .into_iter()
+        .map(|r| r.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        reqs,
+        vec![
+            "GET /v2/app/manifests/latest",
+            "PUT /v2/app/manifests/stable"
+        ]
+    );
+    let digest = out.trim().to_string();
+    // delete a tag: the manifest stays under its other tag.
+    run(gantry()
+        .args(["image", "delete"])
+        .arg(format!("{}/app:stable", s.host())));
+    let out = run(gantry()
+        .args(["image", "ls", "--long"])
+        .arg(format!("{}/app", s.host())));
+    assert_eq!(out.trim(), format!("latest\t{digest}"));
+    let (_, err, code) = run_fail(
+        gantry()
+            .args(["image", "delete"])
+            .arg(format!("{}/app:stable", s.host())),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("not found"), "{err}");
+
+    // --referrers brings a signature along.
+    let sig_layout = tmp.path().join("sig");
+    let sig = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": image::write_blob(&sig_layout, b"{}").0, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": image::write_blob(&sig_layout, b"sig").0, "size": 3}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 1},
+    });
+    let sig_bytes = serde_json::to_vec(&sig).unwrap();
+    let (sig_digest, _) = image::write_blob(&sig_layout, &sig_bytes);
+    image::write_index_json(
+        &sig_layout,
+        serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sig_digest, "size": sig_bytes.len()}),
+        "sig",
+    );
+    run(gantry()
+        .args(["image", "copy", "-q"])
+        .arg(format!("oci:{}:sig", sig_layout.display()))
+        .arg(format!("{}/app@{sig_digest}", s.host())));
+    let other = GantryServer::registry(&[]);
+    run(gantry()
+        .args(["image", "copy", "-q", "--referrers"])
+        .arg(format!("{}/app:latest", s.host()))
+        .arg(format!("{}/copy:latest", other.host())));
+    let body = reqwest::blocking_get(&format!(
+        "http://{}/v2/copy/referrers/{digest}",
+        other.host()
+    ));
+    assert!(body.contains(&sig_digest), "{body}");
+}
+
+mod reqwest {
+    /// A tiny blocking GET for assertions (the tests here are synchronous).
+    pub fn blocking_get(url: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}
