@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod client;
 pub mod oci;
+pub mod playbook;
 pub mod registry;
