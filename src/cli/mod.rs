@@ -1,7 +1,10 @@
 //! Command-line definitions (clap), one file per noun. No logic beyond turning arguments
 //! into validated values and calling the library; errors become exit codes here.
 
+mod config;
+mod job;
 mod registry;
+mod secret;
 
 use clap::{Parser, Subcommand};
 
@@ -71,6 +74,15 @@ pub enum Command {
     /// Run, maintain and administer gantry's OCI registry.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Check Zuul configuration (zuul.yaml, zuul.d/, .zuul.yaml, .zuul.d/).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Show frozen jobs and job graphs.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Manage project keys and encrypted secrets (zuul-client compatible).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 /// Logs go to stderr; `GANTRY_LOG` (tracing filter syntax) overrides the level.
@@ -93,5 +105,8 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Registry(cmd) => registry::run(cmd).await,
+        Command::Config(cmd) => config::run(cmd),
+        Command::Job(cmd) => job::run(cmd),
+        Command::Secret(cmd) => secret::run(cmd),
     }
 }

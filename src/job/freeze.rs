@@ -234,6 +234,8 @@ impl FrozenJob {
 pub struct PipelineContext<'c> {
     pub variants: Vec<&'c Arc<JobDef>>,
     pub project_vars: Map<String, Json>,
+    /// The project and template stanzas the project vars came from.
+    pub project_vars_from: Vec<Loc>,
 }
 
 /// Collect a job's variants parent-first (Zuul's `collectJobs`): for each variant of the
@@ -334,6 +336,9 @@ pub fn freeze(
     job.current = name.to_string();
     if !ctx.project_vars.is_empty() {
         job.vars = deep_update(&ctx.project_vars, &job.vars);
+        let mut from = ctx.project_vars_from.clone();
+        from.extend(job.provenance.remove("vars").unwrap_or_default());
+        job.provenance.insert("vars".into(), from);
     }
     let level = variants.len();
     for variant in &ctx.variants {

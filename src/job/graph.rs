@@ -83,33 +83,40 @@ pub struct JobGraph {
     index: HashMap<String, NodeIndex>,
 }
 
-/// The jobs a project lists in a pipeline: `(name, where first listed, variants)` in order,
-/// and the project vars (templates' first, then the project's).
+/// One job a project lists in a pipeline, with what the project pipeline adds to it.
+#[derive(Debug, Clone)]
+pub struct ListedJob<'c> {
+    pub name: String,
+    /// Where it is first listed.
+    pub at: Loc,
+    pub ctx: PipelineContext<'c>,
+}
+
+/// The jobs a project lists in a pipeline, in order: templates' entries first, then the
+/// project's own; a job listed again adds a project-pipeline variant. Every entry carries
+/// the project vars (templates' first, then the project's).
 pub fn pipeline_jobs<'c>(
     config: &'c Config,
     project: &str,
     pipeline: &str,
-) -> Result<
-    (
-        Vec<(String, Loc, PipelineContext<'c>)>,
-        Map<String, serde_json::Value>,
-    ),
-    FreezeError,
-> {
-    let mut order: Vec<(String, Loc, PipelineContext<'c>)> = vec![];
+) -> Result<Vec<ListedJob<'c>>, FreezeError> {
+    let mut order: Vec<ListedJob<'c>> = vec![];
     let mut vars = Map::new();
-    let add = |pj: &'c crate::job::config::ProjectJob,
-               order: &mut Vec<(String, Loc, PipelineContext<'c>)>| {
-        let entry = match order.iter_mut().find(|(n, _, _)| *n == pj.name) {
-            Some(e) => e,
+    let mut vars_from = vec![];
+    let add = |pj: &'c crate::job::config::ProjectJob, order: &mut Vec<ListedJob<'c>>| {
+        let ix = match order.iter().position(|l| l.name == pj.name) {
+            Some(ix) => ix,
             None => {
-                order.push((pj.name.clone(), pj.loc.clone(), PipelineContext::default()));
-                let last = order.len() - 1;
-                &mut order[last]
+                order.push(ListedJob {
+                    name: pj.name.clone(),
+                    at: pj.loc.clone(),
+                    ctx: PipelineContext::default(),
+                });
+                order.len() - 1
             }
         };
         if let Some(v) = &pj.variant {
-            entry.2.variants.push(v);
+            order[ix].ctx.variants.push(v);
         }
     };
     for stanza in config.project_stanzas(project) {
@@ -123,14 +130,20 @@ pub fn pipeline_jobs<'c>(
                     at: at.clone(),
                 });
             };
-            vars = deep_update(&vars, &t.vars);
+            if !t.vars.is_empty() {
+                vars = deep_update(&vars, &t.vars);
+                vars_from.push(t.loc.clone());
+            }
             if let Some(p) = t.pipelines.get(pipeline) {
                 for pj in &p.jobs {
                     add(pj, &mut order);
                 }
             }
         }
-        vars = deep_update(&vars, &stanza.vars);
+        if !stanza.vars.is_empty() {
+            vars = deep_update(&vars, &stanza.vars);
+            vars_from.push(stanza.loc.clone());
+        }
         if let Some(p) = stanza.pipelines.get(pipeline) {
             for pj in &p.jobs {
                 add(pj, &mut order);
@@ -138,16 +151,17 @@ pub fn pipeline_jobs<'c>(
         }
     }
     for entry in &mut order {
-        entry.2.project_vars = vars.clone();
+        entry.ctx.project_vars = vars.clone();
+        entry.ctx.project_vars_from = vars_from.clone();
     }
-    Ok((order, vars))
+    Ok(order)
 }
 
 impl JobGraph {
     /// Freeze every job `project` runs in `pipeline` and connect them. All errors are
     /// returned together.
     pub fn build(config: &Config, project: &str, pipeline: &str) -> Result<JobGraph, GraphErrors> {
-        let (jobs, _) = pipeline_jobs(config, project, pipeline).map_err(|error| GraphErrors {
+        let jobs = pipeline_jobs(config, project, pipeline).map_err(|error| GraphErrors {
             errors: vec![GraphError::Freeze {
                 job: String::new(),
                 error,
@@ -155,7 +169,7 @@ impl JobGraph {
         })?;
         let mut errors = vec![];
         let mut frozen = vec![];
-        for (name, at, ctx) in &jobs {
+        for ListedJob { name, at, ctx } in &jobs {
             match freeze(config, name, ctx) {
                 Ok(job) => frozen.push((job, at.clone())),
                 Err(error) => {
