@@ -48,13 +48,13 @@ impl ConfigArgs {
         match job::load(&self.dir, &self.options()) {
             Ok(config) => {
                 for w in &config.warnings {
-                    tracing::warn!("{w}");
+                    eprintln!("warning: {w}");
                 }
                 Ok(config)
             }
             Err(e) => {
                 for w in &e.warnings {
-                    tracing::warn!("{w}");
+                    eprintln!("warning: {w}");
                 }
                 Err(e).usage()
             }
@@ -99,7 +99,17 @@ fn validate(args: &ConfigArgs, json: bool) -> Result<Exit, CliError> {
     if !args.dir.is_dir() {
         return Err(anyhow::anyhow!("{}: not a directory", args.dir.display())).usage();
     }
-    let result = job::load(&args.dir, &args.options());
+    let result = job::load(&args.dir, &args.options()).and_then(|config| {
+        let errors = job::config::check_pipelines(&config);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                errors,
+                warnings: config.warnings,
+            })
+        }
+    });
     if json {
         let value = match &result {
             Ok(c) => serde_json::json!({

@@ -356,14 +356,19 @@ fn apply(
 ) -> Result<(), FreezeError> {
     const FLAGS: [&str; 4] = ["final", "abstract", "protected", "intermediate"];
     if !first {
-        for (attr, at) in &other.set {
-            if FLAGS.contains(&attr.as_str()) || !crate::job::config::is_execution_attribute(attr) {
+        // In Zuul's attribute order, so the error names the same attribute Zuul's does.
+        for attr in crate::job::config::EXECUTION_ATTRIBUTES {
+            let Some(at) = other.set.get(*attr) else {
+                continue;
+            };
+            if FLAGS.contains(attr) {
                 continue;
             }
+            let attr = attr.to_string();
             if job.final_ {
                 return Err(FreezeError::Final {
                     job: job.current.clone(),
-                    attribute: attr.clone(),
+                    attribute: attr,
                     at: at.clone(),
                 });
             }

@@ -52,9 +52,22 @@ impl GraphError {
 
 /// Every error found while building one graph.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .errors.iter().map(|e| match e.loc() { Some(l) => format!("{l}: {e}"), None => e.to_string() }).collect::<Vec<_>>().join("\n"))]
 pub struct GraphErrors {
     pub errors: Vec<GraphError>,
+}
+
+impl std::fmt::Display for GraphErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.errors.len();
+        write!(f, "{n} job graph error{}", if n == 1 { "" } else { "s" })?;
+        for e in &self.errors {
+            match e.loc() {
+                Some(l) => write!(f, "\n  {l}: {e}")?,
+                None => write!(f, "\n  {e}")?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where a job of the graph stands, as the runner tells it. A job absent from the map has
@@ -278,8 +291,8 @@ impl JobGraph {
         }
     }
 
-    /// Each dependency cycle once, as a closed path of job names (`a -> b -> a`), starting
-    /// at the job listed first.
+    /// Each dependency cycle once, as a closed path of job names following "depends on"
+    /// (`a -> b -> a`: a depends on b, b on a), starting at the job listed first.
     fn cycles(&self) -> Vec<Vec<String>> {
         let mut out = vec![];
         for scc in petgraph::algo::tarjan_scc(&self.graph) {
@@ -291,14 +304,14 @@ impl JobGraph {
             let Some(&start) = members.iter().next() else {
                 continue;
             };
-            // Walk dependents inside the component until we are back at the start.
+            // Walk dependencies inside the component until we are back at the start.
             let mut path = vec![start];
             let mut seen = BTreeSet::from([start]);
             let mut cur = start;
             loop {
                 let mut next_nodes: Vec<NodeIndex> = self
                     .graph
-                    .neighbors_directed(cur, Direction::Outgoing)
+                    .neighbors_directed(cur, Direction::Incoming)
                     .filter(|n| members.contains(n))
                     .collect();
                 next_nodes.sort();
@@ -338,9 +351,21 @@ impl JobGraph {
         self.index.get(name).map(|ix| &self.graph[*ix])
     }
 
-    /// Direct dependencies of `name` in the graph: `(job, soft)`.
+    /// Direct dependencies of `name` in the graph, in the order the job lists them:
+    /// `(job, soft)`. Soft dependencies that are not in the graph are left out.
     pub fn dependencies(&self, name: &str) -> Vec<(&str, bool)> {
-        self.neighbours(name, Direction::Incoming)
+        let Some(&ix) = self.index.get(name) else {
+            return vec![];
+        };
+        self.graph[ix]
+            .dependencies
+            .iter()
+            .filter_map(|d| {
+                self.index
+                    .get_key_value(&d.name)
+                    .map(|(k, _)| (k.as_str(), d.soft))
+            })
+            .collect()
     }
 
     /// Direct dependents of `name`: `(job, soft)`.
@@ -349,6 +374,7 @@ impl JobGraph {
     }
 
     fn neighbours(&self, name: &str, dir: Direction) -> Vec<(&str, bool)> {
+        // Only dependents use this; dependencies keep the job's own order.
         let Some(&ix) = self.index.get(name) else {
             return vec![];
         };

@@ -17,6 +17,13 @@ pub struct Mark {
     pub column: u32,
 }
 
+/// Where a scalar's source text is (byte offset and length), when the parser knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ScalarSource {
+    offset: Option<u64>,
+    len: Option<u64>,
+}
+
 impl fmt::Display for Mark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.line, self.column)
@@ -63,6 +70,7 @@ pub struct Node {
     pub mark: Mark,
     pub tag: Option<Tag>,
     pub value: Value,
+    raw: ScalarSource,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,7 +163,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
     };
     match serde_saphyr::from_str_with_options::<Node>(text, options) {
-        Ok(node) => Ok(Some(node)),
+        Ok(mut node) => {
+            pyyaml_booleans(&mut node, text);
+            Ok(Some(node))
+        }
         Err(e) => {
             let mark = e
                 .location()
@@ -166,9 +177,46 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 .unwrap_or_default();
             // The rendered form repeats the location and a snippet; keep the first line.
             let message = e.to_string();
-            let message = message.lines().next().unwrap_or("invalid yaml").to_string();
+            let mut message = message.lines().next().unwrap_or("invalid yaml");
+            message = message.strip_prefix("error: ").unwrap_or(message);
+            // "line 3 column 10: unclosed bracket" → the position is reported separately.
+            if message.starts_with("line ")
+                && let Some((_, rest)) = message.split_once(": ")
+            {
+                message = rest;
+            }
+            let message = message.to_string();
             Err(YamlError { mark, message })
         }
+    }
+}
+
+/// Zuul reads YAML with PyYAML, whose booleans are `yes/no/on/off/true/false` in three
+/// spellings each (`yes`, `Yes`, `YES`). serde-saphyr's YAML 1.1 mode also takes `y`, `n`
+/// and mixed case; turn those back into the strings PyYAML sees.
+fn pyyaml_booleans(node: &mut Node, text: &str) {
+    const PYYAML: &[&str] = &[
+        "yes", "Yes", "YES", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
+        "on", "On", "ON", "off", "Off", "OFF",
+    ];
+    match &mut node.value {
+        Value::Bool(_) => {
+            let (Some(off), Some(len)) = (node.raw.offset, node.raw.len) else {
+                return;
+            };
+            let (off, len) = (off as usize, len as usize);
+            if let Some(raw) = text.get(off..off + len)
+                && !PYYAML.contains(&raw.trim())
+            {
+                node.value = Value::Str(raw.trim().to_string());
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|n| pyyaml_booleans(n, text)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            pyyaml_booleans(k, text);
+            pyyaml_booleans(v, text);
+        }),
+        _ => {}
     }
 }
 
@@ -184,6 +232,10 @@ impl<'de> Deserialize<'de> for Node {
             },
             tag: tag.as_deref().map(Tag::from_raw),
             value,
+            raw: ScalarSource {
+                offset: loc.span().byte_offset(),
+                len: loc.span().byte_len(),
+            },
         })
     }
 }
@@ -294,6 +346,32 @@ mod tests {
         assert_eq!(m[0].1.tag, Some(Tag::Encrypted));
         assert_eq!(m[0].1.as_str(), Some("abc=="));
         assert!(parse("# only a comment\n\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn booleans_as_pyyaml_reads_them() {
+        let node = parse("[yes, No, ON, off, y, n, Y, yEs, 'yes', true]")
+            .unwrap()
+            .unwrap();
+        let Value::Seq(items) = node.value else {
+            panic!()
+        };
+        let got: Vec<String> = items.iter().map(|n| format!("{:?}", n.value)).collect();
+        assert_eq!(
+            got,
+            [
+                "Bool(true)",
+                "Bool(false)",
+                "Bool(true)",
+                "Bool(false)",
+                "Str(\"y\")",
+                "Str(\"n\")",
+                "Str(\"Y\")",
+                "Str(\"yEs\")",
+                "Str(\"yes\")",
+                "Bool(true)"
+            ]
+        );
     }
 
     #[test]

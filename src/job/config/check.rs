@@ -142,6 +142,13 @@ impl Checker<'_> {
         self.no_tag(node, attr);
         match node.value {
             Value::Int(i) if i >= 0 => Some(i as u64),
+            Value::Int(i) => {
+                self.error(
+                    node.mark,
+                    format!("\"{attr}\" must be a non-negative integer, found {i}"),
+                );
+                None
+            }
             _ => {
                 self.expected(node, "a non-negative integer", attr);
                 None

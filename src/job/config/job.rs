@@ -632,6 +632,7 @@ fn secrets(ck: &mut Checker<'_>, node: &Node) -> Vec<SecretUse> {
     let mut out: Vec<SecretUse> = vec![];
     for item in ck.items(node) {
         let loc = ck.loc(item.mark);
+        let dict_form = matches!(item.value, Value::Map(_));
         let use_ = match &item.value {
             Value::Str(s) => SecretUse {
                 secret: s.clone(),
@@ -676,7 +677,7 @@ fn secrets(ck: &mut Checker<'_>, node: &Node) -> Vec<SecretUse> {
                 continue;
             }
         };
-        if !is_var_name(&use_.name) {
+        if dict_form && !is_var_name(&use_.name) {
             ck.error(
                 item.mark,
                 format!("secret name \"{}\" is not a valid variable name", use_.name),

@@ -198,6 +198,22 @@ pub(crate) fn from_sources(
         parse_file(&mut config, &mut errors, &source, &file.text);
     }
     validate::validate(&mut config, &mut errors, options);
+    // Report in file order, then by position.
+    let order = |file: &str| {
+        config
+            .files
+            .iter()
+            .position(|f| &*f.file == file)
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by(|a, b| {
+        (order(&a.loc.file), a.loc.line, a.loc.column).cmp(&(
+            order(&b.loc.file),
+            b.loc.line,
+            b.loc.column,
+        ))
+    });
+    config.warnings.sort_by_key(|w| (order(&w.loc.file), w.loc.line));
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -206,6 +222,18 @@ pub(crate) fn from_sources(
             warnings: std::mem::take(&mut config.warnings),
         })
     }
+}
+
+/// The `name` of a stanza body, when it is a plain string.
+fn named(body: &yaml::Node) -> Option<String> {
+    let Value::Map(entries) = &body.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("name"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_string)
 }
 
 fn parse_file(
@@ -263,7 +291,11 @@ fn parse_file(
         }
         let (k, body) = &entries[0];
         let kind = k.key_text();
-        ck.stanza = kind.clone();
+        // Name the stanza from the start, so errors before its `name` line say which one.
+        ck.stanza = match named(body) {
+            Some(name) => format!("{kind} \"{name}\""),
+            None => kind.clone(),
+        };
         match kind.as_str() {
             "job" => {
                 if let Some(job) = parse_job(&mut ck, body, source, None) {
@@ -279,7 +311,14 @@ fn parse_file(
                 }
             }
             "secret" => {
-                if let Some(secret) = parse_secret(&mut ck, body, source) {
+                let parsed = parse_secret(&mut ck, body, source);
+                if parsed.is_none()
+                    && let Some(name) = named(body)
+                {
+                    // Reported already; do not also report every use as "not found".
+                    config.unparsed_secrets.push(name);
+                }
+                if let Some(secret) = parsed {
                     if let Some(first) = config.secrets.get(&secret.name) {
                         let msg = format!(
                             "secret \"{}\" is already defined at {}",

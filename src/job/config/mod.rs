@@ -26,6 +26,7 @@ pub use job::{
 pub use load::{LoadOptions, config_files, load};
 pub use project::{PipelineJobs, ProjectDef, ProjectJob};
 pub use stanzas::{NamedStanza, SecretDef, SecretValue};
+pub use validate::check_pipelines;
 
 /// A position in a configuration file: `file:line:column`. `file` is the path as the user
 /// thinks of it (relative to the project or library directory), so messages are stable.
@@ -153,6 +154,8 @@ pub struct Config {
     /// References to jobs or templates this configuration does not define, accepted because
     /// of [`LoadOptions::allow_external`]; jobs depending on them cannot be frozen.
     pub external: Vec<String>,
+    /// Secrets whose stanza had errors (uses of them are not reported again).
+    pub unparsed_secrets: Vec<String>,
 }
 
 impl Config {

@@ -133,7 +133,11 @@ pub(crate) fn parse_project(
                 );
             }
             pipeline => {
-                if let Some(jobs) = parse_pipeline(ck, v, source) {
+                let label = format!("{} pipeline \"{pipeline}\"", ck.stanza);
+                let saved = std::mem::replace(&mut ck.stanza, label);
+                let parsed = parse_pipeline(ck, v, source);
+                ck.stanza = saved;
+                if let Some(jobs) = parsed {
                     project.pipelines.insert(pipeline.to_string(), jobs);
                 }
             }

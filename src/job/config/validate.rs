@@ -13,7 +13,6 @@ use crate::job::graph::{GraphError, JobGraph};
 use crate::job::suggest;
 
 pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, options: &LoadOptions) {
-    let start = errors.len();
     let mut external: BTreeSet<String> = BTreeSet::new();
     let push = |errors: &mut Vec<ConfigError>,
                 warnings: &mut Vec<ConfigError>,
@@ -98,7 +97,9 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
                 external.insert(parent.to_string());
             }
             for s in &v.secrets {
-                if !config.secrets.contains_key(&s.secret) {
+                if !config.secrets.contains_key(&s.secret)
+                    && !config.unparsed_secrets.contains(&s.secret)
+                {
                     let hint = suggest::hint(&s.secret, config.secrets.keys().map(String::as_str));
                     push(
                         errors,
@@ -197,12 +198,15 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
     }
     config.external = external.into_iter().collect();
 
-    // A trial run of every project pipeline: freezing and graph errors, and jobs that
-    // would fail as soon as they are started (abstract, no run playbook).
-    if errors.len() > start {
-        config.warnings.append(&mut warnings);
-        return;
-    }
+    config.warnings.append(&mut warnings);
+}
+
+/// A trial run of every project pipeline of a loaded configuration: freezing and graph
+/// errors, and jobs that would fail as soon as they are started (abstract, no run
+/// playbook). `config validate` reports these with the load errors; `job graph` reports
+/// only those of the pipeline it builds.
+pub fn check_pipelines(config: &Config) -> Vec<ConfigError> {
+    let mut errors = vec![];
     let projects = config.project_names();
     let mut seen = BTreeSet::new();
     for project in &projects {
@@ -258,7 +262,21 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
             }
         }
     }
-    config.warnings.append(&mut warnings);
+    let order = |file: &str| {
+        config
+            .files
+            .iter()
+            .position(|f| &*f.file == file)
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by(|a, b| {
+        (order(&a.loc.file), a.loc.line, a.loc.column).cmp(&(
+            order(&b.loc.file),
+            b.loc.line,
+            b.loc.column,
+        ))
+    });
+    errors
 }
 
 fn first_listing(config: &Config, project: &str, pipeline: &str, job: &str) -> Loc {
