@@ -205,10 +205,15 @@ fn pyyaml_booleans(node: &mut Node, text: &str) {
                 return;
             };
             let (off, len) = (off as usize, len as usize);
-            if let Some(raw) = text.get(off..off + len)
-                && !PYYAML.contains(&raw.trim())
+            // Only plain spellings serde-saphyr reads as booleans are candidates (an alias
+            // `*x` to a boolean must stay a boolean).
+            if let Some(raw) = text.get(off..off + len).map(str::trim)
+                && ["y", "n", "yes", "no", "on", "off", "true", "false"]
+                    .iter()
+                    .any(|b| raw.eq_ignore_ascii_case(b))
+                && !PYYAML.contains(&raw)
             {
-                node.value = Value::Str(raw.trim().to_string());
+                node.value = Value::Str(raw.to_string());
             }
         }
         Value::Seq(items) => items.iter_mut().for_each(|n| pyyaml_booleans(n, text)),
@@ -224,6 +229,7 @@ impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
         let spanned: Spanned<Tagged<Raw>> = Spanned::deserialize(d)?;
         let loc = spanned.referenced;
+        let defined = spanned.defined;
         let Tagged(Raw(value), tag) = spanned.value;
         Ok(Node {
             mark: Mark {
@@ -232,9 +238,10 @@ impl<'de> Deserialize<'de> for Node {
             },
             tag: tag.as_deref().map(Tag::from_raw),
             value,
+            // The text of an aliased scalar is at its anchor, not at the alias.
             raw: ScalarSource {
-                offset: loc.span().byte_offset(),
-                len: loc.span().byte_len(),
+                offset: defined.span().byte_offset(),
+                len: defined.span().byte_len(),
             },
         })
     }

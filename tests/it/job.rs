@@ -616,3 +616,51 @@ fn reference_config_secret_decrypts_with_its_test_key() {
         assert!(pb.root.join(&pb.path).is_file(), "{}", pb.path);
     }
 }
+
+/// Real Zuul configurations from public projects (tests/fixtures/real-world/*/SOURCE)
+/// validate unchanged. They reference jobs, parents and templates defined in other
+/// repositories (`base`, `tox`, `devstack`, `openstack-python3-jobs`, …): with
+/// `--allow-external` those are warnings; without it they are the only errors.
+/// docs/zuul-compat.md lists what gantry accepts without acting on it.
+#[test]
+fn real_world_configurations_validate() {
+    let root = repo().join("tests/fixtures/real-world");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 5,
+        "need at least five real-world configurations"
+    );
+    for dir in &dirs {
+        assert!(
+            dir.join("SOURCE").is_file(),
+            "{} has no SOURCE",
+            dir.display()
+        );
+        let d = dir.display().to_string();
+        let out = gantry(
+            &["config", "validate", "--no-library", "--allow-external", &d],
+            &root,
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{d}:\n{}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("valid: "), "{d}");
+
+        let out = gantry(
+            &["config", "validate", "--no-library", "--json", &d],
+            &root,
+            None,
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for e in report["errors"].as_array().unwrap() {
+            let msg = e["message"].as_str().unwrap();
+            let external = (msg.starts_with("Job ") || msg.starts_with("Project template "))
+                && msg.contains(" not defined");
+            assert!(external, "{d}: unexpected error {e}");
+        }
+    }
+}

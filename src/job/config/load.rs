@@ -213,7 +213,9 @@ pub(crate) fn from_sources(
             b.loc.column,
         ))
     });
-    config.warnings.sort_by_key(|w| (order(&w.loc.file), w.loc.line));
+    config
+        .warnings
+        .sort_by_key(|w| (order(&w.loc.file), w.loc.line));
     if errors.is_empty() {
         Ok(config)
     } else {

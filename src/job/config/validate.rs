@@ -65,19 +65,18 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
                     Some(Some(p)) => format!("parent {p}"),
                 };
                 let at = v.set.get("parent").unwrap_or(&v.loc);
-                push(
-                    errors,
-                    &mut warnings,
-                    at,
-                    format!("job \"{name}\""),
-                    format!(
-                        "conflicting variant: this variant names {} but the first definition ({}) names {}",
+                // Zuul accepts this (both parents' definitions are collected, branch
+                // variants do it on purpose), so it is a warning, not an error.
+                warnings.push(ConfigError {
+                    loc: at.clone(),
+                    stanza: format!("job \"{name}\""),
+                    message: format!(
+                        "this variant names {} but the first definition ({}) names {}; both parents' definitions apply",
                         show(Some(parent)),
                         first.loc.short(),
                         show(first.parent.as_ref())
                     ),
-                    false,
-                );
+                });
             }
         }
         for v in variants {
