@@ -79,6 +79,30 @@ pub enum BuildState {
     Completed(BuildResult),
 }
 
+/// What one build returned through `zuul_return`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Returned {
+    pub data: Map<String, serde_json::Value>,
+    pub secret_data: Map<String, serde_json::Value>,
+}
+
+/// The change a buildset is for (artifact enrichment).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemRef {
+    pub project: String,
+    pub branch: Option<String>,
+    pub change: Option<String>,
+    pub patchset: Option<String>,
+}
+
+/// Data from ancestor builds for a starting build (ZUUL.md §6).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParentData {
+    pub data: Map<String, serde_json::Value>,
+    pub secret_data: Map<String, serde_json::Value>,
+    pub artifacts: Vec<serde_json::Value>,
+}
+
 /// Dependents to mark SKIPPED after a result, and the reason Zuul gives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Skip {
@@ -435,28 +459,113 @@ impl JobGraph {
                 )
             )
         };
+        // "Every dependency, recursively, is satisfied", memoised so that the whole call is
+        // linear in jobs + edges (Zuul walks the ancestors of each job anew).
+        let mut memo: Vec<Option<bool>> = vec![None; self.graph.node_count()];
+        let mut ancestors_ok = |start: NodeIndex| -> bool {
+            let mut stack = vec![(start, false)];
+            while let Some((ix, expanded)) = stack.pop() {
+                if memo[ix.index()].is_some() {
+                    continue;
+                }
+                let deps: Vec<NodeIndex> = self
+                    .graph
+                    .neighbors_directed(ix, Direction::Incoming)
+                    .collect();
+                if expanded {
+                    let ok = deps
+                        .iter()
+                        .all(|d| satisfied(*d) && memo[d.index()] == Some(true));
+                    memo[ix.index()] = Some(ok);
+                } else {
+                    stack.push((ix, true));
+                    // Unsatisfied dependencies decide the answer without looking further.
+                    stack.extend(
+                        deps.into_iter()
+                            .filter(|d| satisfied(*d))
+                            .map(|d| (d, false)),
+                    );
+                }
+            }
+            memo[start.index()] == Some(true)
+        };
         let mut out = vec![];
         for ix in self.graph.node_indices() {
             if states.contains_key(&self.graph[ix].name) {
                 continue;
             }
-            let mut ok = true;
-            let mut seen = BTreeSet::new();
-            let mut todo = vec![ix];
-            'walk: while let Some(cur) = todo.pop() {
-                for dep in self.graph.neighbors_directed(cur, Direction::Incoming) {
-                    if !seen.insert(dep) {
-                        continue;
-                    }
-                    if !satisfied(dep) {
-                        ok = false;
-                        break 'walk;
-                    }
+            if ancestors_ok(ix) {
+                out.push(self.graph[ix].name.as_str());
+            }
+        }
+        out
+    }
+
+    /// What the ancestors of `job` returned, as Zuul hands it to a starting build
+    /// (`getJobParentData`): every dependency, recursively, that returned data, taken in
+    /// configuration order.
+    /// - `data`: deep-merged, a later job winning; the `zuul`, `nodepool` and
+    ///   `unsafe_vars` keys are removed.
+    /// - `secret_data`: deep-merged with the *earlier* job winning (Zuul's order), `zuul`
+    ///   removed.
+    /// - `artifacts`: `requires` artifacts (from [`crate::job::queue`]) first, then each
+    ///   ancestor's `zuul.artifacts`, enriched with `project, job, branch, change,
+    ///   patchset`, without duplicates.
+    pub fn parent_data(
+        &self,
+        job: &str,
+        returned: &HashMap<String, Returned>,
+        item: &ItemRef,
+        requires_artifacts: Vec<serde_json::Value>,
+    ) -> ParentData {
+        let mut out = ParentData {
+            data: Map::new(),
+            secret_data: Map::new(),
+            artifacts: requires_artifacts,
+        };
+        let Some(&start) = self.index.get(job) else {
+            return out;
+        };
+        let mut ancestors = BTreeSet::new();
+        let mut todo = vec![start];
+        while let Some(ix) = todo.pop() {
+            for dep in self.graph.neighbors_directed(ix, Direction::Incoming) {
+                if ancestors.insert(dep) {
                     todo.push(dep);
                 }
             }
-            if ok {
-                out.push(self.graph[ix].name.as_str());
+        }
+        for ix in ancestors {
+            let name = &self.graph[ix].name;
+            let Some(r) = returned.get(name) else {
+                continue;
+            };
+            out.data = deep_update(&out.data, &r.data);
+            for k in ["zuul", "nodepool", "unsafe_vars"] {
+                out.data.remove(k);
+            }
+            out.secret_data = deep_update(&r.secret_data, &out.secret_data);
+            out.secret_data.remove("zuul");
+            for a in crate::job::queue::artifacts_in(&r.data) {
+                let mut m = serde_json::Map::new();
+                m.insert("name".into(), a.name.into());
+                m.insert("url".into(), a.url.into());
+                if let Some(meta) = a.metadata {
+                    m.insert("metadata".into(), meta);
+                }
+                m.insert("project".into(), item.project.clone().into());
+                m.insert("job".into(), name.clone().into());
+                if let Some(b) = &item.branch {
+                    m.insert("branch".into(), b.clone().into());
+                }
+                if let (Some(c), Some(p)) = (&item.change, &item.patchset) {
+                    m.insert("change".into(), c.clone().into());
+                    m.insert("patchset".into(), p.clone().into());
+                }
+                let a = serde_json::Value::Object(m);
+                if !out.artifacts.contains(&a) {
+                    out.artifacts.push(a);
+                }
             }
         }
         out

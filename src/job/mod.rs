@@ -23,7 +23,9 @@ pub mod yaml;
 
 pub use config::{Config, ConfigError, ConfigErrors, LoadOptions, Loc, load};
 pub use freeze::{FreezeError, FrozenJob, FrozenPlaybook, freeze, freeze_job};
-pub use graph::{BuildState, GraphError, GraphErrors, JobGraph, Skip};
+pub use graph::{
+    BuildState, GraphError, GraphErrors, ItemRef, JobGraph, ParentData, Returned, Skip,
+};
 pub use queue::{
     Artifact, BuildRecord, BuildResult, QueueChange, Requirements, resolve_requirements,
 };

@@ -174,6 +174,34 @@ pub fn resolve(
     }
 }
 
+/// The artifacts a build returned: `data.zuul.artifacts`, entries that fit the schema
+/// `{name: str, url: str, metadata: map?}` (others are ignored, as Zuul logs and skips them).
+pub fn artifacts_in(data: &Map<String, Json>) -> Vec<Artifact> {
+    let Some(list) = data
+        .get("zuul")
+        .and_then(|z| z.get("artifacts"))
+        .and_then(Json::as_array)
+    else {
+        return vec![];
+    };
+    list.iter()
+        .filter_map(|a| {
+            let name = a.get("name")?.as_str()?.to_string();
+            let url = a.get("url")?.as_str()?.to_string();
+            let metadata = match a.get("metadata") {
+                None => None,
+                Some(m) if m.is_object() => Some(m.clone()),
+                Some(_) => return None,
+            };
+            Some(Artifact {
+                name,
+                url,
+                metadata,
+            })
+        })
+        .collect()
+}
+
 fn enrich(a: &Artifact, build: &BuildRecord, change: &QueueChange) -> Json {
     let mut m = Map::new();
     m.insert("name".into(), Json::String(a.name.clone()));

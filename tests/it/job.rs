@@ -664,3 +664,76 @@ fn real_world_configurations_validate() {
         }
     }
 }
+
+/// ZUUL.md §6: data returned by ancestor builds reaches dependents.
+#[test]
+fn parent_data_reaches_dependents() {
+    use serde_json::json;
+    let dir = fixtures().join("cases/graph-deps");
+    let config = job::load(&dir, &LoadOptions::default()).unwrap();
+    let graph = JobGraph::build(&config, "graph-deps", "check").unwrap();
+    let obj = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let returned: HashMap<String, job::Returned> = [
+        (
+            "registry",
+            job::Returned {
+                data: obj(json!({"host": "r", "image": {"tag": "r"}, "zuul": {"pause": true}})),
+                secret_data: obj(json!({"buildset_registry": {"password": "from-registry"}})),
+            },
+        ),
+        (
+            "build",
+            job::Returned {
+                data: obj(json!({
+                    "image": {"tag": "b", "arch": "amd64"},
+                    "zuul": {"artifacts": [
+                        {"name": "app:latest", "url": "docker://r/app:latest", "metadata": {"type": "container_image"}},
+                        {"name": "broken"}
+                    ]}
+                })),
+                secret_data: obj(json!({"buildset_registry": {"password": "from-build", "user": "zuul"}})),
+            },
+        ),
+        (
+            "test",
+            job::Returned {
+                data: obj(json!({"image": {"tag": "t"}, "nodepool": {"x": 1}})),
+                secret_data: Default::default(),
+            },
+        ),
+        ("lint", job::Returned::default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let item = job::ItemRef {
+        project: "org/app".into(),
+        branch: Some("main".into()),
+        change: Some("42".into()),
+        patchset: Some("3".into()),
+    };
+    let ahead = vec![json!({"name": "base:latest", "url": "docker://i/base", "change": "41"})];
+    let pd = graph.parent_data("deploy", &returned, &item, ahead.clone());
+    // Later jobs (configuration order) win; zuul and nodepool keys are dropped.
+    assert_eq!(
+        json!(pd.data),
+        json!({"host": "r", "image": {"tag": "t", "arch": "amd64"}})
+    );
+    // Secret data: the earlier job wins, as in Zuul's updateParentData.
+    assert_eq!(
+        json!(pd.secret_data),
+        json!({"buildset_registry": {"password": "from-registry", "user": "zuul"}})
+    );
+    assert_eq!(
+        pd.artifacts,
+        vec![
+            ahead[0].clone(),
+            json!({"name": "app:latest", "url": "docker://r/app:latest", "metadata": {"type": "container_image"},
+                   "project": "org/app", "job": "build", "branch": "main", "change": "42", "patchset": "3"})
+        ]
+    );
+    // A job sees only its own ancestors.
+    let pd = graph.parent_data("build", &returned, &item, vec![]);
+    assert_eq!(json!(pd.data), json!({"host": "r", "image": {"tag": "r"}}));
+    assert!(pd.artifacts.is_empty());
+}
