@@ -75,8 +75,7 @@ impl Digest {
         let (alg, hex) = s
             .split_once(':')
             .ok_or_else(|| DigestError::Format(s.to_string()))?;
-        let algorithm =
-            Algorithm::parse(alg).ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
+        let algorithm = Algorithm::parse(alg).ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
         let len = algorithm.hex_len();
         if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::Hex(s.to_string(), len));

@@ -31,17 +31,9 @@ pub struct Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -222,35 +214,16 @@ mod tests {
     fn index_inferred_and_mismatch() {
         let idx = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(Manifest::parse(idx, None).unwrap().is_index());
-        let typed = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
-            MediaType::OCI_INDEX
-        );
+        let typed = format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#, MediaType::OCI_INDEX);
         assert!(matches!(
             Manifest::parse(typed.as_bytes(), Some(MediaType::DOCKER_MANIFEST_LIST)),
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
-        assert_eq!(
-            Manifest::parse(b"{", None)
-                .unwrap_err()
-                .to_string()
-                .split(':')
-                .next(),
-            Some("manifest is not valid JSON")
-        );
-        assert_eq!(
-            Manifest::parse(br#"{"schemaVersion":1}"#, None),
-            Err(ManifestError::SchemaVersion)
-        );
+        assert_eq!(Manifest::parse(b"{", None).unwrap_err().to_string().split(':').next(), Some("manifest is not valid JSON"));
+        assert_eq!(Manifest::parse(br#"{"schemaVersion":1}"#, None), Err(ManifestError::SchemaVersion));
         assert!(matches!(
-            Manifest::parse(
-                br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#,
-                None
-            ),
-            Err(ManifestError::MissingField {
-                field: "config",
-                ..
-            })
+            Manifest::parse(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#, None),
+            Err(ManifestError::MissingField { field: "config", .. })
         ));
     }
 }

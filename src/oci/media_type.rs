@@ -10,8 +10,7 @@ impl MediaType {
     pub const OCI_EMPTY: &'static str = "application/vnd.oci.empty.v1+json";
     pub const OCI_LAYER_TAR: &'static str = "application/vnd.oci.image.layer.v1.tar";
     pub const OCI_LAYER_GZIP: &'static str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const DOCKER_MANIFEST: &'static str =
-        "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST: &'static str = "application/vnd.docker.distribution.manifest.v2+json";
     pub const DOCKER_MANIFEST_LIST: &'static str =
         "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_CONFIG: &'static str = "application/vnd.docker.container.image.v1+json";

@@ -28,7 +28,9 @@ pub fn validate_repository(name: &str) -> Result<(), NameError> {
     }
     for component in name.split('/') {
         if !valid_component(component) {
-            return err("each /-separated component must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*");
+            return err(
+                "each /-separated component must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*",
+            );
         }
     }
     Ok(())
@@ -107,8 +109,21 @@ mod tests {
             assert!(validate_repository(good).is_ok(), "{good}");
         }
         for bad in [
-            "", "A", "a//b", "/a", "a/", "..", "a/../b", "a/./b", "_a", "a___b", "a.-b", "a:b",
-            "a b", "a/%2e%2e", "a-",
+            "",
+            "A",
+            "a//b",
+            "/a",
+            "a/",
+            "..",
+            "a/../b",
+            "a/./b",
+            "_a",
+            "a___b",
+            "a.-b",
+            "a:b",
+            "a b",
+            "a/%2e%2e",
+            "a-",
         ] {
             assert!(validate_repository(bad).is_err(), "{bad}");
         }
@@ -117,13 +132,7 @@ mod tests {
 
     #[test]
     fn tags() {
-        for good in [
-            "latest",
-            "_x",
-            "change_1_latest",
-            "v1.0-rc.1",
-            &"a".repeat(128),
-        ] {
+        for good in ["latest", "_x", "change_1_latest", "v1.0-rc.1", &"a".repeat(128)] {
             assert!(validate_tag(good).is_ok(), "{good}");
         }
         for bad in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129)] {
