@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod job;
 pub mod oci;
 pub mod playbook;
 pub mod registry;

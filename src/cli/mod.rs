@@ -1,8 +1,11 @@
 //! Command-line definitions (clap), one file per noun. No logic beyond turning arguments
 //! into validated values and calling the library; errors become exit codes here.
 
+mod config;
 mod image;
+mod job;
 mod registry;
+mod secret;
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +78,15 @@ pub enum Command {
     /// Copy, tag, promote, list, inspect and delete images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Check Zuul configuration (zuul.yaml, zuul.d/, .zuul.yaml, .zuul.d/).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Show frozen jobs and job graphs.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Manage project keys and encrypted secrets (zuul-client compatible).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 /// Logs go to stderr; `GANTRY_LOG` (tracing filter syntax) overrides the level.
@@ -99,5 +111,8 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Image(cmd) => image::run(cmd, cli.quiet).await,
+        Command::Config(cmd) => config::run(cmd),
+        Command::Job(cmd) => job::run(cmd),
+        Command::Secret(cmd) => secret::run(cmd),
     }
 }

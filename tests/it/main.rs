@@ -2,6 +2,7 @@
 
 mod client;
 mod common;
+mod job;
 mod registry_gc;
 mod registry_interop;
 mod registry_spec;
