@@ -24,14 +24,11 @@ pub trait LogSink: Send + Sync {
     fn line(&self, line: &str);
 }
 
-/// Data a build hands back with `zuul_return` (ZUUL.md §7).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Returned {
-    /// `data`: visible to dependent builds (the `zuul` key carries pause, child_jobs, artifacts).
-    pub data: Map<String, Value>,
-    /// `secret_data`: passed to dependents like secrets, never logged.
-    pub secret_data: Map<String, Value>,
-}
+/// Data a build hands back with `zuul_return` (ZUUL.md §7): `data` (visible to dependent
+/// builds; its `zuul` key carries pause, child_jobs, artifacts) and `secret_data` (passed
+/// to dependents like secrets, never logged). The job graph's type, so the runner hands
+/// it over unchanged.
+pub use crate::job::graph::Returned;
 
 impl Returned {
     /// Merges a later `zuul_return` into this one: maps recursively, scalars replaced,
