@@ -9,6 +9,13 @@
 //! build on; the interpreter lives in `model.rs` (playbook files → plays and tasks, with
 //! file:line), `interp.rs` (execution) and `modules.rs` (shell, command, set_fact, …).
 
+mod check;
+mod files;
+mod interp;
+pub mod model;
+mod modules;
+mod process;
+mod redact;
 pub mod template;
 
 use std::path::Path;
@@ -16,6 +23,9 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
+pub use interp::{PlaybookContext, PlaybookOutcome, check_playbook, run_playbook};
+pub use model::{PlaybookError, Pos};
+pub use redact::{MASK, Redactor, redactor};
 pub use template::{Templar, TemplateError, Var, Vars};
 
 /// Where a playbook's output goes: `<state>/builds/<uuid>/job-output.txt` and the console.
@@ -45,15 +55,23 @@ fn merge_returned(base: &mut Map<String, Value>, later: Map<String, Value>) {
             (Some(Value::Object(a)), Value::Object(b)) if k == "zuul" => {
                 for (zk, zv) in b {
                     match (a.get_mut(&zk), zv) {
-                        (Some(Value::Array(x)), Value::Array(y)) if zk == "artifacts" || zk == "warnings" => x.extend(y),
-                        (Some(existing @ Value::Object(_)), zv @ Value::Object(_)) => template::merge(existing, zv, true),
+                        (Some(Value::Array(x)), Value::Array(y))
+                            if zk == "artifacts" || zk == "warnings" =>
+                        {
+                            x.extend(y)
+                        }
+                        (Some(existing @ Value::Object(_)), zv @ Value::Object(_)) => {
+                            template::merge(existing, zv, true)
+                        }
                         (_, zv) => {
                             a.insert(zk, zv);
                         }
                     }
                 }
             }
-            (Some(existing @ Value::Object(_)), v @ Value::Object(_)) => template::merge(existing, v, true),
+            (Some(existing @ Value::Object(_)), v @ Value::Object(_)) => {
+                template::merge(existing, v, true)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -84,7 +102,15 @@ pub struct RoleOutcome {
 /// project's `roles/<name>/` directory.
 pub trait NativeRoles: Send + Sync {
     fn has(&self, name: &str) -> bool;
-    fn run<'a>(&'a self, name: &'a str, call: RoleCall<'a>) -> BoxFuture<'a, Result<RoleOutcome, String>>;
+    /// Every native role name, for "did you mean" when a role is not found.
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        call: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>>;
 }
 
 /// No native roles (tests of the interpreter alone).
@@ -94,7 +120,11 @@ impl NativeRoles for NoNativeRoles {
     fn has(&self, _: &str) -> bool {
         false
     }
-    fn run<'a>(&'a self, name: &'a str, _: RoleCall<'a>) -> BoxFuture<'a, Result<RoleOutcome, String>> {
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        _: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
         Box::pin(async move { Err(format!("no native role {name}")) })
     }
 }

@@ -39,12 +39,15 @@ fn jerr(e: JError) -> TemplateError {
     TemplateError(msg)
 }
 
-/// One variable: its value, and whether it may be templated.
+/// One variable: its value, whether it may be templated, and whether it is a secret.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Var {
     pub value: Value,
-    /// Secrets: never rendered, never logged.
+    /// Never rendered: secrets, and values that came from outside any template
+    /// (registered command output, facts) — Ansible's "unsafe".
     pub unsafe_: bool,
+    /// A secret: never rendered and never logged (its strings are redacted).
+    pub secret: bool,
 }
 
 /// The variables visible to a task (already merged by precedence).
@@ -60,16 +63,32 @@ impl Vars {
             Var {
                 value: v,
                 unsafe_: false,
+                secret: false,
             },
         );
     }
 
+    /// A secret: never templated, and its strings are in [`Vars::secret_strings`].
     pub fn set_unsafe(&mut self, k: impl Into<String>, v: Value) {
         self.map.insert(
             k.into(),
             Var {
                 value: v,
                 unsafe_: true,
+                secret: true,
+            },
+        );
+    }
+
+    /// A value used as it is, never templated, but no secret: registered results and
+    /// facts (command output holding `{{` must not be evaluated).
+    pub fn set_verbatim(&mut self, k: impl Into<String>, v: Value) {
+        self.map.insert(
+            k.into(),
+            Var {
+                value: v,
+                unsafe_: true,
+                secret: false,
             },
         );
     }
@@ -89,7 +108,7 @@ impl Vars {
             }
         }
         let mut out = Vec::new();
-        for v in self.map.values().filter(|v| v.unsafe_) {
+        for v in self.map.values().filter(|v| v.secret) {
             walk(&v.value, &mut out);
         }
         out

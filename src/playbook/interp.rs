@@ -1,0 +1,1274 @@
+//! Running a playbook: plays, roles, tasks, blocks, loops, conditions and includes, on
+//! this machine, in the job's work directory.
+//!
+//! Owns: variable precedence, `when`/`failed_when`/`changed_when`/`until`, loops and what
+//! `register` stores, `block`/`rescue`/`always`, roles (native first, then
+//! `roles/<name>/`), the Zuul-like task log, and the outcome handed to the runner (error
+//! with `file:line`, `zuul_return` data, facts). Every line it writes is redacted of the
+//! secrets it knows: the runner's secrets and `secret_data` returned during the run. Must
+//! not: print (text goes to the [`LogSink`]), know about registries or builds (native
+//! roles do that), or run anything after cancellation.
+//!
+//! Variable precedence, lowest first — Ansible's order for what a Zuul job uses:
+//! role defaults < the runner's variables (Zuul's inventory: job vars, `zuul`, parent
+//! data) < play vars and `vars_files` < role vars < block and task vars, role parameters
+//! < facts and registered results < loop variables < secrets (Zuul passes secrets as
+//! extra vars, which nothing overrides).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::check::{self, find_role, role_dirs, role_file, role_not_found};
+use super::model::{
+    Action, Cond, Files, Flag, Loop, LoopKind, Module, Play, PlaybookError, Pos, RoleRef, Task,
+};
+use super::modules::{self, ModuleCtx, ModuleError, ModuleResult};
+use super::process::ProcessError;
+use super::redact::Redactor;
+use super::template::is_template;
+use super::{LogSink, NativeRoles, Returned, RoleCall, Templar, Vars};
+
+/// Everything a playbook run needs from the runner.
+pub struct PlaybookContext<'a> {
+    /// Where `roles/<name>/` is looked up (besides `roles/` beside the playbook), and what
+    /// file names in messages are relative to.
+    pub project_dir: &'a Path,
+    /// The working directory of `shell`/`command`, and the base of relative paths of
+    /// `copy`, `template`, `file`, `stat` and `zuul_return: file`.
+    pub work_dir: &'a Path,
+    /// Variables merged by the runner (`zuul`, job vars, parent data; secrets set with
+    /// [`Vars::set_unsafe`]).
+    pub vars: Vars,
+    pub native: &'a dyn NativeRoles,
+    pub log: &'a dyn LogSink,
+    /// Cancelling stops the playbook: a running command's process group is killed, a
+    /// native role's future dropped, and no further task (not even `always`) runs.
+    pub cancel: CancellationToken,
+}
+
+/// How a playbook ended.
+#[derive(Clone, Debug, Default)]
+pub struct PlaybookOutcome {
+    pub ok: bool,
+    /// `file:line: task NAME: message` of the failure that ended the playbook (redacted).
+    pub error: Option<String>,
+    /// Every `zuul_return` of the run (and native roles' returned data), merged.
+    pub returned: Returned,
+    /// Facts set with `set_fact` and by native roles.
+    pub facts: Map<String, Value>,
+}
+
+/// Runs a playbook. `Err` when the playbook itself is invalid (unreadable, bad YAML,
+/// unknown module, keyword or role): nothing ran then. A task failing is `Ok` with
+/// `ok: false`.
+pub async fn run_playbook(
+    path: &Path,
+    ctx: &PlaybookContext<'_>,
+) -> Result<PlaybookOutcome, PlaybookError> {
+    let files = Files {
+        project_dir: ctx.project_dir.to_path_buf(),
+    };
+    let plays = files.playbook(path).map_err(PlaybookError::from_list)?;
+    let playbook_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let errors = check::plays(&plays, &files, &playbook_dir, ctx.native);
+    if !errors.is_empty() {
+        return Err(PlaybookError::from_list(errors));
+    }
+    let mut redactor = Redactor::default();
+    redactor.add(ctx.vars.secret_strings());
+    let mut interp = Interp {
+        ctx,
+        files,
+        playbook_dir,
+        templar: Templar::new(),
+        log: Log {
+            sink: ctx.log,
+            redactor: RwLock::new(redactor),
+        },
+        host: Map::new(),
+        facts: Map::new(),
+        returned: Returned::default(),
+        stats: Stats::default(),
+        task_files: HashMap::new(),
+    };
+    Ok(interp.playbook(&plays).await)
+}
+
+/// Checks a playbook without running it: YAML, plays, keywords, modules and their
+/// parameters, roles and statically named included files. Every problem is returned.
+pub fn check_playbook(
+    path: &Path,
+    project_dir: &Path,
+    native: &dyn NativeRoles,
+) -> Result<(), Vec<PlaybookError>> {
+    let files = Files {
+        project_dir: project_dir.to_path_buf(),
+    };
+    let plays = files.playbook(path)?;
+    let errors = check::plays(
+        &plays,
+        &files,
+        path.parent().unwrap_or(Path::new(".")),
+        native,
+    );
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The log with redaction of the secrets known so far.
+struct Log<'c> {
+    sink: &'c dyn LogSink,
+    redactor: RwLock<Redactor>,
+}
+
+impl Log<'_> {
+    fn redact(&self, text: &str) -> String {
+        let r = self.redactor.read().unwrap_or_else(|p| p.into_inner());
+        if r.is_empty() {
+            text.to_string()
+        } else {
+            r.apply(text)
+        }
+    }
+
+    /// A line about the host (`localhost | …`), as Zuul's job-output writes them.
+    fn host(&self, text: &str) {
+        self.line(&format!("localhost | {text}"));
+    }
+
+    fn add_secrets(&self, returned: &Returned) {
+        if returned.secret_data.is_empty() {
+            return;
+        }
+        let mut strings = Vec::new();
+        collect_strings(&Value::Object(returned.secret_data.clone()), &mut strings);
+        self.redactor
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(strings);
+    }
+}
+
+impl LogSink for Log<'_> {
+    fn line(&self, line: &str) {
+        self.sink.line(&self.redact(line));
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+const NO_LOG: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
+
+/// Includes deeper than this are a loop (a file including itself).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Default)]
+struct Stats {
+    ok: usize,
+    changed: usize,
+    failed: usize,
+    skipped: usize,
+    rescued: usize,
+    ignored: usize,
+}
+
+/// A failure that ends the enclosing block, role or play.
+#[derive(Debug)]
+struct Failure {
+    /// `file:line` of the task.
+    at: String,
+    task: String,
+    msg: String,
+    /// What the task registered (for `ansible_failed_result` in `rescue`).
+    result: Value,
+    cancelled: bool,
+}
+
+impl Failure {
+    fn text(&self) -> String {
+        format!("{}: task {}: {}", self.at, self.task, self.msg)
+    }
+}
+
+/// What is in scope where a task runs.
+#[derive(Clone, Default)]
+struct Frame {
+    defaults: Map<String, Value>,
+    play: Map<String, Value>,
+    role_vars: Map<String, Value>,
+    task_vars: Map<String, Value>,
+    /// Loop variables and `ansible_failed_*`: values, never templated again.
+    verbatim: Map<String, Value>,
+    role: Option<Arc<RoleInfo>>,
+    /// `when` of enclosing blocks (each task evaluates them, as Ansible does).
+    when: Vec<Cond>,
+    /// `environment` of enclosing plays and blocks, outermost first.
+    environment: Vec<Value>,
+    no_log: Option<Flag>,
+    ignore_errors: Option<Flag>,
+    depth: usize,
+}
+
+struct RoleInfo {
+    name: String,
+    dir: PathBuf,
+}
+
+/// One run of a task's action (one loop item).
+#[derive(Debug, Default)]
+struct ItemDone {
+    result: Map<String, Value>,
+    display: Vec<String>,
+    summary: Option<String>,
+    /// An include whose tasks logged themselves: no status line.
+    included: bool,
+}
+
+impl ItemDone {
+    fn from_module(r: ModuleResult) -> ItemDone {
+        ItemDone {
+            result: r.result,
+            display: r.display,
+            summary: r.summary,
+            included: false,
+        }
+    }
+
+    fn ok(changed: bool) -> ItemDone {
+        ItemDone::from_module(ModuleResult::ok(changed))
+    }
+
+    fn failed(msg: impl Into<String>) -> ItemDone {
+        ItemDone::from_module(ModuleResult::fail(msg))
+    }
+
+    fn skipped(reason: &str) -> ItemDone {
+        let mut d = ItemDone::ok(false);
+        d.result.insert("skipped".into(), Value::Bool(true));
+        d.result.insert("skip_reason".into(), json!(reason));
+        d
+    }
+
+    fn included() -> ItemDone {
+        ItemDone {
+            included: true,
+            ..ItemDone::ok(false)
+        }
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.result.get(k) == Some(&Value::Bool(true))
+    }
+}
+
+/// Which files of a role to use.
+#[derive(Default)]
+struct RoleFrom {
+    tasks: Option<String>,
+    vars: Option<String>,
+    defaults: Option<String>,
+}
+
+struct Interp<'c, 'a> {
+    ctx: &'c PlaybookContext<'a>,
+    files: Files,
+    playbook_dir: PathBuf,
+    templar: Templar,
+    log: Log<'c>,
+    /// Facts and registered results: visible to every later task and play.
+    host: Map<String, Value>,
+    /// Facts only (the outcome).
+    facts: Map<String, Value>,
+    returned: Returned,
+    stats: Stats,
+    task_files: HashMap<PathBuf, Arc<Vec<Task>>>,
+}
+
+impl Interp<'_, '_> {
+    async fn playbook(&mut self, plays: &[Play]) -> PlaybookOutcome {
+        let mut failure = None;
+        for play in plays {
+            if let Err(f) = self.play(play).await {
+                failure = Some(f);
+                break;
+            }
+        }
+        let s = &self.stats;
+        let recap = format!(
+            "ok: {} changed: {} unreachable: 0 failed: {} skipped: {} rescued: {} ignored: {}",
+            s.ok, s.changed, s.failed, s.skipped, s.rescued, s.ignored
+        );
+        self.log.line("");
+        self.log.line("PLAY RECAP");
+        self.log.host(&recap);
+        let error = failure.map(|f| self.log.redact(&f.text()));
+        PlaybookOutcome {
+            ok: error.is_none(),
+            error,
+            returned: std::mem::take(&mut self.returned),
+            facts: std::mem::take(&mut self.facts),
+        }
+    }
+
+    async fn play(&mut self, play: &Play) -> Result<(), Failure> {
+        self.log.line("");
+        self.log.line(&format!(
+            "PLAY [{}]",
+            play.name.as_deref().unwrap_or("localhost")
+        ));
+        let mut frame = Frame {
+            play: play.vars.clone(),
+            environment: play.environment.iter().cloned().collect(),
+            ..Frame::default()
+        };
+        for (pos, file) in &play.vars_files {
+            let vars = self.vars(&frame);
+            let loaded = self
+                .templar
+                .render(&Value::String(file.clone()), &vars)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    let f = f
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| f.to_string());
+                    self.files
+                        .vars(&pos.dir().join(f))
+                        .map_err(|e| e.to_string())
+                });
+            match loaded {
+                Ok(m) => frame.play.extend(m),
+                Err(msg) => return Err(self.failure(pos, "vars_files", msg, Value::Null)),
+            }
+        }
+        self.run_tasks(&play.pre_tasks, &frame).await?;
+        for r in &play.roles {
+            self.play_role(r, &frame).await?;
+        }
+        self.run_tasks(&play.tasks, &frame).await?;
+        self.run_tasks(&play.post_tasks, &frame).await
+    }
+
+    fn failure(&self, pos: &Pos, task: &str, msg: String, result: Value) -> Failure {
+        Failure {
+            at: pos.short(),
+            task: task.to_string(),
+            msg,
+            result,
+            cancelled: false,
+        }
+    }
+
+    fn cancelled(&self, pos: &Pos, task: &str) -> Failure {
+        Failure {
+            cancelled: true,
+            ..self.failure(pos, task, "cancelled".into(), Value::Null)
+        }
+    }
+
+    fn run_tasks<'s>(
+        &'s mut self,
+        tasks: &'s [Task],
+        frame: &'s Frame,
+    ) -> BoxFuture<'s, Result<(), Failure>> {
+        Box::pin(async move {
+            for t in tasks {
+                if self.ctx.cancel.is_cancelled() {
+                    return Err(
+                        self.cancelled(&t.pos, t.name.as_deref().unwrap_or(t.action.label()))
+                    );
+                }
+                match &t.action {
+                    Action::Block {
+                        block,
+                        rescue,
+                        always,
+                    } => self.block(t, block, rescue, always, frame).await?,
+                    _ => self.task(t, frame).await?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn block(
+        &mut self,
+        task: &Task,
+        block: &[Task],
+        rescue: &[Task],
+        always: &[Task],
+        frame: &Frame,
+    ) -> Result<(), Failure> {
+        // A block's keywords are inherited by its tasks.
+        let mut bf = frame.clone();
+        bf.task_vars.extend(task.vars.clone());
+        bf.when.extend(task.when.iter().cloned());
+        bf.environment.extend(task.environment.iter().cloned());
+        if task.no_log.is_some() {
+            bf.no_log = task.no_log.clone();
+        }
+        if task.ignore_errors.is_some() {
+            bf.ignore_errors = task.ignore_errors.clone();
+        }
+        let mut result = self.run_tasks(block, &bf).await;
+        if let Err(f) = &result
+            && !f.cancelled
+            && !rescue.is_empty()
+        {
+            let mut rf = bf.clone();
+            rf.verbatim.insert(
+                "ansible_failed_task".into(),
+                json!({"name": f.task, "position": f.at}),
+            );
+            rf.verbatim
+                .insert("ansible_failed_result".into(), f.result.clone());
+            result = self.run_tasks(rescue, &rf).await;
+            if result.is_ok() {
+                // A rescued failure is not a failure of the play.
+                self.stats.rescued += 1;
+                self.stats.failed = self.stats.failed.saturating_sub(1);
+            }
+        }
+        let cancelled = matches!(&result, Err(f) if f.cancelled) || self.ctx.cancel.is_cancelled();
+        if !always.is_empty() && !cancelled {
+            let after = self.run_tasks(always, &bf).await;
+            // The block's own failure is the one reported; `always` failing fails a block
+            // that had succeeded.
+            if result.is_ok() {
+                result = after;
+            }
+        }
+        result
+    }
+
+    /// The variables a task sees (see the module header for the precedence).
+    fn vars(&self, f: &Frame) -> Vars {
+        let mut v = Vars::default();
+        v.set("inventory_hostname", json!("localhost"));
+        v.set("inventory_hostname_short", json!("localhost"));
+        v.set("ansible_check_mode", json!(false));
+        v.set(
+            "playbook_dir",
+            json!(self.playbook_dir.display().to_string()),
+        );
+        for (k, x) in &f.defaults {
+            v.set(k.clone(), x.clone());
+        }
+        for (k, var) in &self.ctx.vars.map {
+            if !var.secret {
+                v.map.insert(k.clone(), var.clone());
+            }
+        }
+        for layer in [&f.play, &f.role_vars, &f.task_vars] {
+            for (k, x) in layer {
+                v.set(k.clone(), x.clone());
+            }
+        }
+        if let Some(r) = &f.role {
+            v.set("role_name", json!(r.name));
+            v.set("role_path", json!(r.dir.display().to_string()));
+        }
+        for layer in [&self.host, &f.verbatim] {
+            for (k, x) in layer {
+                v.set_verbatim(k.clone(), x.clone());
+            }
+        }
+        for (k, var) in &self.ctx.vars.map {
+            if var.secret {
+                v.map.insert(k.clone(), var.clone());
+            }
+        }
+        v
+    }
+
+    fn conds(&self, conds: &[Cond], vars: &Vars) -> Result<bool, String> {
+        for c in conds {
+            let holds = match c {
+                Cond::Bool(b) => *b,
+                Cond::Expr(e) => self
+                    .templar
+                    .condition(e, vars)
+                    .map_err(|err| format!("the conditional check '{e}' failed: {err}"))?,
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn flag(&self, f: Option<&Flag>, vars: &Vars) -> Result<bool, String> {
+        match f {
+            None => Ok(false),
+            Some(c) => self.conds(std::slice::from_ref(c), vars),
+        }
+    }
+
+    fn environment(&self, f: &Frame, vars: &Vars) -> Result<Vec<(String, String)>, String> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        for layer in &f.environment {
+            let rendered = self
+                .templar
+                .render(layer, vars)
+                .map_err(|e| format!("environment: {e}"))?;
+            let Value::Object(m) = rendered else {
+                return Err(format!("environment must be a mapping, found {rendered}"));
+            };
+            for (k, v) in m {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                env.retain(|(x, _)| *x != k);
+                env.push((k, v));
+            }
+        }
+        Ok(env)
+    }
+
+    fn task_name(&self, task: &Task, f: &Frame, vars: &Vars) -> String {
+        let base = match &task.name {
+            Some(n) if is_template(n) => self
+                .templar
+                .render_string(n, vars)
+                .unwrap_or_else(|_| n.clone()),
+            Some(n) => n.clone(),
+            None => match &task.action {
+                Action::Role { name, .. } => format!("include_role : {name}"),
+                Action::Tasks { file } => format!("include_tasks : {file}"),
+                a => a.label().to_string(),
+            },
+        };
+        match &f.role {
+            Some(r) => format!("{} : {base}", r.name),
+            None => base,
+        }
+    }
+
+    async fn play_role(&mut self, r: &RoleRef, frame: &Frame) -> Result<(), Failure> {
+        let mut f = frame.clone();
+        f.task_vars.extend(r.params.clone());
+        let native = self.ctx.native.has(&r.name);
+        if native || !r.when.is_empty() {
+            self.log.line("");
+            self.log.line(&format!("TASK [{}]", r.name));
+        }
+        if !r.when.is_empty() {
+            let vars = self.vars(&f);
+            match self.conds(&r.when, &vars) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.log.host("skipping: Conditional result was False");
+                    self.stats.skipped += 1;
+                    return Ok(());
+                }
+                Err(msg) => {
+                    self.stats.failed += 1;
+                    return Err(self.failure(&r.pos, &r.name, msg, Value::Null));
+                }
+            }
+        }
+        let done = self.role(&r.pos, &r.name, &RoleFrom::default(), f).await?;
+        if !done.included {
+            let no_log = false;
+            self.show(&done, no_log, None);
+            if done.flag("failed") {
+                self.stats.failed += 1;
+                let msg = done
+                    .result
+                    .get("msg")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed")
+                    .to_string();
+                return Err(self.failure(&r.pos, &r.name, msg, Value::Object(done.result)));
+            }
+            self.count(&done);
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, d: &ItemDone) {
+        if d.flag("skipped") {
+            self.stats.skipped += 1;
+        } else if d.flag("changed") {
+            self.stats.changed += 1;
+        } else {
+            self.stats.ok += 1;
+        }
+    }
+
+    /// Runs a role with the frame of its caller (parameters already in `task_vars`).
+    async fn role(
+        &mut self,
+        pos: &Pos,
+        name: &str,
+        from: &RoleFrom,
+        mut rf: Frame,
+    ) -> Result<ItemDone, Failure> {
+        if self.ctx.native.has(name) {
+            if from.tasks.is_some() {
+                return Ok(ItemDone::failed(format!(
+                    "role \"{name}\" is native (built into gantry): it has no tasks_from files"
+                )));
+            }
+            let vars = self.vars(&rf);
+            let call = RoleCall {
+                vars: &vars,
+                work_dir: self.ctx.work_dir,
+                log: &self.log,
+                templar: &self.templar,
+            };
+            let outcome = tokio::select! {
+                r = self.ctx.native.run(name, call) => r,
+                _ = self.ctx.cancel.cancelled() => return Err(self.cancelled(pos, name)),
+            };
+            return Ok(match outcome {
+                Err(msg) => ItemDone::failed(msg),
+                Ok(out) => {
+                    self.log.add_secrets(&out.returned);
+                    self.returned.merge(out.returned);
+                    for (k, v) in out.facts {
+                        self.host.insert(k.clone(), v.clone());
+                        self.facts.insert(k, v);
+                    }
+                    ItemDone::ok(out.changed)
+                }
+            });
+        }
+        if rf.depth > MAX_DEPTH {
+            return Ok(ItemDone::failed(format!(
+                "role \"{name}\" included too deeply (a loop?)"
+            )));
+        }
+        let dirs = role_dirs(
+            &self.playbook_dir,
+            self.ctx.project_dir,
+            rf.role.as_ref().map(|r| r.dir.as_path()),
+        );
+        let Some(dir) = find_role(name, &dirs) else {
+            return Ok(ItemDone::failed(role_not_found(
+                name,
+                &dirs,
+                self.ctx.native,
+            )));
+        };
+        let mut loaded = Vec::new();
+        for (sub, from) in [("defaults", &from.defaults), ("vars", &from.vars)] {
+            let file = match from {
+                Some(f) => match role_file(&dir, sub, f) {
+                    Some(p) => Some(p),
+                    None => {
+                        return Ok(ItemDone::failed(format!(
+                            "role \"{name}\" has no {sub} file \"{f}\""
+                        )));
+                    }
+                },
+                None => role_file(&dir, sub, "main"),
+            };
+            match file.map(|p| self.files.vars(&p)).transpose() {
+                Ok(m) => loaded.push(m.unwrap_or_default()),
+                Err(e) => return Ok(ItemDone::failed(e.to_string())),
+            }
+        }
+        let tasks_file = match &from.tasks {
+            Some(f) => match role_file(&dir, "tasks", f) {
+                Some(p) => Some(p),
+                None => {
+                    return Ok(ItemDone::failed(format!(
+                        "role \"{name}\" has no task file \"{f}\""
+                    )));
+                }
+            },
+            None => role_file(&dir, "tasks", "main"),
+        };
+        let tasks = match tasks_file {
+            Some(p) => match self.load_tasks(&p) {
+                Ok(t) => t,
+                Err(msg) => return Ok(ItemDone::failed(msg)),
+            },
+            None => Arc::new(Vec::new()),
+        };
+        let role_vars = loaded.pop().unwrap_or_default();
+        let defaults = loaded.pop().unwrap_or_default();
+        rf.defaults.extend(defaults);
+        rf.role_vars.extend(role_vars);
+        rf.role = Some(Arc::new(RoleInfo {
+            name: name.to_string(),
+            dir,
+        }));
+        rf.depth += 1;
+        self.run_tasks(&tasks, &rf).await?;
+        Ok(ItemDone::included())
+    }
+
+    fn load_tasks(&mut self, path: &Path) -> Result<Arc<Vec<Task>>, String> {
+        if let Some(t) = self.task_files.get(path) {
+            return Ok(t.clone());
+        }
+        let tasks = self.files.tasks(path).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        let tasks = Arc::new(tasks);
+        self.task_files.insert(path.to_path_buf(), tasks.clone());
+        Ok(tasks)
+    }
+
+    /// A task with an action (not a block): conditions, loop, register, failure.
+    async fn task(&mut self, task: &Task, frame: &Frame) -> Result<(), Failure> {
+        let mut tf = frame.clone();
+        tf.task_vars.extend(task.vars.clone());
+        tf.environment.extend(task.environment.iter().cloned());
+        let vars = self.vars(&tf);
+        let name = self.task_name(task, frame, &vars);
+        self.log.line("");
+        self.log.line(&format!("TASK [{name}]"));
+        // An unreadable `no_log` hides the output: the safe side.
+        let no_log = self
+            .flag(task.no_log.as_ref().or(frame.no_log.as_ref()), &vars)
+            .unwrap_or(true);
+        let ignore = self
+            .flag(
+                task.ignore_errors.as_ref().or(frame.ignore_errors.as_ref()),
+                &vars,
+            )
+            .unwrap_or(false);
+        // Included files and roles inherit these keywords (like an import would).
+        tf.no_log = task.no_log.clone().or(frame.no_log.clone());
+        tf.ignore_errors = task.ignore_errors.clone().or(frame.ignore_errors.clone());
+        let mut when = frame.when.clone();
+        when.extend(task.when.iter().cloned());
+
+        let result = match &task.looping {
+            None => {
+                let done = self.item(task, &tf, &when, None, &name, no_log).await?;
+                self.show(&done, no_log, None);
+                done
+            }
+            Some(l) => {
+                self.looped(task, l, &tf, &when, &vars, &name, no_log)
+                    .await?
+            }
+        };
+        let registered = Value::Object(result.result.clone());
+        if let Some(reg) = &task.register {
+            self.host.insert(reg.clone(), registered.clone());
+        }
+        if !result.flag("failed") {
+            if !result.included {
+                self.count(&result);
+            }
+            return Ok(());
+        }
+        if ignore {
+            self.log.host("...ignoring");
+            self.stats.ignored += 1;
+            return Ok(());
+        }
+        self.stats.failed += 1;
+        let msg = if no_log {
+            NO_LOG.to_string()
+        } else {
+            describe_failure(&result.result)
+        };
+        let shown = if no_log {
+            json!({"censored": NO_LOG})
+        } else {
+            registered
+        };
+        Err(self.failure(&task.pos, &name, msg, shown))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn looped(
+        &mut self,
+        task: &Task,
+        l: &Loop,
+        tf: &Frame,
+        when: &[Cond],
+        vars: &Vars,
+        name: &str,
+        no_log: bool,
+    ) -> Result<ItemDone, Failure> {
+        let items = match self.loop_items(l, vars) {
+            Ok(items) => items,
+            Err(msg) => {
+                let done = ItemDone::failed(msg);
+                self.show(&done, no_log, None);
+                return Ok(done);
+            }
+        };
+        if items.is_empty() {
+            let done = ItemDone::skipped("No items in the list");
+            self.show(&done, no_log, None);
+            return Ok(done.with_results(Vec::new()));
+        }
+        let n = items.len();
+        let mut results = Vec::with_capacity(n);
+        let (mut changed, mut failed, mut all_skipped) = (false, None, true);
+        for (i, item) in items.iter().enumerate() {
+            let done = self
+                .item(task, tf, when, Some((l, item, i, n)), name, no_log)
+                .await?;
+            let label = if no_log {
+                "(censored due to no_log)".to_string()
+            } else {
+                self.label(l, item, vars)
+            };
+            self.show(&done, no_log, Some(&label));
+            changed |= done.flag("changed");
+            all_skipped &= done.flag("skipped");
+            if done.flag("failed") && failed.is_none() {
+                failed = Some(format!("item {label}: {}", describe_failure(&done.result)));
+            }
+            let mut r = done.result;
+            r.insert(l.var.clone(), item.clone());
+            r.insert("ansible_loop_var".into(), json!(l.var));
+            results.push(Value::Object(r));
+        }
+        let mut done = ItemDone::ok(changed);
+        if all_skipped {
+            done.result.insert("skipped".into(), Value::Bool(true));
+        }
+        match failed {
+            Some(first) => {
+                done.result.insert("failed".into(), Value::Bool(true));
+                done.result.insert(
+                    "msg".into(),
+                    json!(format!("one or more items failed; first: {first}")),
+                );
+            }
+            None => {
+                done.result
+                    .insert("msg".into(), json!("All items completed"));
+            }
+        }
+        Ok(done.with_results(results))
+    }
+
+    fn loop_items(&self, l: &Loop, vars: &Vars) -> Result<Vec<Value>, String> {
+        let v = self
+            .templar
+            .render(&l.items, vars)
+            .map_err(|e| format!("loop: {e}"))?;
+        Ok(match (l.kind, v) {
+            (LoopKind::Loop, Value::Array(a)) => a,
+            (LoopKind::WithItems, Value::Array(a)) => a
+                .into_iter()
+                .flat_map(|x| match x {
+                    Value::Array(inner) => inner,
+                    other => vec![other],
+                })
+                .collect(),
+            (LoopKind::WithItems, Value::Null) => Vec::new(),
+            (
+                LoopKind::WithItems,
+                other @ (Value::String(_) | Value::Number(_) | Value::Bool(_)),
+            ) => vec![other],
+            (LoopKind::WithDict, Value::Object(o)) => o
+                .into_iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect(),
+            (LoopKind::WithDict, other) => {
+                return Err(format!("with_dict expects a mapping, found {other}"));
+            }
+            (_, other) => return Err(format!("loop expects a list, found {other}")),
+        })
+    }
+
+    fn label(&self, l: &Loop, item: &Value, vars: &Vars) -> String {
+        if let Some(label) = &l.label {
+            let mut v = vars.clone();
+            v.set_verbatim(l.var.clone(), item.clone());
+            if let Ok(s) = self.templar.render_string(label, &v) {
+                return s;
+            }
+        }
+        match item {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// One run of the action: conditions, then the module or include.
+    async fn item(
+        &mut self,
+        task: &Task,
+        tf: &Frame,
+        when: &[Cond],
+        item: Option<(&Loop, &Value, usize, usize)>,
+        name: &str,
+        no_log: bool,
+    ) -> Result<ItemDone, Failure> {
+        let mut f = tf.clone();
+        if let Some((l, value, i, n)) = item {
+            f.verbatim.insert(l.var.clone(), value.clone());
+            f.verbatim.insert("ansible_loop_var".into(), json!(l.var));
+            if let Some(iv) = &l.index_var {
+                f.verbatim.insert(iv.clone(), json!(i));
+            }
+            if l.extended {
+                f.verbatim.insert(
+                    "ansible_loop".into(),
+                    json!({"index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == n, "length": n,
+                           "revindex": n - i, "revindex0": n - i - 1}),
+                );
+            }
+        }
+        let vars = self.vars(&f);
+        match self.conds(when, &vars) {
+            Ok(true) => {}
+            Ok(false) => return Ok(ItemDone::skipped("Conditional result was False")),
+            Err(msg) => return Ok(ItemDone::failed(msg)),
+        }
+        match &task.action {
+            Action::Module { module, args } => {
+                self.module(task, *module, args, &f, vars, name, no_log)
+                    .await
+            }
+            Action::Role {
+                name: role,
+                tasks_from,
+                vars_from,
+                defaults_from,
+                params,
+            } => {
+                let render = |s: &Option<String>| -> Result<Option<String>, String> {
+                    s.as_ref()
+                        .map(|s| {
+                            self.templar
+                                .render_string(s, &vars)
+                                .map_err(|e| e.to_string())
+                        })
+                        .transpose()
+                };
+                let (role, from) = match (
+                    self.templar
+                        .render_string(role, &vars)
+                        .map_err(|e| e.to_string()),
+                    render(tasks_from),
+                    render(vars_from),
+                    render(defaults_from),
+                ) {
+                    (Ok(r), Ok(tasks), Ok(vars), Ok(defaults)) => (
+                        r,
+                        RoleFrom {
+                            tasks,
+                            vars,
+                            defaults,
+                        },
+                    ),
+                    (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+                        return Ok(ItemDone::failed(e));
+                    }
+                };
+                let mut rf = f;
+                rf.task_vars.extend(params.clone());
+                // `when` of an include applies to the include, once.
+                rf.when.clear();
+                if !self.ctx.native.has(&role) && !no_log {
+                    self.log.host(&format!("included: role {role}"));
+                }
+                self.role(&task.pos, &role, &from, rf).await
+            }
+            Action::Tasks { file } => {
+                let file = match self.templar.render_string(file, &vars) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(ItemDone::failed(e.to_string())),
+                };
+                let path = task.pos.dir().join(&file);
+                if f.depth > MAX_DEPTH {
+                    return Ok(ItemDone::failed(format!(
+                        "{file} included too deeply (a loop?)"
+                    )));
+                }
+                let tasks = match self.load_tasks(&path) {
+                    Ok(t) => t,
+                    Err(msg) => return Ok(ItemDone::failed(msg)),
+                };
+                if !no_log {
+                    self.log
+                        .host(&format!("included: {}", self.files.display(&path)));
+                }
+                let mut inner = f;
+                inner.when.clear();
+                inner.depth += 1;
+                self.run_tasks(&tasks, &inner).await?;
+                Ok(ItemDone::included())
+            }
+            Action::Block { .. } => Ok(ItemDone::failed("a block cannot loop")),
+        }
+    }
+
+    /// A module run, with `changed_when`, `failed_when` and `until`/`retries`/`delay`.
+    #[allow(clippy::too_many_arguments)]
+    async fn module(
+        &mut self,
+        task: &Task,
+        module: Module,
+        args: &Value,
+        f: &Frame,
+        mut vars: Vars,
+        name: &str,
+        no_log: bool,
+    ) -> Result<ItemDone, Failure> {
+        let env = match self.environment(f, &vars) {
+            Ok(e) => e,
+            Err(msg) => return Ok(ItemDone::failed(msg)),
+        };
+        let mut search: Vec<PathBuf> = f.role.iter().map(|r| r.dir.clone()).collect();
+        search.push(self.playbook_dir.clone());
+        let number = |v: &Option<Value>, default: u64, vars: &Vars| -> u64 {
+            v.as_ref()
+                .and_then(|v| self.templar.render(v, vars).ok())
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                })
+                .unwrap_or(default)
+        };
+        let retries = number(&task.retries, 3, &vars);
+        let delay = number(&task.delay, 5, &vars);
+        let mut attempt = 0u64;
+        let r = loop {
+            attempt += 1;
+            let run = {
+                let log = &self.log;
+                let emit = |line: &str| log.host(line);
+                let mctx = ModuleCtx {
+                    work_dir: self.ctx.work_dir,
+                    vars: &vars,
+                    templar: &self.templar,
+                    env: &env,
+                    cancel: &self.ctx.cancel,
+                    on_line: if no_log { None } else { Some(&emit) },
+                    search: &search,
+                };
+                modules::run(module, args, &mctx).await
+            };
+            let mut r = match run {
+                Ok(r) => r,
+                Err(ModuleError::Process(ProcessError::Cancelled)) => {
+                    return Err(self.cancelled(&task.pos, name));
+                }
+                Err(e) => ModuleResult::fail(e.to_string()),
+            };
+            let bind = |vars: &mut Vars, r: &ModuleResult| {
+                if let Some(reg) = &task.register {
+                    vars.set_verbatim(reg.clone(), Value::Object(r.result.clone()));
+                }
+            };
+            bind(&mut vars, &r);
+            if let Some(c) = &task.changed_when {
+                match self.conds(c, &vars) {
+                    Ok(b) => {
+                        r.result.insert("changed".into(), Value::Bool(b));
+                    }
+                    Err(msg) => r = ModuleResult::fail(msg),
+                }
+                bind(&mut vars, &r);
+            }
+            if let Some(c) = &task.failed_when {
+                match self.conds(c, &vars) {
+                    Ok(b) => {
+                        r.result.insert("failed".into(), Value::Bool(b));
+                        r.result.insert("failed_when_result".into(), Value::Bool(b));
+                        if b && r
+                            .result
+                            .get("msg")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .is_empty()
+                        {
+                            r.result
+                                .insert("msg".into(), json!("the failed_when condition was met"));
+                        }
+                    }
+                    Err(msg) => r = ModuleResult::fail(msg),
+                }
+                bind(&mut vars, &r);
+            }
+            let Some(until) = &task.until else { break r };
+            r.result.insert("attempts".into(), json!(attempt));
+            bind(&mut vars, &r);
+            match self.conds(until, &vars) {
+                Ok(true) => break r,
+                Ok(false) if attempt > retries => {
+                    r.result.insert("failed".into(), Value::Bool(true));
+                    if r.result
+                        .get("msg")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        r.result.insert(
+                            "msg".into(),
+                            json!(format!(
+                                "the until condition was not met after {attempt} attempts"
+                            )),
+                        );
+                    }
+                    break r;
+                }
+                Ok(false) => {
+                    self.log.host(&format!(
+                        "FAILED - RETRYING: {name} ({} retries left).",
+                        retries + 1 - attempt
+                    ));
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(delay)) => {}
+                        _ = self.ctx.cancel.cancelled() => return Err(self.cancelled(&task.pos, name)),
+                    }
+                }
+                Err(msg) => break ModuleResult::fail(msg),
+            }
+        };
+        if !r.failed() {
+            for (k, v) in &r.facts {
+                self.host.insert(k.clone(), v.clone());
+                self.facts.insert(k.clone(), v.clone());
+            }
+            if let Some(ret) = &r.returned {
+                self.log.add_secrets(ret);
+                self.returned.merge(ret.clone());
+            }
+        }
+        let mut done = ItemDone::from_module(r);
+        if no_log {
+            done.display.clear();
+        }
+        Ok(done)
+    }
+
+    /// The status line of a task or loop item, and what it displays.
+    fn show(&self, d: &ItemDone, no_log: bool, item: Option<&str>) {
+        if d.included && !d.flag("failed") {
+            return;
+        }
+        let item = item.map(|l| format!("Item: {l}")).unwrap_or_default();
+        let join = |a: &str, b: &str| match (a.is_empty(), b.is_empty()) {
+            (true, _) => b.to_string(),
+            (_, true) => a.to_string(),
+            _ => format!("{a} {b}"),
+        };
+        if d.flag("skipped") {
+            let reason = d
+                .result
+                .get("skip_reason")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let text = join(&item, reason);
+            self.log.host(&if text.is_empty() {
+                "skipping".to_string()
+            } else {
+                format!("skipping: {text}")
+            });
+            return;
+        }
+        if d.flag("failed") {
+            let msg = if no_log {
+                NO_LOG.to_string()
+            } else {
+                describe_failure(&d.result)
+            };
+            self.log.host(&format!("FAILED: {}", join(&item, &msg)));
+            return;
+        }
+        let status = if d.flag("changed") { "changed" } else { "ok" };
+        let detail = if no_log {
+            item
+        } else {
+            join(&item, d.summary.as_deref().unwrap_or(""))
+        };
+        if detail.is_empty() {
+            self.log.host(status);
+        } else {
+            self.log.host(&format!("{status}: {detail}"));
+        }
+        if !no_log {
+            for line in &d.display {
+                self.log.host(line);
+            }
+        }
+    }
+}
+
+impl ItemDone {
+    fn with_results(mut self, results: Vec<Value>) -> ItemDone {
+        self.result.insert("results".into(), Value::Array(results));
+        self
+    }
+}
+
+/// A task failure in one line (or a few): the message, and for commands the return code
+/// and the end of stderr.
+fn describe_failure(r: &Map<String, Value>) -> String {
+    let msg = r.get("msg").and_then(Value::as_str).unwrap_or("failed");
+    let Some(rc) = r.get("rc") else {
+        return msg.to_string();
+    };
+    let stderr = r.get("stderr").and_then(Value::as_str).unwrap_or("");
+    // The end of stderr is where a failing command says why.
+    const STDERR_LINES: usize = 20;
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(STDERR_LINES)..].join("\n");
+    if tail.is_empty() {
+        format!("{msg} (rc {rc})")
+    } else {
+        format!("{msg} (rc {rc}); stderr: {tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_rc_and_stderr() {
+        let r = json!({"msg": "non-zero return code", "rc": 2, "stderr": "a\nb"});
+        assert_eq!(
+            describe_failure(r.as_object().unwrap()),
+            "non-zero return code (rc 2); stderr: a\nb"
+        );
+        let r = json!({"msg": "boom"});
+        assert_eq!(describe_failure(r.as_object().unwrap()), "boom");
+    }
+
+    #[test]
+    fn the_run_future_is_send() {
+        fn send<T: Send>(_: T) {}
+        let d = tempfile::tempdir().unwrap();
+        struct Sink;
+        impl LogSink for Sink {
+            fn line(&self, _: &str) {}
+        }
+        let ctx = PlaybookContext {
+            project_dir: d.path(),
+            work_dir: d.path(),
+            vars: Vars::default(),
+            native: &super::super::NoNativeRoles,
+            log: &Sink,
+            cancel: CancellationToken::new(),
+        };
+        send(run_playbook(d.path(), &ctx));
+    }
+}

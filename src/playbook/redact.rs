@@ -1,0 +1,144 @@
+//! Redaction of secret strings from log text (ZUUL.md §3: secrets never appear in logs).
+//!
+//! Owns: turning a set of secret strings into one matcher and replacing every occurrence.
+//! A secret that spans lines (a PEM key, a certificate) is also matched line by line,
+//! because logs arrive one line at a time. Must not: decide what is secret (that is
+//! [`Vars::secret_strings`](super::Vars::secret_strings) and `zuul_return`'s `secret_data`).
+
+use regex::Regex;
+
+/// What a secret is replaced with.
+pub const MASK: &str = "********";
+
+/// Lines of a multi-line secret shorter than this are not masked on their own: a lone
+/// `}` or `-----END` fragment would mask ordinary output without protecting anything.
+const MIN_LINE: usize = 4;
+
+/// A compiled set of secrets.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    re: Option<Regex>,
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new<I, S>(secrets: I) -> Redactor
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut r = Redactor::default();
+        r.add(secrets);
+        r
+    }
+
+    /// Adds secrets (e.g. `secret_data` returned during a run).
+    pub fn add<I, S>(&mut self, secrets: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let before = self.secrets.len();
+        for s in secrets {
+            let s: String = s.into();
+            if s.is_empty() {
+                continue;
+            }
+            if s.contains('\n') {
+                for line in s.lines().map(str::trim) {
+                    if line.len() >= MIN_LINE && !self.secrets.iter().any(|x| x == line) {
+                        self.secrets.push(line.to_string());
+                    }
+                }
+            }
+            if !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+        if self.secrets.len() == before {
+            return;
+        }
+        // Longest first, so a secret containing another is masked whole.
+        let mut sorted: Vec<&String> = self.secrets.iter().collect();
+        sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let pattern = sorted
+            .iter()
+            .map(|s| regex::escape(s))
+            .collect::<Vec<_>>()
+            .join("|");
+        // Escaped literals always compile; a size-limit failure leaves the previous matcher
+        // and the literal fallback in `apply` covers the rest.
+        if let Ok(re) = Regex::new(&pattern) {
+            self.re = Some(re);
+        } else {
+            self.re = None;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// The text with every secret replaced by [`MASK`].
+    pub fn apply(&self, text: &str) -> String {
+        match &self.re {
+            Some(re) => re.replace_all(text, MASK).into_owned(),
+            None => {
+                let mut out = text.to_string();
+                for s in &self.secrets {
+                    out = out.replace(s.as_str(), MASK);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// A redaction function for a log sink: every secret string (and every line of a
+/// multi-line secret) is replaced by `********`.
+pub fn redactor<I, S>(secrets: I) -> impl Fn(&str) -> String + Send + Sync + 'static
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let r = Redactor::new(secrets);
+    move |line: &str| r.apply(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_every_occurrence_longest_first() {
+        let r = redactor(["hunter2", "hunter2-extended", ""]);
+        assert_eq!(
+            r("a hunter2 b hunter2-extended c"),
+            "a ******** b ******** c"
+        );
+        assert_eq!(r("nothing here"), "nothing here");
+        assert_eq!(r("regex chars hunter2"), "regex chars ********");
+    }
+
+    #[test]
+    fn multi_line_secrets_match_line_by_line() {
+        let r = redactor(["-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n}\n-----END KEY-----"]);
+        assert_eq!(r("  MIIEpAIBAAKCAQEA"), "  ********");
+        assert_eq!(r("}"), "}", "short lines are left alone");
+    }
+
+    #[test]
+    fn special_characters_are_literal() {
+        let r = redactor(["a.b*c(d"]);
+        assert_eq!(r("xa.b*c(dx aXb"), "x********x aXb");
+    }
+
+    #[test]
+    fn secrets_can_be_added() {
+        let mut r = Redactor::new(Vec::<String>::new());
+        assert!(r.is_empty());
+        assert_eq!(r.apply("pw"), "pw");
+        r.add(["pw12"]);
+        assert_eq!(r.apply("x pw12"), "x ********");
+    }
+}
