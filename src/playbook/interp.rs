@@ -70,15 +70,11 @@ pub async fn run_playbook(
     path: &Path,
     ctx: &PlaybookContext<'_>,
 ) -> Result<PlaybookOutcome, PlaybookError> {
-    let files = Files {
-        project_dir: ctx.project_dir.to_path_buf(),
-    };
-    let plays = files.playbook(path).map_err(PlaybookError::from_list)?;
-    let playbook_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let errors = check::plays(&plays, &files, &playbook_dir, ctx.native);
+    let (files, plays, errors) = load(path, ctx.project_dir, ctx.native);
     if !errors.is_empty() {
         return Err(PlaybookError::from_list(errors));
     }
+    let playbook_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut redactor = Redactor::default();
     redactor.add(ctx.vars.secret_strings());
     let mut interp = Interp {
@@ -106,21 +102,28 @@ pub fn check_playbook(
     project_dir: &Path,
     native: &dyn NativeRoles,
 ) -> Result<(), Vec<PlaybookError>> {
-    let files = Files {
-        project_dir: project_dir.to_path_buf(),
-    };
-    let plays = files.playbook(path)?;
-    let errors = check::plays(
-        &plays,
-        &files,
-        path.parent().unwrap_or(Path::new(".")),
-        native,
-    );
+    let (_, _, errors) = load(path, project_dir, native);
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Reads and checks a playbook: its plays, and every problem of the file and of what it
+/// names (roles, included files).
+fn load(
+    path: &Path,
+    project_dir: &Path,
+    native: &dyn NativeRoles,
+) -> (Files, Vec<Play>, Vec<PlaybookError>) {
+    let files = Files {
+        project_dir: project_dir.to_path_buf(),
+    };
+    let (plays, mut errors) = files.playbook(path);
+    let playbook_dir = path.parent().unwrap_or(Path::new("."));
+    errors.extend(check::plays(&plays, &files, playbook_dir, native));
+    (files, plays, errors)
 }
 
 /// The log with redaction of the secrets known so far.
@@ -1223,6 +1226,9 @@ impl ItemDone {
 /// and the end of stderr.
 fn describe_failure(r: &Map<String, Value>) -> String {
     let msg = r.get("msg").and_then(Value::as_str).unwrap_or("failed");
+    if let Some(Value::String(that)) = r.get("assertion") {
+        return format!("{msg} (that: {that})");
+    }
     let Some(rc) = r.get("rc") else {
         return msg.to_string();
     };

@@ -404,16 +404,14 @@ impl Files {
         Ok((file, node))
     }
 
-    /// A playbook: a list of plays (`import_playbook` entries expanded in place).
-    pub fn playbook(&self, path: &Path) -> Result<Vec<Play>, Vec<PlaybookError>> {
+    /// A playbook: a list of plays (`import_playbook` entries expanded in place), and
+    /// every problem found; the plays that could be read are returned even with problems,
+    /// so that later checks (roles, included files) report theirs too.
+    pub fn playbook(&self, path: &Path) -> (Vec<Play>, Vec<PlaybookError>) {
         let mut errors = Vec::new();
         let mut plays = Vec::new();
         self.playbook_into(path, &mut plays, &mut errors, 0);
-        if errors.is_empty() {
-            Ok(plays)
-        } else {
-            Err(errors)
-        }
+        (plays, errors)
     }
 
     fn playbook_into(

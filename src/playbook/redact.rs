@@ -14,6 +14,11 @@ pub const MASK: &str = "********";
 /// `}` or `-----END` fragment would mask ordinary output without protecting anything.
 const MIN_LINE: usize = 4;
 
+/// Secrets shorter than this are masked only as whole words: a secret's `user: zuul`
+/// must not turn `zuul_return` into `********_return`, while `zuul` alone, `:zuul@` or
+/// `token=zuul` are still masked. Longer secrets are masked wherever they appear.
+const WHOLE_WORD_BELOW: usize = 8;
+
 /// A compiled set of secrets.
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
@@ -61,9 +66,21 @@ impl Redactor {
         // Longest first, so a secret containing another is masked whole.
         let mut sorted: Vec<&String> = self.secrets.iter().collect();
         sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
         let pattern = sorted
             .iter()
-            .map(|s| regex::escape(s))
+            .map(|s| {
+                let mut p = regex::escape(s);
+                if s.chars().count() < WHOLE_WORD_BELOW {
+                    if word(s.chars().next()) {
+                        p.insert_str(0, r"\b");
+                    }
+                    if word(s.chars().last()) {
+                        p.push_str(r"\b");
+                    }
+                }
+                p
+            })
             .collect::<Vec<_>>()
             .join("|");
         // Escaped literals always compile; a size-limit failure leaves the previous matcher
@@ -83,6 +100,7 @@ impl Redactor {
     pub fn apply(&self, text: &str) -> String {
         match &self.re {
             Some(re) => re.replace_all(text, MASK).into_owned(),
+            // Only when the matcher could not be built (too large): mask literally.
             None => {
                 let mut out = text.to_string();
                 for s in &self.secrets {
@@ -128,9 +146,23 @@ mod tests {
     }
 
     #[test]
+    fn short_secrets_are_masked_as_words() {
+        let r = redactor(["zuul", "pw1"]);
+        assert_eq!(
+            r("user zuul, zuul_return, zuul.project"),
+            "user ********, zuul_return, ********.project"
+        );
+        assert_eq!(
+            r("https://zuul:pw1@host token=pw1"),
+            "https://********:********@host token=********"
+        );
+        assert_eq!(r("apw1b"), "apw1b");
+    }
+
+    #[test]
     fn special_characters_are_literal() {
-        let r = redactor(["a.b*c(d"]);
-        assert_eq!(r("xa.b*c(dx aXb"), "x********x aXb");
+        let r = redactor(["a.b*c(d)+e"]);
+        assert_eq!(r("xa.b*c(d)+ex aXb*c(d)+e"), "x********x aXb*c(d)+e");
     }
 
     #[test]

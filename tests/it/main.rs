@@ -3,6 +3,7 @@
 mod client;
 mod common;
 mod job;
+mod playbook;
 mod registry_gc;
 mod registry_interop;
 mod registry_spec;
