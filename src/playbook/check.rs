@@ -10,6 +10,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use serde_json::{Map, Value};
+
 use super::NativeRoles;
 use super::model::{Action, Files, Play, PlaybookError, Pos, Task};
 use super::template::is_template;
@@ -47,6 +49,47 @@ pub fn role_file(role_dir: &Path, sub: &str, from: &str) -> Option<PathBuf> {
         ]
     };
     candidates.into_iter().find(|p| p.is_file())
+}
+
+/// A role a role depends on, with its parameters.
+pub type RoleDependency = (String, Map<String, Value>);
+
+/// A role's `meta/main.yaml` `dependencies`: names, or `{role: name, …params}`.
+pub fn role_dependencies(files: &Files, role_dir: &Path) -> Result<Vec<RoleDependency>, String> {
+    let Some(meta) = role_file(role_dir, "meta", "main") else {
+        return Ok(Vec::new());
+    };
+    let shown = files.display(&meta);
+    let mut meta = files.vars(&meta).map_err(|e| e.to_string())?;
+    let deps = match meta.remove("dependencies") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(deps)) => deps,
+        Some(other) => {
+            return Err(format!(
+                "{shown}: dependencies must be a list, found {other}"
+            ));
+        }
+    };
+    deps.into_iter()
+        .map(|d| match d {
+            Value::String(name) => Ok((name, Map::new())),
+            Value::Object(mut m) => {
+                let name = m.remove("role").or_else(|| m.remove("name"));
+                let Some(Value::String(name)) = name else {
+                    return Err(format!("{shown}: a dependency needs \"role\""));
+                };
+                if let Some(Value::Object(vars)) = m.remove("vars") {
+                    m.extend(vars);
+                }
+                m.remove("when");
+                m.remove("tags");
+                Ok((name, m))
+            }
+            other => Err(format!(
+                "{shown}: a dependency is a role name or a mapping, found {other}"
+            )),
+        })
+        .collect()
 }
 
 /// "role not found" with what was searched and a suggestion.
@@ -99,6 +142,7 @@ pub fn plays(
         }
         c.tasks(&play.tasks, None);
         c.tasks(&play.post_tasks, None);
+        c.tasks(&play.handlers, None);
     }
     c.errors
 }
@@ -203,6 +247,18 @@ impl Checker<'_> {
             let message = role_not_found(name, &dirs, self.native);
             return self.at(pos, message);
         };
+        if !self.seen.insert(dir.join("meta")) {
+            // Checked already (and dependency cycles stop here).
+        } else {
+            match role_dependencies(self.files, &dir) {
+                Ok(deps) => {
+                    for (dep, _) in deps {
+                        self.role(pos, &dep, None, None, None, Some(&dir));
+                    }
+                }
+                Err(message) => self.at(pos, message),
+            }
+        }
         for (sub, from) in [("vars", vars_from), ("defaults", defaults_from)] {
             let file = match from {
                 Some(f) if is_template(f) => continue,
@@ -234,5 +290,8 @@ impl Checker<'_> {
             },
         };
         self.task_file(&tasks, Some(&dir));
+        if let Some(handlers) = role_file(&dir, "handlers", "main") {
+            self.task_file(&handlers, Some(&dir));
+        }
     }
 }

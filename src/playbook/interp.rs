@@ -10,10 +10,16 @@
 //! roles do that), or run anything after cancellation.
 //!
 //! Variable precedence, lowest first — Ansible's order for what a Zuul job uses:
-//! role defaults < the runner's variables (Zuul's inventory: job vars, `zuul`, parent
-//! data) < play vars and `vars_files` < role vars < block and task vars, role parameters
-//! < facts and registered results < loop variables < secrets (Zuul passes secrets as
-//! extra vars, which nothing overrides).
+//! role defaults < the runner's variables (Zuul's inventory: job vars, parent data) <
+//! play vars and `vars_files` < role vars < block and task vars, role parameters < facts
+//! and registered results < loop variables < the runner's secrets, `zuul` and
+//! `zuul_success` (Zuul passes these as extra vars, which nothing overrides).
+//!
+//! Simplifications, all of them Ansible-compatible for playbooks that do not depend on
+//! the difference: `import_role`/`import_tasks` run when reached, like their `include_`
+//! forms (a `when` on them is evaluated once, not copied onto every task); role vars and
+//! defaults are visible inside the role only; a role's `meta/main.yaml` dependencies run
+//! before it every time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +29,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::check::{self, find_role, role_dirs, role_file, role_not_found};
+use super::check::{self, find_role, role_dependencies, role_dirs, role_file, role_not_found};
 use super::model::{
     Action, Cond, Files, Flag, Loop, LoopKind, Module, Play, PlaybookError, Pos, RoleRef, Task,
 };
@@ -91,6 +97,7 @@ pub async fn run_playbook(
         returned: Returned::default(),
         stats: Stats::default(),
         task_files: HashMap::new(),
+        handlers: Vec::new(),
     };
     Ok(interp.playbook(&plays).await)
 }
@@ -226,6 +233,8 @@ struct Frame {
     no_log: Option<Flag>,
     ignore_errors: Option<Flag>,
     depth: usize,
+    /// Running a handler (the log says RUNNING HANDLER).
+    handler: bool,
 }
 
 struct RoleInfo {
@@ -301,6 +310,17 @@ struct Interp<'c, 'a> {
     returned: Returned,
     stats: Stats,
     task_files: HashMap<PathBuf, Arc<Vec<Task>>>,
+    /// The current play's handlers (its own, then those of the roles it ran).
+    handlers: Vec<Handler>,
+}
+
+struct Handler {
+    task: Task,
+    /// Where it was defined (a role's handlers see the role's variables).
+    frame: Frame,
+    /// The role's `handlers/main.yaml`, for role handlers (loaded once per play).
+    file: Option<PathBuf>,
+    notified: bool,
 }
 
 impl Interp<'_, '_> {
@@ -360,12 +380,96 @@ impl Interp<'_, '_> {
                 Err(msg) => return Err(self.failure(pos, "vars_files", msg, Value::Null)),
             }
         }
+        self.handlers = play
+            .handlers
+            .iter()
+            .map(|t| Handler {
+                task: t.clone(),
+                frame: frame.clone(),
+                file: None,
+                notified: false,
+            })
+            .collect();
+        // Notified handlers run after each section, as in Ansible.
         self.run_tasks(&play.pre_tasks, &frame).await?;
+        self.flush_handlers().await?;
         for r in &play.roles {
             self.play_role(r, &frame).await?;
         }
         self.run_tasks(&play.tasks, &frame).await?;
-        self.run_tasks(&play.post_tasks, &frame).await
+        self.flush_handlers().await?;
+        self.run_tasks(&play.post_tasks, &frame).await?;
+        self.flush_handlers().await
+    }
+
+    /// Marks the handlers a changed task notifies (by name, `role : name`, or `listen`).
+    fn notify(&mut self, task: &Task) -> Result<(), String> {
+        for n in &task.notify {
+            let mut found = false;
+            for h in &mut self.handlers {
+                let own = h.task.name.as_deref() == Some(n.as_str());
+                let in_role = h.frame.role.as_ref().is_some_and(|r| {
+                    h.task
+                        .name
+                        .as_ref()
+                        .map(|t| format!("{} : {t}", r.name))
+                        .as_deref()
+                        == Some(n.as_str())
+                });
+                if own || in_role || h.task.listen.iter().any(|l| l == n) {
+                    h.notified = true;
+                    found = true;
+                }
+            }
+            if !found {
+                return Err(format!(
+                    "the requested handler \"{n}\" was not found in the play's handlers"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_handlers(&mut self) -> Result<(), Failure> {
+        // Handlers may notify handlers defined after them: walk by index.
+        let mut i = 0;
+        while i < self.handlers.len() {
+            if self.handlers[i].notified {
+                self.handlers[i].notified = false;
+                let (task, mut frame) = (
+                    self.handlers[i].task.clone(),
+                    self.handlers[i].frame.clone(),
+                );
+                frame.handler = true;
+                self.task(&task, &frame).await?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds a role's `handlers/main.yaml` to the play's handlers (once).
+    fn role_handlers(&mut self, dir: &Path, rf: &Frame) -> Result<(), String> {
+        let Some(file) = role_file(dir, "handlers", "main") else {
+            return Ok(());
+        };
+        if self
+            .handlers
+            .iter()
+            .any(|h| h.file.as_deref() == Some(file.as_path()))
+        {
+            return Ok(());
+        }
+        let tasks = self.load_tasks(&file)?;
+        for t in tasks.iter() {
+            self.handlers.push(Handler {
+                task: t.clone(),
+                frame: rf.clone(),
+                file: Some(file.clone()),
+                notified: false,
+            });
+        }
+        Ok(())
     }
 
     fn failure(&self, pos: &Pos, task: &str, msg: String, result: Value) -> Failure {
@@ -474,7 +578,7 @@ impl Interp<'_, '_> {
             v.set(k.clone(), x.clone());
         }
         for (k, var) in &self.ctx.vars.map {
-            if !var.secret {
+            if !top_level(k, var) {
                 v.map.insert(k.clone(), var.clone());
             }
         }
@@ -493,7 +597,7 @@ impl Interp<'_, '_> {
             }
         }
         for (k, var) in &self.ctx.vars.map {
-            if var.secret {
+            if top_level(k, var) {
                 v.map.insert(k.clone(), var.clone());
             }
         }
@@ -707,6 +811,19 @@ impl Interp<'_, '_> {
             },
             None => Arc::new(Vec::new()),
         };
+        let deps = match role_dependencies(&self.files, &dir) {
+            Ok(d) => d,
+            Err(msg) => return Ok(ItemDone::failed(msg)),
+        };
+        for (dep, params) in deps {
+            let mut df = rf.clone();
+            df.task_vars.extend(params);
+            df.depth += 1;
+            let done = Box::pin(self.role(pos, &dep, &RoleFrom::default(), df)).await?;
+            if done.flag("failed") {
+                return Ok(done);
+            }
+        }
         let role_vars = loaded.pop().unwrap_or_default();
         let defaults = loaded.pop().unwrap_or_default();
         rf.defaults.extend(defaults);
@@ -716,6 +833,12 @@ impl Interp<'_, '_> {
             dir,
         }));
         rf.depth += 1;
+        if let Err(msg) = self.role_handlers(
+            &rf.role.as_ref().map(|r| r.dir.clone()).unwrap_or_default(),
+            &rf,
+        ) {
+            return Ok(ItemDone::failed(msg));
+        }
         self.run_tasks(&tasks, &rf).await?;
         Ok(ItemDone::included())
     }
@@ -744,7 +867,12 @@ impl Interp<'_, '_> {
         let vars = self.vars(&tf);
         let name = self.task_name(task, frame, &vars);
         self.log.line("");
-        self.log.line(&format!("TASK [{name}]"));
+        let header = if frame.handler {
+            "RUNNING HANDLER"
+        } else {
+            "TASK"
+        };
+        self.log.line(&format!("{header} [{name}]"));
         // An unreadable `no_log` hides the output: the safe side.
         let no_log = self
             .flag(task.no_log.as_ref().or(frame.no_log.as_ref()), &vars)
@@ -779,6 +907,14 @@ impl Interp<'_, '_> {
         if !result.flag("failed") {
             if !result.included {
                 self.count(&result);
+            }
+            if result.flag("changed")
+                && !task.notify.is_empty()
+                && let Err(msg) = self.notify(task)
+            {
+                self.log.host(&format!("FAILED: {msg}"));
+                self.stats.failed += 1;
+                return Err(self.failure(&task.pos, &name, msg, Value::Null));
             }
             return Ok(());
         }
@@ -1220,6 +1356,13 @@ impl ItemDone {
         self.result.insert("results".into(), Value::Array(results));
         self
     }
+}
+
+/// The runner's variables nothing in a playbook overrides: secrets, and `zuul` /
+/// `zuul_success` (Zuul passes these as extra vars). The rest of the runner's variables
+/// are inventory variables, which play, role and task vars override.
+fn top_level(name: &str, var: &super::Var) -> bool {
+    var.secret || matches!(name, "zuul" | "zuul_success")
 }
 
 /// A task failure in one line (or a few): the message, and for commands the return code

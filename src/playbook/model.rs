@@ -222,6 +222,8 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "delay",
     "rescue",
     "always",
+    "notify",
+    "listen",
     // Accepted and ignored: every task runs on this machine as this user (`delegate_to`
     // may only name this machine), tags select nothing, and there is one host.
     "delegate_to",
@@ -252,6 +254,7 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "pre_tasks",
     "tasks",
     "post_tasks",
+    "handlers",
     "environment",
     // Accepted and ignored: facts are not gathered (there is nothing to gather about the
     // one local host that a job needs), privilege escalation is not done (tasks run as
@@ -310,6 +313,7 @@ pub struct Play {
     pub pre_tasks: Vec<Task>,
     pub tasks: Vec<Task>,
     pub post_tasks: Vec<Task>,
+    pub handlers: Vec<Task>,
 }
 
 /// An entry of a play's `roles:`.
@@ -338,6 +342,10 @@ pub struct Task {
     pub until: Option<Vec<Cond>>,
     pub retries: Option<Value>,
     pub delay: Option<Value>,
+    /// Handlers to run (once, at the end of the play's section) when this task changed.
+    pub notify: Vec<String>,
+    /// A handler's extra names (`listen`).
+    pub listen: Vec<String>,
     pub action: Action,
 }
 
@@ -605,6 +613,14 @@ impl Parser<'_> {
         }
     }
 
+    /// A name or a list of names.
+    fn names(&mut self, node: &Node, what: &str) -> Vec<String> {
+        match &node.value {
+            Y::Seq(items) => items.iter().filter_map(|i| self.string(i, what)).collect(),
+            _ => self.string(node, what).into_iter().collect(),
+        }
+    }
+
     fn conditions(&mut self, node: &Node, what: &str) -> Vec<Cond> {
         match &node.value {
             Y::Seq(items) => items
@@ -645,6 +661,7 @@ impl Parser<'_> {
             pre_tasks: Vec::new(),
             tasks: Vec::new(),
             post_tasks: Vec::new(),
+            handlers: Vec::new(),
         };
         let mut hosts = false;
         for (key, k, v) in entries {
@@ -671,12 +688,8 @@ impl Parser<'_> {
                 "pre_tasks" => play.pre_tasks = self.task_list(v, "pre_tasks"),
                 "tasks" => play.tasks = self.task_list(v, "tasks"),
                 "post_tasks" => play.post_tasks = self.task_list(v, "post_tasks"),
+                "handlers" => play.handlers = self.task_list(v, "handlers"),
                 other if PLAY_KEYWORDS.contains(&other) => {}
-                "handlers" => self.error(
-                    k.mark,
-                    "handlers are not supported by gantry's playbook interpreter (run the task directly)"
-                        .into(),
-                ),
                 other => {
                     let hint = suggest::hint(other, PLAY_KEYWORDS.iter().copied());
                     self.error(
@@ -819,6 +832,8 @@ impl Parser<'_> {
             until: None,
             retries: None,
             delay: None,
+            notify: Vec::new(),
+            listen: Vec::new(),
             action: Action::Tasks {
                 file: String::new(),
             },
@@ -863,6 +878,8 @@ impl Parser<'_> {
                 "ignore_errors" => task.ignore_errors = self.condition(v, "ignore_errors"),
                 "no_log" => task.no_log = self.condition(v, "no_log"),
                 "environment" => task.environment = Some(to_json(v)),
+                "notify" => task.notify = self.names(v, "notify"),
+                "listen" => task.listen = self.names(v, "listen"),
                 "retries" => task.retries = Some(to_json(v)),
                 "delay" => task.delay = Some(to_json(v)),
                 "args" => args = Some(v),

@@ -344,6 +344,20 @@ async fn roles_include_role_tasks_from_and_precedence() {
         log.contains("TASK [a skipped include]\nlocalhost | skipping"),
         "{log}"
     );
+    assert!(
+        log.contains("native ensure-docker ran"),
+        "native before roles/: {log}"
+    );
+    // The last play's role runs its meta/main.yaml dependency first.
+    let last = &log[log.rfind("PLAY [").unwrap()..];
+    let dep = last
+        .find("TASK [greet : copy from the role's files/]")
+        .expect(last);
+    assert!(
+        dep < last
+            .find("TASK [withdeps : the dependency ran first]")
+            .expect(last)
+    );
 }
 
 #[tokio::test]
@@ -677,4 +691,29 @@ async fn reference_playbooks_run_unchanged() {
             "upload-docker-image"
         ]
     );
+}
+
+#[tokio::test]
+async fn handlers_run_once_after_the_section_that_notified_them() {
+    let r = run("handlers.yaml").await;
+    let o = r.outcome();
+    let log = r.sink.text();
+    assert_eq!(
+        o.error.as_deref(),
+        Some(
+            "playbooks/handlers.yaml:37: task command: the requested handler \"nonexistent\" was not found in the play's handlers"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("RUNNING HANDLER [restart thing]").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("RUNNING HANDLER [second]").count(), 1, "{log}");
+    assert!(
+        log.contains("RUNNING HANDLER [withhandlers : role handler]"),
+        "{log}"
+    );
+    assert_eq!(o.facts["role_handled"], "withhandlers");
 }
