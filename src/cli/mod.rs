@@ -1,6 +1,7 @@
 //! Command-line definitions (clap), one file per noun. No logic beyond turning arguments
 //! into validated values and calling the library; errors become exit codes here.
 
+mod build;
 mod image;
 mod registry;
 
@@ -75,6 +76,8 @@ pub enum Command {
     /// Copy, tag, promote, list, inspect and delete images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Build an image from a Dockerfile and push it (docker engine or daemonless).
+    Build(Box<build::BuildArgs>),
 }
 
 /// Logs go to stderr; `GANTRY_LOG` (tracing filter syntax) overrides the level.
@@ -99,5 +102,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Image(cmd) => image::run(cmd, cli.quiet).await,
+        Command::Build(args) => build::run(*args).await,
     }
 }
