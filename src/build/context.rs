@@ -357,10 +357,22 @@ mod tests {
         let s = ctx.sources("src").unwrap();
         let rels: Vec<&str> = s[0].entries.iter().map(|e| e.rel.as_str()).collect();
         assert_eq!(rels, ["", "a.txt", "sub", "sub/c.txt"]);
-        assert!(matches!(ctx.sources("target/x"), Err(ContextError::NotFound(_))));
-        assert!(matches!(ctx.sources("../etc"), Err(ContextError::Outside(_))));
-        assert!(matches!(ctx.sources("escape"), Err(ContextError::Outside(_))));
-        assert!(matches!(ctx.sources("nope"), Err(ContextError::NotFound(_))));
+        assert!(matches!(
+            ctx.sources("target/x"),
+            Err(ContextError::NotFound(_))
+        ));
+        assert!(matches!(
+            ctx.sources("../etc"),
+            Err(ContextError::Outside(_))
+        ));
+        assert!(matches!(
+            ctx.sources("escape"),
+            Err(ContextError::Outside(_))
+        ));
+        assert!(matches!(
+            ctx.sources("nope"),
+            Err(ContextError::NotFound(_))
+        ));
         let g = ctx.sources("*.txt").unwrap();
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].name, "top.txt");
@@ -368,7 +380,14 @@ mod tests {
             Context::open(&r.join("missing")),
             Err(ContextError::Missing(_))
         ));
-        let all: Vec<String> = ctx.all(&[".dockerignore"]).unwrap().into_iter().map(|e| e.rel).collect();
-        assert!(all.contains(&"src/a.txt".to_string()) && !all.iter().any(|p| p.starts_with("target")));
+        let all: Vec<String> = ctx
+            .all(&[".dockerignore"])
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        assert!(
+            all.contains(&"src/a.txt".to_string()) && !all.iter().any(|p| p.starts_with("target"))
+        );
     }
 }

@@ -108,10 +108,13 @@ impl DockerBuilder {
             return Err(unreachable("unsupported DOCKER_HOST scheme".into()));
         }
         .map_err(|e| unreachable(e.to_string()))?;
-        let docker = tokio::time::timeout(std::time::Duration::from_secs(10), docker.negotiate_version())
-            .await
-            .map_err(|_| unreachable("no answer within 10s".into()))?
-            .map_err(|e| unreachable(error_chain(&e)))?;
+        let docker = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            docker.negotiate_version(),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 10s".into()))?
+        .map_err(|e| unreachable(error_chain(&e)))?;
         tracing::debug!("docker engine at {host}, API {}", docker.client_version());
         Ok(DockerBuilder { docker })
     }
@@ -201,7 +204,11 @@ impl Builder for DockerBuilder {
 
 impl DockerBuilder {
     /// Step 2: speculative base images into the engine under the Dockerfile's names.
-    async fn prepull(&self, req: &BuildRequest, df: &dockerfile::Dockerfile) -> Result<Vec<String>, BuildError> {
+    async fn prepull(
+        &self,
+        req: &BuildRequest,
+        df: &dockerfile::Dockerfile,
+    ) -> Result<Vec<String>, BuildError> {
         let Some(buildset) = &req.buildset else {
             return Ok(Vec::new());
         };
@@ -228,23 +235,31 @@ impl DockerBuilder {
         let mut done = Vec::new();
         let mut pulled = Vec::new();
         for (i, stage) in df.stages.iter().enumerate() {
-            let Ok(name) = words::process_word(&stage.base, &|n: &str| globals.get(n).cloned(), df.escape) else {
+            let Ok(name) =
+                words::process_word(&stage.base, &|n: &str| globals.get(n).cloned(), df.escape)
+            else {
                 continue;
             };
             let lower = name.to_ascii_lowercase();
             if lower == "scratch"
-                || df.stages[..i].iter().any(|s| s.name.as_deref() == Some(lower.as_str()))
+                || df.stages[..i]
+                    .iter()
+                    .any(|s| s.name.as_deref() == Some(lower.as_str()))
                 || done.contains(&name)
             {
                 continue;
             }
             done.push(name.clone());
-            let Ok(r) = Reference::parse(&name) else { continue };
+            let Ok(r) = Reference::parse(&name) else {
+                continue;
+            };
             // Speculative images are tags; a digest pins an exact, already-published image.
             if r.digest.is_some() {
                 continue;
             }
-            let Some(repo) = super::image::buildset_repository(&r) else { continue };
+            let Some(repo) = super::image::buildset_repository(&r) else {
+                continue;
+            };
             let tag = r.tag.clone().unwrap_or_else(|| "latest".to_string());
             let spec = Reference {
                 registry: buildset.host.clone(),
@@ -254,11 +269,20 @@ impl DockerBuilder {
             };
             let store = factory
                 .store(&ImageRef::Registry(spec.clone()))
-                .map_err(|source| DockerError::Buildset { image: name.clone(), source })?;
+                .map_err(|source| DockerError::Buildset {
+                    image: name.clone(),
+                    source,
+                })?;
             match store.get_manifest(&tag).await {
                 Ok(_) => {}
                 Err(ClientError::NotFound(_)) => continue,
-                Err(source) => return Err(DockerError::Buildset { image: name.clone(), source }.into()),
+                Err(source) => {
+                    return Err(DockerError::Buildset {
+                        image: name.clone(),
+                        source,
+                    }
+                    .into());
+                }
             }
             let from = format!("{}/{repo}", buildset.host);
             tracing::info!("FROM {name}: pulling the speculative image {from}:{tag}");
@@ -266,7 +290,11 @@ impl DockerBuilder {
             let opts = CreateImageOptions {
                 from_image: Some(from.clone()),
                 tag: Some(tag.clone()),
-                platform: req.platform.as_ref().map(platform_string).unwrap_or_default(),
+                platform: req
+                    .platform
+                    .as_ref()
+                    .map(platform_string)
+                    .unwrap_or_default(),
                 ..Default::default()
             };
             let mut s = self.docker.create_image(Some(opts), None, creds);
@@ -312,7 +340,10 @@ impl DockerBuilder {
         let entries = ctx.all(&always_ref)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let writer = std::thread::spawn(move || -> std::io::Result<()> {
-            let sink = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+            let sink = ChannelWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(CHUNK),
+            };
             let mut tar = tar::Builder::new(sink);
             tar.mode(tar::HeaderMode::Deterministic);
             let res = (|| -> std::io::Result<()> {
@@ -361,7 +392,11 @@ impl DockerBuilder {
             buildargs: Some(build_args),
             labels: Some(labels),
             target: req.target.clone().unwrap_or_default(),
-            platform: req.platform.as_ref().map(platform_string).unwrap_or_default(),
+            platform: req
+                .platform
+                .as_ref()
+                .map(platform_string)
+                .unwrap_or_default(),
             rm: true,
             forcerm: true,
             ..Default::default()
@@ -393,21 +428,30 @@ impl DockerBuilder {
                     }
                 }
             }
-            if let Some(i) = info.aux.and_then(|a| a.id)
-            {
+            if let Some(i) = info.aux.and_then(|a| a.id) {
                 id = Some(i);
             }
         }
         match writer.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(BuildError::io("sending the build context", e)),
-            Err(_) => return Err(BuildError::io("sending the build context", std::io::Error::other("writer panicked"))),
+            Err(_) => {
+                return Err(BuildError::io(
+                    "sending the build context",
+                    std::io::Error::other("writer panicked"),
+                ));
+            }
         }
         id.ok_or_else(|| DockerError::Build("the engine reported no image ID".into()).into())
     }
 
     /// Step 4: tag and push one destination; returns the pushed digest.
-    async fn push(&self, req: &BuildRequest, image_id: &str, r: &Reference) -> Result<Digest, BuildError> {
+    async fn push(
+        &self,
+        req: &BuildRequest,
+        image_id: &str,
+        r: &Reference,
+    ) -> Result<Digest, BuildError> {
         let tag = r.tag.clone().unwrap_or_else(|| "latest".to_string());
         let name = r.name();
         let engine = |action: &'static str, e: bollard::errors::Error| DockerError::Engine {
@@ -429,7 +473,10 @@ impl DockerBuilder {
             .await
             .map_err(|e| engine("tag", e))?;
         let creds = if req.buildset.as_ref().is_some_and(|b| b.host == r.registry) {
-            let b = req.buildset.as_ref().and_then(|b| b.options.credentials.as_ref());
+            let b = req
+                .buildset
+                .as_ref()
+                .and_then(|b| b.options.credentials.as_ref());
             credentials_for(&r.registry, b)
         } else {
             credentials_for(&r.registry, req.registry.credentials.as_ref())
@@ -479,12 +526,19 @@ fn platform_string(p: &crate::oci::Platform) -> String {
 
 /// The Dockerfile's name inside the context tar; a Dockerfile outside the context is
 /// added under a name of its own (as the docker CLI does).
-fn dockerfile_in_context(root: &Path, df: &Path, text: &str) -> (String, Option<(String, Vec<u8>)>) {
+fn dockerfile_in_context(
+    root: &Path,
+    df: &Path,
+    text: &str,
+) -> (String, Option<(String, Vec<u8>)>) {
     let real = std::fs::canonicalize(df).unwrap_or_else(|_| PathBuf::from(df));
     if let Ok(rel) = real.strip_prefix(root) {
         return (rel.to_string_lossy().replace('\\', "/"), None);
     }
-    let name = format!(".gantry-dockerfile-{}", &Digest::sha256(text.as_bytes()).hex()[..12]);
+    let name = format!(
+        ".gantry-dockerfile-{}",
+        &Digest::sha256(text.as_bytes()).hex()[..12]
+    );
     (name.clone(), Some((name, text.as_bytes().to_vec())))
 }
 
@@ -510,9 +564,12 @@ impl Write for ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading the context"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the engine stopped reading the context",
+            )
+        })
     }
 }
 
@@ -533,9 +590,11 @@ mod tests {
         std::fs::create_dir_all(root.join("ctx/sub")).unwrap();
         std::fs::write(root.join("ctx/sub/Dockerfile"), "FROM scratch\n").unwrap();
         std::fs::write(root.join("Other"), "FROM scratch\n").unwrap();
-        let (n, extra) = dockerfile_in_context(&root.join("ctx"), &root.join("ctx/sub/Dockerfile"), "");
+        let (n, extra) =
+            dockerfile_in_context(&root.join("ctx"), &root.join("ctx/sub/Dockerfile"), "");
         assert_eq!((n.as_str(), extra.is_none()), ("sub/Dockerfile", true));
-        let (n, extra) = dockerfile_in_context(&root.join("ctx"), &root.join("Other"), "FROM scratch\n");
+        let (n, extra) =
+            dockerfile_in_context(&root.join("ctx"), &root.join("Other"), "FROM scratch\n");
         assert!(n.starts_with(".gantry-dockerfile-"));
         assert_eq!(extra.unwrap().1, b"FROM scratch\n");
     }

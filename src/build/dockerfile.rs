@@ -124,15 +124,7 @@ const KEYWORDS: [&str; 18] = [
 ];
 
 /// Instructions whose arguments may be a JSON array.
-const JSON_FORM: [&str; 7] = [
-    "RUN",
-    "CMD",
-    "ENTRYPOINT",
-    "SHELL",
-    "COPY",
-    "ADD",
-    "VOLUME",
-];
+const JSON_FORM: [&str; 7] = ["RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME"];
 
 /// Instructions that take leading `--flag` words.
 const TAKES_FLAGS: [&str; 5] = ["FROM", "COPY", "ADD", "RUN", "HEALTHCHECK"];
@@ -312,11 +304,22 @@ fn check_arity(ins: &Instruction) -> Result<(), String> {
                 Args::Shell(s) => s.split_whitespace().count(),
             };
             if n < 2 {
-                return Err(format!("{k} requires at least two arguments: source and destination"));
+                return Err(format!(
+                    "{k} requires at least two arguments: source and destination"
+                ));
             }
             for (f, _) in &ins.flags {
-                if !matches!(f.as_str(), "from" | "chown" | "chmod" | "link" | "checksum" | "keep-git-dir" | "parents" | "exclude")
-                {
+                if !matches!(
+                    f.as_str(),
+                    "from"
+                        | "chown"
+                        | "chmod"
+                        | "link"
+                        | "checksum"
+                        | "keep-git-dir"
+                        | "parents"
+                        | "exclude"
+                ) {
                     return Err(format!("{k}: unknown flag --{f}"));
                 }
             }
@@ -326,7 +329,12 @@ fn check_arity(ins: &Instruction) -> Result<(), String> {
             match words.as_slice() {
                 [_] => {}
                 [_, as_, _] if as_.eq_ignore_ascii_case("as") => {}
-                _ => return Err(format!("FROM requires IMAGE [AS NAME], got {:?}", ins.shell())),
+                _ => {
+                    return Err(format!(
+                        "FROM requires IMAGE [AS NAME], got {:?}",
+                        ins.shell()
+                    ));
+                }
             }
             for (f, _) in &ins.flags {
                 if f != "platform" {
@@ -336,18 +344,30 @@ fn check_arity(ins: &Instruction) -> Result<(), String> {
         }
         "HEALTHCHECK" => {
             let s = ins.shell().trim();
-            let first = s.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let first = s
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             if first != "NONE" && first != "CMD" {
                 return Err(format!("HEALTHCHECK must be NONE or CMD …, got {s:?}"));
             }
             for (f, _) in &ins.flags {
-                if !matches!(f.as_str(), "interval" | "timeout" | "start-period" | "start-interval" | "retries") {
+                if !matches!(
+                    f.as_str(),
+                    "interval" | "timeout" | "start-period" | "start-interval" | "retries"
+                ) {
                     return Err(format!("HEALTHCHECK: unknown flag --{f}"));
                 }
             }
         }
         "ONBUILD" => {
-            let inner = ins.shell().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let inner = ins
+                .shell()
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             if matches!(inner.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
                 return Err(format!("ONBUILD {inner} is not allowed"));
             }
@@ -360,7 +380,8 @@ fn check_arity(ins: &Instruction) -> Result<(), String> {
 fn valid_stage_name(n: &str) -> bool {
     let mut chars = n.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 fn stages(instructions: Vec<Instruction>, escape: char, errors: &mut Vec<LineError>) -> Dockerfile {
@@ -379,7 +400,11 @@ fn stages(instructions: Vec<Instruction>, escape: char, errors: &mut Vec<LineErr
                         line: ins.line,
                         message: format!("invalid stage name {n:?}: use lower-case letters, digits, '-', '_' and '.'"),
                     });
-                } else if df.stages.iter().any(|s| s.name.as_deref() == Some(n.as_str())) {
+                } else if df
+                    .stages
+                    .iter()
+                    .any(|s| s.name.as_deref() == Some(n.as_str()))
+                {
                     errors.push(LineError {
                         line: ins.line,
                         message: format!("duplicate stage name {n:?}"),
@@ -401,7 +426,10 @@ fn stages(instructions: Vec<Instruction>, escape: char, errors: &mut Vec<LineErr
         } else {
             errors.push(LineError {
                 line: ins.line,
-                message: format!("{} before the first FROM (only ARG may come first)", ins.keyword),
+                message: format!(
+                    "{} before the first FROM (only ARG may come first)",
+                    ins.keyword
+                ),
             });
         }
     }
@@ -442,7 +470,10 @@ mod tests {
         assert_eq!(copy.line, 5);
         assert_eq!(copy.flag("chown"), Some("1:2"));
         assert_eq!(copy.flag("chmod"), Some("755"));
-        assert_eq!(copy.shell().split_whitespace().collect::<Vec<_>>(), ["a", "b", "/dst/"]);
+        assert_eq!(
+            copy.shell().split_whitespace().collect::<Vec<_>>(),
+            ["a", "b", "/dst/"]
+        );
         let cmd = &df.stages[1].instructions[0];
         assert_eq!(cmd.args, Args::Json(vec!["/bin/app".into(), "-v".into()]));
         assert_eq!(df.stages[1].instructions[1].keyword, "ENTRYPOINT");
@@ -457,13 +488,29 @@ mod tests {
 
     #[test]
     fn errors_are_collected_with_lines() {
-        let e = parse("app/Dockerfile", "COPY a b\nFROM scratch\nFOO bar\nCOPY a\nFROM x AS y\nFROM z AS y\n")
-            .unwrap_err();
+        let e = parse(
+            "app/Dockerfile",
+            "COPY a b\nFROM scratch\nFOO bar\nCOPY a\nFROM x AS y\nFROM z AS y\n",
+        )
+        .unwrap_err();
         let msg = e.to_string();
-        assert_eq!(e.errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 3, 4, 6], "{msg}");
-        assert!(msg.contains("app/Dockerfile:3: unknown instruction \"FOO\""), "{msg}");
-        assert!(msg.contains("app/Dockerfile:6: duplicate stage name \"y\""), "{msg}");
-        assert_eq!(parse("D", "# only a comment\n").unwrap_err().to_string(), "D: no FROM instruction");
+        assert_eq!(
+            e.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [1, 3, 4, 6],
+            "{msg}"
+        );
+        assert!(
+            msg.contains("app/Dockerfile:3: unknown instruction \"FOO\""),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("app/Dockerfile:6: duplicate stage name \"y\""),
+            "{msg}"
+        );
+        assert_eq!(
+            parse("D", "# only a comment\n").unwrap_err().to_string(),
+            "D: no FROM instruction"
+        );
         assert!(parse("D", "FROM a b\n").is_err());
         assert!(parse("D", "FROM a\nSHELL sh -c\n").is_err());
         assert!(parse("D", "FROM a\nCOPY --bogus=1 a b\n").is_err());

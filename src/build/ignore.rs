@@ -65,7 +65,10 @@ impl Ignore {
 
     /// True when `path` (relative to the context, `/`-separated) is excluded.
     pub fn excluded(&self, path: &str) -> bool {
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
         let mut matched = false;
         for p in &self.patterns {
             // Only a pattern that could change the verdict needs evaluating.
@@ -162,9 +165,7 @@ fn glob_at(p: &[char], n: &[char]) -> bool {
             }
             hit != negate && glob_at(&p[end + 1..], &n[1..])
         }
-        Some('\\') if p.len() > 1 => {
-            n.first() == Some(&p[1]) && glob_at(&p[2..], &n[1..])
-        }
+        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob_at(&p[2..], &n[1..]),
         Some(c) => n.first() == Some(c) && glob_at(&p[1..], &n[1..]),
     }
 }

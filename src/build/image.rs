@@ -16,7 +16,9 @@ use serde_json::Value;
 
 use super::layer::{Entries, EntryKind, LayerEntry};
 use crate::client::{ClientError, ImageRef, Store, StoreFactory};
-use crate::oci::{Descriptor, Digest, Manifest, MediaType, Platform, Reference, validate_repository};
+use crate::oci::{
+    Descriptor, Digest, Manifest, MediaType, Platform, Reference, validate_repository,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -137,15 +139,21 @@ pub async fn fetch(
             Err(e) => return Err(client_err(&shown)(e)),
         };
         let (m, parsed) = {
-            let p = Manifest::parse(&m.bytes, Some(&m.media_type)).map_err(|e| ImageError::Invalid {
-                name: shown.clone(),
-                why: e.to_string(),
+            let p = Manifest::parse(&m.bytes, Some(&m.media_type)).map_err(|e| {
+                ImageError::Invalid {
+                    name: shown.clone(),
+                    why: e.to_string(),
+                }
             })?;
             if p.is_index() {
                 let child = p
                     .manifests
                     .iter()
-                    .find(|d| d.platform.as_ref().is_some_and(|pl| platform_matches(pl, platform)))
+                    .find(|d| {
+                        d.platform
+                            .as_ref()
+                            .is_some_and(|pl| platform_matches(pl, platform))
+                    })
                     .ok_or_else(|| ImageError::Invalid {
                         name: shown.clone(),
                         why: format!("no manifest for platform {platform}"),
@@ -178,10 +186,11 @@ pub async fn fetch(
                 why: format!("config {} does not match its digest", config_desc.digest),
             });
         }
-        let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Invalid {
-            name: shown.clone(),
-            why: format!("config is not JSON: {e}"),
-        })?;
+        let config: Value =
+            serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Invalid {
+                name: shown.clone(),
+                why: format!("config is not JSON: {e}"),
+            })?;
         let layers = parsed
             .layers
             .iter()
@@ -236,14 +245,20 @@ pub async fn download_layer(
     };
     tokio::fs::create_dir_all(cache).await.map_err(layer_err)?;
     let local = crate::client::layout::Layout::new(cache.join("layout"));
-    let body = store.get_blob(&desc.digest).await.map_err(|source| ImageError::Client {
-        name: name.to_string(),
-        source,
-    })?;
-    local.put_blob(desc, body).await.map_err(|source| ImageError::Client {
-        name: name.to_string(),
-        source,
-    })?;
+    let body = store
+        .get_blob(&desc.digest)
+        .await
+        .map_err(|source| ImageError::Client {
+            name: name.to_string(),
+            source,
+        })?;
+    local
+        .put_blob(desc, body)
+        .await
+        .map_err(|source| ImageError::Client {
+            name: name.to_string(),
+            source,
+        })?;
     let stored = cache
         .join("layout/blobs")
         .join(desc.digest.algorithm().as_str())
@@ -331,7 +346,15 @@ pub fn scan_tar(
             }
             _ => continue,
         };
-        into.insert(path, LayerEntry { kind, mode, uid, gid });
+        into.insert(
+            path,
+            LayerEntry {
+                kind,
+                mode,
+                uid,
+                gid,
+            },
+        );
     }
     Ok(())
 }
@@ -351,7 +374,10 @@ mod tests {
     #[test]
     fn buildset_names() {
         let r = Reference::parse("quay.io/example/base:1").unwrap();
-        assert_eq!(buildset_repository(&r).as_deref(), Some("quay.io/example/base"));
+        assert_eq!(
+            buildset_repository(&r).as_deref(),
+            Some("quay.io/example/base")
+        );
         let r = Reference::parse("busybox").unwrap();
         assert_eq!(buildset_repository(&r).as_deref(), Some("library/busybox"));
         let r = Reference::parse("127.0.0.1:5000/x").unwrap();
@@ -374,7 +400,10 @@ mod tests {
             b.finish().unwrap();
             p
         };
-        let l1 = mk("l1", &[("etc/passwd", b"root"), ("app/a", b"a"), ("app/b", b"b")]);
+        let l1 = mk(
+            "l1",
+            &[("etc/passwd", b"root"), ("app/a", b"a"), ("app/b", b"b")],
+        );
         let l2 = mk("l2", &[("app/.wh.a", b""), ("./etc/passwd", b"root2")]);
         let mut into = Entries::new();
         let want = |p: &str| p == "app" || p.starts_with("app/") || p == "etc/passwd";
@@ -385,6 +414,9 @@ mod tests {
         let EntryKind::File { source, size } = &into["etc/passwd"].kind else {
             panic!()
         };
-        assert_eq!((std::fs::read(source).unwrap(), *size), (b"root2".to_vec(), 5));
+        assert_eq!(
+            (std::fs::read(source).unwrap(), *size),
+            (b"root2".to_vec(), 5)
+        );
     }
 }

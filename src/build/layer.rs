@@ -37,7 +37,10 @@ pub enum LayerError {
 pub enum EntryKind {
     Dir,
     /// A regular file whose bytes are read from `source` when the layer is written.
-    File { source: PathBuf, size: u64 },
+    File {
+        source: PathBuf,
+        size: u64,
+    },
     Symlink(String),
 }
 
@@ -91,7 +94,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
 
 /// Writes `entries` as a gzip'd tar into `blobs_dir/<hex>` (sha256); `mtime` is used for
 /// every entry. Blocking: call from a blocking thread.
-pub fn write_layer(entries: &Entries, mtime: u64, blobs_dir: &Path) -> Result<BuiltLayer, LayerError> {
+pub fn write_layer(
+    entries: &Entries,
+    mtime: u64,
+    blobs_dir: &Path,
+) -> Result<BuiltLayer, LayerError> {
     std::fs::create_dir_all(blobs_dir).map_err(io_err(blobs_dir))?;
     let tmp = blobs_dir.join(format!(".layer-{}", uuid::Uuid::new_v4()));
     let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
@@ -153,7 +160,12 @@ fn write_to(
     Ok((digest, diff_id, size))
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, e: &LayerEntry, mtime: u64) -> Result<(), LayerError> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    e: &LayerEntry,
+    mtime: u64,
+) -> Result<(), LayerError> {
     let mut h = tar::Header::new_gnu();
     h.set_mtime(mtime);
     h.set_uid(e.uid);
@@ -170,7 +182,8 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, e: &LayerEntry, mtime
         EntryKind::Symlink(target) => {
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
-            tar.append_link(&mut h, path, target).map_err(io_err(here))?;
+            tar.append_link(&mut h, path, target)
+                .map_err(io_err(here))?;
         }
         EntryKind::File { source, size } => {
             h.set_entry_type(tar::EntryType::Regular);
@@ -261,7 +274,13 @@ mod tests {
         );
         let a = write_layer(&e, 0, &t.path().join("a")).unwrap();
         let b = write_layer(&e, 0, &t.path().join("b")).unwrap();
-        assert_eq!(a, BuiltLayer { path: a.path.clone(), ..b.clone() });
+        assert_eq!(
+            a,
+            BuiltLayer {
+                path: a.path.clone(),
+                ..b.clone()
+            }
+        );
         let c = write_layer(&e, 1, &t.path().join("c")).unwrap();
         assert_ne!(a.digest, c.digest);
         // The tar reads back in path order with normalised metadata.

@@ -205,7 +205,10 @@ pub trait Builder {
 
 /// Runs a build with the chosen builder (`None`: docker when an engine answers, else
 /// native). Siblings are copied in first and removed afterwards, also on failure.
-pub async fn build(kind: Option<BuilderKind>, req: &BuildRequest) -> Result<BuildResult, BuildError> {
+pub async fn build(
+    kind: Option<BuilderKind>,
+    req: &BuildRequest,
+) -> Result<BuildResult, BuildError> {
     let kind = match kind {
         Some(k) => k,
         None => {

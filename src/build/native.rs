@@ -120,7 +120,11 @@ pub async fn build_to_layout(req: &BuildRequest, work: &Path) -> Result<Output, 
                 BuildError::Invalid(format!(
                     "target stage {t:?} not found in {} (stages: {})",
                     b.file,
-                    if names.is_empty() { "none named".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none named".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ))
             })?,
         None => df.stages.len() - 1,
@@ -217,7 +221,10 @@ impl ImageState {
 
     fn from_image(img: &BaseImage, target: &Platform) -> Result<ImageState, String> {
         let c = &img.config;
-        let diff_ids = c["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+        let diff_ids = c["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if diff_ids.len() != img.layers.len() {
             return Err(format!(
                 "image {}: {} layers but {} diff_ids in its config",
@@ -257,7 +264,9 @@ impl ImageState {
         if let Some(Value::Array(t)) = self.config.remove("OnBuild")
             && !t.is_empty()
         {
-            tracing::warn!("{file}:{line}: the base image has ONBUILD triggers, which the native builder does not run");
+            tracing::warn!(
+                "{file}:{line}: the base image has ONBUILD triggers, which the native builder does not run"
+            );
         }
     }
 
@@ -283,7 +292,11 @@ impl ImageState {
         }
         self.config.insert(
             "Env".into(),
-            Value::Array(env.into_iter().map(|(k, v)| Value::String(format!("{k}={v}"))).collect()),
+            Value::Array(
+                env.into_iter()
+                    .map(|(k, v)| Value::String(format!("{k}={v}")))
+                    .collect(),
+            ),
         );
     }
 
@@ -300,7 +313,11 @@ impl ImageState {
         self.config
             .get("Shell")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
 }
@@ -353,7 +370,10 @@ struct Build {
 /// A stage named or numbered `name`, defined before stage `before`.
 fn stage_ref(df: &Dockerfile, name: &str, before: usize) -> Option<usize> {
     let lower = name.to_ascii_lowercase();
-    if let Some(s) = df.stages[..before].iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+    if let Some(s) = df.stages[..before]
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
         return Some(s.index);
     }
     match name.parse::<usize>() {
@@ -389,7 +409,10 @@ impl Build {
             ("TARGETPLATFORM".into(), plat(p)),
             ("TARGETOS".into(), p.os.clone()),
             ("TARGETARCH".into(), p.architecture.clone()),
-            ("TARGETVARIANT".into(), p.variant.clone().unwrap_or_default()),
+            (
+                "TARGETVARIANT".into(),
+                p.variant.clone().unwrap_or_default(),
+            ),
             ("BUILDPLATFORM".into(), plat(&host)),
             ("BUILDOS".into(), host.os.clone()),
             ("BUILDARCH".into(), host.architecture.clone()),
@@ -397,14 +420,19 @@ impl Build {
         ]
     }
 
-    fn global_args(&mut self, df: &Dockerfile) -> Result<BTreeMap<String, Option<String>>, BuildError> {
+    fn global_args(
+        &mut self,
+        df: &Dockerfile,
+    ) -> Result<BTreeMap<String, Option<String>>, BuildError> {
         let mut globals: BTreeMap<String, Option<String>> = self
             .platform_args()
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
             .collect();
         for ins in &df.global_args {
-            for (name, default) in self.arg_words(ins, &|n: &str| globals.get(n).cloned().flatten())? {
+            for (name, default) in
+                self.arg_words(ins, &|n: &str| globals.get(n).cloned().flatten())?
+            {
                 let v = match self.build_args.get(&name) {
                     Some(v) => {
                         self.used_args.insert(name.clone());
@@ -419,14 +447,22 @@ impl Build {
     }
 
     /// `ARG a=1 b` → [(a, Some(1)), (b, None)], defaults substituted.
-    fn arg_words(&self, ins: &Instruction, vars: &dyn Vars) -> Result<Vec<(String, Option<String>)>, BuildError> {
-        let raw = words::split_raw(ins.shell(), self.escape).map_err(|e| self.at(ins.line, e.to_string()))?;
+    fn arg_words(
+        &self,
+        ins: &Instruction,
+        vars: &dyn Vars,
+    ) -> Result<Vec<(String, Option<String>)>, BuildError> {
+        let raw = words::split_raw(ins.shell(), self.escape)
+            .map_err(|e| self.at(ins.line, e.to_string()))?;
         let mut out = Vec::new();
         for w in raw {
             let (name, default) = match w.split_once('=') {
                 Some((n, d)) => (
                     n.to_string(),
-                    Some(words::process_word(d, vars, self.escape).map_err(|e| self.at(ins.line, e.to_string()))?),
+                    Some(
+                        words::process_word(d, vars, self.escape)
+                            .map_err(|e| self.at(ins.line, e.to_string()))?,
+                    ),
                 ),
                 None => (w.clone(), None),
             };
@@ -438,7 +474,12 @@ impl Build {
         Ok(out)
     }
 
-    fn subst_global(&self, s: &str, globals: &BTreeMap<String, Option<String>>, line: usize) -> Result<String, BuildError> {
+    fn subst_global(
+        &self,
+        s: &str,
+        globals: &BTreeMap<String, Option<String>>,
+        line: usize,
+    ) -> Result<String, BuildError> {
         words::process_word(s, &|n: &str| globals.get(n).cloned().flatten(), self.escape)
             .map_err(|e| self.at(line, e.to_string()))
     }
@@ -512,15 +553,27 @@ impl Build {
         if let Some(i) = self.images.get(name) {
             return Ok(i.clone());
         }
-        let img = image::fetch(name, &self.platform, &self.factory, self.buildset.as_deref())
-            .await
-            .map_err(|e| if e.is_usage() { self.at(line, e.to_string()) } else { e.into() })?;
+        let img = image::fetch(
+            name,
+            &self.platform,
+            &self.factory,
+            self.buildset.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            if e.is_usage() {
+                self.at(line, e.to_string())
+            } else {
+                e.into()
+            }
+        })?;
         self.images.insert(name.to_string(), img.clone());
         Ok(img)
     }
 
     fn history(&self, st: &mut ImageState, ins: &Instruction, empty: bool) {
-        let mut h = json!({"created": self.created, "created_by": ins.text, "comment": "gantry build"});
+        let mut h =
+            json!({"created": self.created, "created_by": ins.text, "comment": "gantry build"});
         if empty {
             h["empty_layer"] = json!(true);
         }
@@ -539,8 +592,12 @@ impl Build {
         let env: HashMap<String, String> = scope.args.clone().into_iter().chain(st.env()).collect();
         let vars = move |n: &str| env.get(n).cloned();
         let line = ins.line;
-        let word = |s: &str| words::process_word(s, &vars, self.escape).map_err(|e| self.at(line, e.to_string()));
-        let words_of = |s: &str| words::process_words(s, &vars, self.escape).map_err(|e| self.at(line, e.to_string()));
+        let word = |s: &str| {
+            words::process_word(s, &vars, self.escape).map_err(|e| self.at(line, e.to_string()))
+        };
+        let words_of = |s: &str| {
+            words::process_words(s, &vars, self.escape).map_err(|e| self.at(line, e.to_string()))
+        };
         match ins.keyword.as_str() {
             "COPY" | "ADD" => {
                 let entries = self.copy(ins, st, df, built, stage, &vars).await?;
@@ -548,12 +605,23 @@ impl Build {
                 let epoch = self.epoch;
                 let entries = Arc::new(entries);
                 let e2 = entries.clone();
-                let layer = tokio::task::spawn_blocking(move || super::layer::write_layer(&e2, epoch, &blobs_dir))
-                    .await
-                    .map_err(|e| BuildError::io("writing a layer", std::io::Error::other(e)))??;
-                tracing::info!("{}:{line}: {} → layer {} ({} bytes)", self.file, ins.keyword, layer.digest, layer.size);
+                let layer = tokio::task::spawn_blocking(move || {
+                    super::layer::write_layer(&e2, epoch, &blobs_dir)
+                })
+                .await
+                .map_err(|e| BuildError::io("writing a layer", std::io::Error::other(e)))??;
+                tracing::info!(
+                    "{}:{line}: {} → layer {} ({} bytes)",
+                    self.file,
+                    ins.keyword,
+                    layer.digest,
+                    layer.size
+                );
                 st.diff_ids.push(json!(layer.diff_id));
-                st.layers.push(Layer::Built { built: layer, entries });
+                st.layers.push(Layer::Built {
+                    built: layer,
+                    entries,
+                });
                 self.history(st, ins, false);
                 return Ok(());
             }
@@ -588,8 +656,15 @@ impl Build {
             "MAINTAINER" => st.author = Some(word(ins.shell())?),
             "WORKDIR" => {
                 let w = word(ins.shell())?;
-                let abs = if w.starts_with('/') { w } else { format!("{}/{w}", st.workdir()) };
-                let clean = format!("/{}", super::context::clean_relative(&abs).unwrap_or_default());
+                let abs = if w.starts_with('/') {
+                    w
+                } else {
+                    format!("{}/{w}", st.workdir())
+                };
+                let clean = format!(
+                    "/{}",
+                    super::context::clean_relative(&abs).unwrap_or_default()
+                );
                 st.config.insert("WorkingDir".into(), json!(clean));
             }
             "USER" => {
@@ -615,7 +690,8 @@ impl Build {
                 }
             }
             "STOPSIGNAL" => {
-                st.config.insert("StopSignal".into(), json!(word(ins.shell())?));
+                st.config
+                    .insert("StopSignal".into(), json!(word(ins.shell())?));
             }
             "ENTRYPOINT" => {
                 let v = self.command(ins, st);
@@ -648,15 +724,26 @@ impl Build {
                 }
             }
             // Refused in `check`; kept here so a new caller cannot slip one through.
-            "RUN" => return Err(self.at(line, "RUN needs a container: build with --builder docker")),
-            other => return Err(self.at(line, format!("{other} is not supported by the native builder"))),
+            "RUN" => {
+                return Err(self.at(line, "RUN needs a container: build with --builder docker"));
+            }
+            other => {
+                return Err(self.at(
+                    line,
+                    format!("{other} is not supported by the native builder"),
+                ));
+            }
         }
         self.history(st, ins, true);
         Ok(())
     }
 
     /// `KEY=value …` (or the legacy `KEY value`) with values substituted.
-    fn pairs(&self, ins: &Instruction, vars: &dyn Vars) -> Result<Vec<(String, String)>, BuildError> {
+    fn pairs(
+        &self,
+        ins: &Instruction,
+        vars: &dyn Vars,
+    ) -> Result<Vec<(String, String)>, BuildError> {
         let line = ins.line;
         let err = |e: words::WordsError| self.at(line, e.to_string());
         let raw = words::split_raw(ins.shell(), self.escape).map_err(err)?;
@@ -666,7 +753,10 @@ impl Build {
             // Legacy form: the rest of the line is the value.
             let rest = ins.shell().trim_start()[first.len()..].trim();
             if ins.keyword == "LABEL" || rest.is_empty() {
-                return Err(self.at(line, format!("{}: expected KEY=value, got {:?}", ins.keyword, ins.shell())));
+                return Err(self.at(
+                    line,
+                    format!("{}: expected KEY=value, got {:?}", ins.keyword, ins.shell()),
+                ));
             }
             return Ok(vec![(
                 words::process_word(first, vars, self.escape).map_err(err)?,
@@ -676,7 +766,10 @@ impl Build {
         let mut out = Vec::new();
         for w in raw {
             let Some((k, v)) = w.split_once('=') else {
-                return Err(self.at(line, format!("{}: expected KEY=value, got {w:?}", ins.keyword)));
+                return Err(self.at(
+                    line,
+                    format!("{}: expected KEY=value, got {w:?}", ins.keyword),
+                ));
             };
             let k = words::process_word(k, vars, self.escape).map_err(err)?;
             if k.is_empty() {
@@ -733,12 +826,19 @@ impl Build {
             ("start-interval", "StartInterval"),
         ] {
             if let Some(v) = ins.flag(name) {
-                let ns = duration_ns(v).ok_or_else(|| self.at(line, format!("HEALTHCHECK --{name}={v}: not a duration (e.g. 30s, 1m30s)")))?;
+                let ns = duration_ns(v).ok_or_else(|| {
+                    self.at(
+                        line,
+                        format!("HEALTHCHECK --{name}={v}: not a duration (e.g. 30s, 1m30s)"),
+                    )
+                })?;
                 hc.insert(key.into(), json!(ns));
             }
         }
         if let Some(r) = ins.flag("retries") {
-            let n: u64 = r.parse().map_err(|_| self.at(line, format!("HEALTHCHECK --retries={r}: not a number")))?;
+            let n: u64 = r
+                .parse()
+                .map_err(|_| self.at(line, format!("HEALTHCHECK --retries={r}: not a number")))?;
             hc.insert("Retries".into(), json!(n));
         }
         Ok(Value::Object(hc))
@@ -765,7 +865,10 @@ impl Build {
             Args::Shell(s) => words::process_words(s, vars, self.escape).map_err(err)?,
         };
         if args.len() < 2 {
-            return Err(self.at(line, format!("{} needs a source and a destination", ins.keyword)));
+            return Err(self.at(
+                line,
+                format!("{} needs a source and a destination", ins.keyword),
+            ));
         }
         let dest_raw = args.pop().unwrap_or_default();
         let srcs = args;
@@ -774,7 +877,10 @@ impl Build {
         } else {
             format!("{}/{dest_raw}", st.workdir())
         };
-        let dest_is_dir = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == "." || srcs.len() > 1;
+        let dest_is_dir = dest_raw.ends_with('/')
+            || dest_raw.ends_with("/.")
+            || dest_raw == "."
+            || srcs.len() > 1;
         let dest = super::context::clean_relative(&dest_abs).unwrap_or_default();
         let owner = match ins.flag("chown") {
             Some(c) => {
@@ -788,7 +894,12 @@ impl Build {
                 u32::from_str_radix(m, 8)
                     .ok()
                     .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| self.at(line, format!("--chmod={m}: expected an octal mode such as 755")))?,
+                    .ok_or_else(|| {
+                        self.at(
+                            line,
+                            format!("--chmod={m}: expected an octal mode such as 755"),
+                        )
+                    })?,
             ),
             None => None,
         };
@@ -805,8 +916,18 @@ impl Build {
                 }
             };
             for src in &srcs {
-                self.copy_from_image(&source, &from, src, &dest, dest_is_dir, owner, chmod, line, &mut out)
-                    .await?;
+                self.copy_from_image(
+                    &source,
+                    &from,
+                    src,
+                    &dest,
+                    dest_is_dir,
+                    owner,
+                    chmod,
+                    line,
+                    &mut out,
+                )
+                .await?;
             }
             return Ok(out);
         }
@@ -818,11 +939,20 @@ impl Build {
             if src.starts_with("git@") {
                 return Err(self.at(line, format!("ADD {src}: git sources are not supported")));
             }
-            let s = self.ctx.sources(src).map_err(|e| self.at(line, format!("{} {e}", ins.keyword)))?;
+            let s = self
+                .ctx
+                .sources(src)
+                .map_err(|e| self.at(line, format!("{} {e}", ins.keyword)))?;
             sources.extend(s);
         }
         if sources.len() > 1 && !dest_is_dir {
-            return Err(self.at(line, format!("{} with more than one source needs a destination directory ending in /", ins.keyword)));
+            return Err(self.at(
+                line,
+                format!(
+                    "{} with more than one source needs a destination directory ending in /",
+                    ins.keyword
+                ),
+            ));
         }
         let (uid, gid) = owner.unwrap_or((0, 0));
         for s in sources {
@@ -836,17 +966,24 @@ impl Build {
                 }
             } else {
                 let base = s.name.rsplit('/').next().unwrap_or(&s.name).to_string();
-                let target = if dest_is_dir { join(&dest, &base) } else { dest.clone() };
+                let target = if dest_is_dir {
+                    join(&dest, &base)
+                } else {
+                    dest.clone()
+                };
                 let e = &s.entries[0];
                 if ins.keyword == "ADD"
                     && let Kind::File { path, .. } = &e.kind
                     && is_tar_archive(path)
                 {
-                    self.extract_archive(path, &dest, owner, chmod, line, &mut out).await?;
+                    self.extract_archive(path, &dest, owner, chmod, line, &mut out)
+                        .await?;
                     continue;
                 }
                 if target.is_empty() {
-                    return Err(self.at(line, format!("{}: cannot copy a file onto /", ins.keyword)));
+                    return Err(
+                        self.at(line, format!("{}: cannot copy a file onto /", ins.keyword))
+                    );
                 }
                 out.insert(target, context_entry(&e.kind, e.mode, chmod, uid, gid));
             }
@@ -894,9 +1031,18 @@ impl Build {
             return Err(self.at(line, format!("COPY --from={from}: {src} not found")));
         }
         let is_dir = path.is_empty() || found.get(&path).is_none_or(|e| e.kind == EntryKind::Dir);
-        let base = src.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
+        let base = src
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         for (k, e) in found {
-            let rel = if k == path { String::new() } else { k[path.len()..].trim_start_matches('/').to_string() };
+            let rel = if k == path {
+                String::new()
+            } else {
+                k[path.len()..].trim_start_matches('/').to_string()
+            };
             let target = if is_dir {
                 join(dest, &rel)
             } else if dest_is_dir {
@@ -913,7 +1059,15 @@ impl Build {
                 (_, Some(m)) => m,
                 _ => e.mode,
             };
-            out.insert(target, LayerEntry { kind: e.kind, mode, uid, gid });
+            out.insert(
+                target,
+                LayerEntry {
+                    kind: e.kind,
+                    mode,
+                    uid,
+                    gid,
+                },
+            );
         }
         Ok(())
     }
@@ -947,7 +1101,11 @@ impl Build {
                     })
                     .await
                     .map_err(|e| BuildError::io("reading a layer", std::io::Error::other(e)))?
-                    .map_err(|source| image::ImageError::Layer { name, digest, source })?;
+                    .map_err(|source| image::ImageError::Layer {
+                        name,
+                        digest,
+                        source,
+                    })?;
                 }
             }
         }
@@ -957,7 +1115,12 @@ impl Build {
     /// `--chown=user[:group]`: numbers, or names looked up in the stage's /etc/passwd and
     /// /etc/group. A user without a group gets the user's primary group (names) or the
     /// same number (numeric), as Docker does.
-    async fn owner(&self, spec: &str, st: &ImageState, line: usize) -> Result<(u64, u64), BuildError> {
+    async fn owner(
+        &self,
+        spec: &str,
+        st: &ImageState,
+        line: usize,
+    ) -> Result<(u64, u64), BuildError> {
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
@@ -965,10 +1128,13 @@ impl Build {
         let numeric = |s: &str| s.parse::<u64>().ok();
         let need_files = numeric(user).is_none() || group.is_some_and(|g| numeric(g).is_none());
         let (passwd, groups) = if need_files {
-            let want: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(|k: &str| k == "etc/passwd" || k == "etc/group");
+            let want: Arc<dyn Fn(&str) -> bool + Send + Sync> =
+                Arc::new(|k: &str| k == "etc/passwd" || k == "etc/group");
             let files = self.read_paths(st, want).await?;
             let read = |k: &str| match files.get(k).map(|e| &e.kind) {
-                Some(EntryKind::File { source, .. }) => std::fs::read_to_string(source).unwrap_or_default(),
+                Some(EntryKind::File { source, .. }) => {
+                    std::fs::read_to_string(source).unwrap_or_default()
+                }
                 _ => String::new(),
             };
             (read("etc/passwd"), read("etc/group"))
@@ -984,8 +1150,12 @@ impl Build {
         let (uid, primary) = match numeric(user) {
             Some(u) => (u, u),
             None => {
-                let uid = lookup(&passwd, user, 2)
-                    .ok_or_else(|| self.at(line, format!("--chown={spec}: no user {user:?} in the image's /etc/passwd")))?;
+                let uid = lookup(&passwd, user, 2).ok_or_else(|| {
+                    self.at(
+                        line,
+                        format!("--chown={spec}: no user {user:?} in the image's /etc/passwd"),
+                    )
+                })?;
                 (uid, lookup(&passwd, user, 3).unwrap_or(uid))
             }
         };
@@ -993,8 +1163,12 @@ impl Build {
             None => primary,
             Some(g) => match numeric(g) {
                 Some(n) => n,
-                None => lookup(&groups, g, 2)
-                    .ok_or_else(|| self.at(line, format!("--chown={spec}: no group {g:?} in the image's /etc/group")))?,
+                None => lookup(&groups, g, 2).ok_or_else(|| {
+                    self.at(
+                        line,
+                        format!("--chown={spec}: no group {g:?} in the image's /etc/group"),
+                    )
+                })?,
             },
         };
         Ok((uid, gid))
@@ -1033,7 +1207,11 @@ impl Build {
     }
 
     /// Step 3: config and manifest into the layout; the list of blobs to push.
-    async fn finish(&self, st: &ImageState, layout_dir: &Path) -> Result<(RawManifest, Vec<BlobSource>), BuildError> {
+    async fn finish(
+        &self,
+        st: &ImageState,
+        layout_dir: &Path,
+    ) -> Result<(RawManifest, Vec<BlobSource>), BuildError> {
         let mut config = st.config.clone();
         for key in ["Labels", "ExposedPorts", "Volumes"] {
             if let Some(Value::Object(m)) = config.get_mut(key) {
@@ -1053,13 +1231,23 @@ impl Build {
             doc.insert("variant".into(), json!(v));
         }
         doc.insert("config".into(), Value::Object(config));
-        doc.insert("rootfs".into(), json!({"type": "layers", "diff_ids": st.diff_ids}));
+        doc.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": st.diff_ids}),
+        );
         doc.insert("history".into(), json!(st.history));
-        let config_bytes = serde_json::to_vec(&Value::Object(doc)).map_err(|e| BuildError::io("encoding the config", e.into()))?;
-        let config_desc = descriptor(MediaType::OCI_CONFIG, Digest::sha256(&config_bytes), config_bytes.len() as u64);
+        let config_bytes = serde_json::to_vec(&Value::Object(doc))
+            .map_err(|e| BuildError::io("encoding the config", e.into()))?;
+        let config_desc = descriptor(
+            MediaType::OCI_CONFIG,
+            Digest::sha256(&config_bytes),
+            config_bytes.len() as u64,
+        );
         let layout = Layout::new(layout_dir);
         let layout_store = Arc::new(Store::Layout(layout.clone()));
-        let body: crate::client::BlobStream = Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(config_bytes)) }));
+        let body: crate::client::BlobStream = Box::pin(futures_util::stream::once(async move {
+            Ok(Bytes::from(config_bytes))
+        }));
         layout.put_blob(&config_desc, body).await?;
         let mut blobs = vec![BlobSource {
             desc: config_desc.clone(),
@@ -1075,7 +1263,10 @@ impl Build {
                 ),
             };
             if !blobs.iter().any(|b| b.desc.digest == desc.digest) {
-                blobs.push(BlobSource { desc: desc.clone(), store });
+                blobs.push(BlobSource {
+                    desc: desc.clone(),
+                    store,
+                });
             }
             layers.push(desc);
         }
@@ -1085,7 +1276,10 @@ impl Build {
             "config": config_desc,
             "layers": layers,
         });
-        let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| BuildError::io("encoding the manifest", e.into()))?);
+        let bytes = Bytes::from(
+            serde_json::to_vec(&manifest)
+                .map_err(|e| BuildError::io("encoding the manifest", e.into()))?,
+        );
         let raw = RawManifest {
             digest: Digest::sha256(&bytes),
             bytes,
@@ -1135,7 +1329,12 @@ fn context_entry(kind: &Kind, mode: u32, chmod: Option<u32>, uid: u64, gid: u64)
         (_, Some(m)) => m,
         _ => normal,
     };
-    LayerEntry { kind, mode, uid, gid }
+    LayerEntry {
+        kind,
+        mode,
+        uid,
+        gid,
+    }
 }
 
 /// ADD unpacks local tar archives (plain or gzip'd); other files are copied.
@@ -1188,10 +1387,14 @@ fn duration_ns(s: &str) -> Option<u64> {
         return None;
     }
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let value: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..u] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,

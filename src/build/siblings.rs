@@ -135,7 +135,10 @@ mod tests {
         }];
         {
             let _g = Siblings::copy_in(&ctx, &list).unwrap();
-            assert!(ctx.join(".zuul-siblings/opendev.org/org/lib/pkg/x.py").exists());
+            assert!(
+                ctx.join(".zuul-siblings/opendev.org/org/lib/pkg/x.py")
+                    .exists()
+            );
             assert!(matches!(
                 Siblings::copy_in(&ctx, &list),
                 Err(SiblingsError::Exists(_))

@@ -50,7 +50,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", requires = "buildset_registry")]
     pub buildset_ca: Option<PathBuf>,
     /// Credentials user:password for the buildset registry.
-    #[arg(long, env = "GANTRY_BUILDSET_CREDS", hide_env_values = true, requires = "buildset_registry")]
+    #[arg(
+        long,
+        env = "GANTRY_BUILDSET_CREDS",
+        hide_env_values = true,
+        requires = "buildset_registry"
+    )]
     pub buildset_creds: Option<String>,
     /// The change number: adds the label org.zuul-ci.change.
     #[arg(long)]
