@@ -211,8 +211,8 @@ impl<'a> Processor<'a> {
         }
         let value = self.vars.get(&name);
         match self.next() {
-            Some('}') => return Ok(value.unwrap_or_default()),
-            None => return Err(WordsError::Unterminated(self.src.to_string())),
+            Some('}') => Ok(value.unwrap_or_default()),
+            None => Err(WordsError::Unterminated(self.src.to_string())),
             Some(':') => {
                 let op = self
                     .next()
