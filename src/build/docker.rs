@@ -190,7 +190,7 @@ impl Builder for DockerBuilder {
             let ImageRef::Registry(r) = t else { continue };
             let digest = self.push(req, &image_id, r).await?;
             images.push(PushedImage {
-                reference: r.to_string(),
+                reference: super::shown(t),
                 digest,
             });
         }

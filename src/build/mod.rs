@@ -231,6 +231,18 @@ pub async fn build(
     }
 }
 
+/// How a destination is shown in results: `host/repo:tag` (the tag pushed, `latest` when
+/// none was written), `oci:DIR:tag` for layouts.
+pub fn shown(r: &ImageRef) -> String {
+    match r {
+        ImageRef::Registry(reg) if reg.tag.is_none() && reg.digest.is_none() => {
+            reg.with_tag("latest").to_string()
+        }
+        ImageRef::Registry(reg) => reg.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// This machine's platform in OCI words (`linux/amd64`).
 pub fn host_platform() -> Platform {
     let arch = match std::env::consts::ARCH {

@@ -56,7 +56,7 @@ impl Builder for NativeBuilder {
                 .iter()
                 .zip(digests)
                 .map(|(t, d)| PushedImage {
-                    reference: t.to_string().trim_start_matches("docker://").to_string(),
+                    reference: super::shown(t),
                     digest: d,
                 })
                 .collect(),
