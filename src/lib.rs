@@ -10,3 +10,4 @@ pub mod job;
 pub mod oci;
 pub mod playbook;
 pub mod registry;
+pub mod roles;

@@ -45,15 +45,23 @@ fn merge_returned(base: &mut Map<String, Value>, later: Map<String, Value>) {
             (Some(Value::Object(a)), Value::Object(b)) if k == "zuul" => {
                 for (zk, zv) in b {
                     match (a.get_mut(&zk), zv) {
-                        (Some(Value::Array(x)), Value::Array(y)) if zk == "artifacts" || zk == "warnings" => x.extend(y),
-                        (Some(existing @ Value::Object(_)), zv @ Value::Object(_)) => template::merge(existing, zv, true),
+                        (Some(Value::Array(x)), Value::Array(y))
+                            if zk == "artifacts" || zk == "warnings" =>
+                        {
+                            x.extend(y)
+                        }
+                        (Some(existing @ Value::Object(_)), zv @ Value::Object(_)) => {
+                            template::merge(existing, zv, true)
+                        }
                         (_, zv) => {
                             a.insert(zk, zv);
                         }
                     }
                 }
             }
-            (Some(existing @ Value::Object(_)), v @ Value::Object(_)) => template::merge(existing, v, true),
+            (Some(existing @ Value::Object(_)), v @ Value::Object(_)) => {
+                template::merge(existing, v, true)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -84,7 +92,11 @@ pub struct RoleOutcome {
 /// project's `roles/<name>/` directory.
 pub trait NativeRoles: Send + Sync {
     fn has(&self, name: &str) -> bool;
-    fn run<'a>(&'a self, name: &'a str, call: RoleCall<'a>) -> BoxFuture<'a, Result<RoleOutcome, String>>;
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        call: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>>;
 }
 
 /// No native roles (tests of the interpreter alone).
@@ -94,7 +106,11 @@ impl NativeRoles for NoNativeRoles {
     fn has(&self, _: &str) -> bool {
         false
     }
-    fn run<'a>(&'a self, name: &'a str, _: RoleCall<'a>) -> BoxFuture<'a, Result<RoleOutcome, String>> {
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        _: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
         Box::pin(async move { Err(format!("no native role {name}")) })
     }
 }
