@@ -11,3 +11,4 @@ pub mod oci;
 pub mod playbook;
 pub mod registry;
 pub mod roles;
+pub mod runner;
