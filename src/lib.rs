@@ -10,5 +10,6 @@ pub mod job;
 pub mod oci;
 pub mod playbook;
 pub mod registry;
+pub mod report;
 pub mod roles;
 pub mod runner;
