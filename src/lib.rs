@@ -4,6 +4,7 @@
 //! `client` the client; `cli` only parses and calls the library.
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod cli;
 pub mod client;
 pub mod job;

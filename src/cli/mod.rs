@@ -1,6 +1,7 @@
 //! Command-line definitions (clap), one file per noun. No logic beyond turning arguments
 //! into validated values and calling the library; errors become exit codes here.
 
+mod build;
 mod config;
 mod image;
 mod job;
@@ -95,6 +96,8 @@ pub enum Command {
     /// Manage project keys and encrypted secrets (zuul-client compatible).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Build an image from a Dockerfile and push it (docker engine or daemonless).
+    Build(Box<build::BuildArgs>),
 }
 
 impl Cli {
@@ -142,5 +145,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Config(cmd) => config::run(cmd),
         Command::Job(cmd) => job::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Build(args) => build::run(*args).await,
     }
 }

@@ -102,8 +102,12 @@ fn key_dir(arg: &Option<PathBuf>) -> Option<PathBuf> {
 fn parse_vars(vars: &[String]) -> Result<Map<String, Value>, CliError> {
     let mut out = Map::new();
     for v in vars {
-        let (k, val) = v.split_once('=').ok_or_else(|| anyhow!("--var {v:?}: expected K=V")).usage()?;
-        let parsed: Value = serde_saphyr::from_str(val).unwrap_or_else(|_| Value::String(val.to_string()));
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--var {v:?}: expected K=V"))
+            .usage()?;
+        let parsed: Value =
+            serde_saphyr::from_str(val).unwrap_or_else(|_| Value::String(val.to_string()));
         out.insert(k.to_string(), parsed);
     }
     Ok(out)
@@ -124,14 +128,22 @@ fn project_name(s: &str) -> String {
 
 pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliError> {
     let state = state_dir(&args.state_dir)?;
-    std::fs::create_dir_all(&state).map_err(|e| anyhow!("creating {}: {e}", state.display())).usage()?;
+    std::fs::create_dir_all(&state)
+        .map_err(|e| anyhow!("creating {}: {e}", state.display()))
+        .usage()?;
     let project_dir = args
         .project_dir
         .canonicalize()
         .map_err(|e| anyhow!("project directory {}: {e}", args.project_dir.display()))
         .usage()?;
-    let project = args.project.clone().unwrap_or_else(|| project_name(&project_dir.display().to_string()));
-    let library = args.jobs_dir.clone().or_else(super::config::default_library_dir);
+    let project = args
+        .project
+        .clone()
+        .unwrap_or_else(|| project_name(&project_dir.display().to_string()));
+    let library = args
+        .jobs_dir
+        .clone()
+        .or_else(super::config::default_library_dir);
     let config = crate::job::load(
         &project_dir,
         &LoadOptions {
@@ -142,7 +154,9 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
     )
     .map_err(|e| anyhow!("{e}"))
     .usage()?;
-    let graph = JobGraph::build(&config, &project, &args.pipeline).map_err(|e| anyhow!("{e}")).usage()?;
+    let graph = JobGraph::build(&config, &project, &args.pipeline)
+        .map_err(|e| anyhow!("{e}"))
+        .usage()?;
     let extra_vars = parse_vars(&args.vars)?;
 
     // The intermediate registry: the one given, or gantry's own, kept in the state dir.
@@ -154,13 +168,23 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
                 o.credentials = Some(Credentials::parse(c).usage()?);
             }
             o.ca_certs.extend(args.intermediate_ca.clone());
-            Endpoint { host: host.clone(), options: o }
+            Endpoint {
+                host: host.clone(),
+                options: o,
+            }
         }
         None => {
-            let reg = Registry::new(RegistryConfig::new(state.join("intermediate"))).map_err(|e| anyhow!("{e}"))?;
-            let (addr, task) = reg.spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?).await.map_err(|e| anyhow!("{e}"))?;
+            let reg = Registry::new(RegistryConfig::new(state.join("intermediate")))
+                .map_err(|e| anyhow!("{e}"))?;
+            let (addr, task) = reg
+                .spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             local_registry = Some((addr, task));
-            Endpoint { host: addr.to_string(), options: ClientOptions::default() }
+            Endpoint {
+                host: addr.to_string(),
+                options: ClientOptions::default(),
+            }
         }
     };
 
@@ -175,9 +199,17 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
             Ok(Some(r)) => ahead.push(r.into()),
             Ok(None) => {
                 if !quiet {
-                    eprintln!("note: change {c} of {p} has no {} builds on record; treated as merged", args.pipeline);
+                    eprintln!(
+                        "note: change {c} of {p} has no {} builds on record; treated as merged",
+                        args.pipeline
+                    );
                 }
-                ahead.push(QueueChange { project: p, change: Some(c), patchset: None, builds: vec![] });
+                ahead.push(QueueChange {
+                    project: p,
+                    change: Some(c),
+                    patchset: None,
+                    builds: vec![],
+                });
             }
             Err(e) => return Err(anyhow!("reading build records of {p} change {c}: {e}")).usage(),
         }
@@ -185,13 +217,28 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
 
     let mut publish_to = HashMap::new();
     for p in &args.publish_to {
-        let (reg, host) = p.split_once('=').ok_or_else(|| anyhow!("--publish-to {p:?}: expected REGISTRY=HOST:PORT")).usage()?;
-        publish_to.insert(reg.to_string(), Endpoint { host: host.to_string(), options: ClientOptions { ca_certs: args.ca_certs.clone(), ..ClientOptions::default() } });
+        let (reg, host) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--publish-to {p:?}: expected REGISTRY=HOST:PORT"))
+            .usage()?;
+        publish_to.insert(
+            reg.to_string(),
+            Endpoint {
+                host: host.to_string(),
+                options: ClientOptions {
+                    ca_certs: args.ca_certs.clone(),
+                    ..ClientOptions::default()
+                },
+            },
+        );
     }
     let mut env = RoleEnv::new(
         Some(intermediate.clone()),
         args.host_root.clone().unwrap_or_else(|| state.join("host")),
-        ClientOptions { ca_certs: args.ca_certs.clone(), ..ClientOptions::default() },
+        ClientOptions {
+            ca_certs: args.ca_certs.clone(),
+            ..ClientOptions::default()
+        },
     );
     env.publish_to = publish_to;
     let env = Arc::new(env);
@@ -216,10 +263,26 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
         });
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let reporter = tokio::spawn(console::follow(rx, ConsoleOptions { quiet: quiet || args.json, verbose }));
+    let reporter = tokio::spawn(console::follow(
+        rx,
+        ConsoleOptions {
+            quiet: quiet || args.json,
+            verbose,
+        },
+    ));
     let exec = runner::interpreter();
     let config = Arc::new(config);
-    let report = runner::run_buildset(config.clone(), &graph, opts, env.clone(), exec, &ahead, tx, cancel.clone()).await;
+    let report = runner::run_buildset(
+        config.clone(),
+        &graph,
+        opts,
+        env.clone(),
+        exec,
+        &ahead,
+        tx,
+        cancel.clone(),
+    )
+    .await;
     let _ = reporter.await;
 
     // Build records, so changes behind this one find its artifacts.
@@ -238,17 +301,27 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
                 uuid: b.uuid.clone(),
                 result: Some(b.result),
                 paused: false,
-                artifacts: b.artifacts.iter().filter_map(|a| serde_json::from_value(a.clone()).ok()).collect(),
+                artifacts: b
+                    .artifacts
+                    .iter()
+                    .filter_map(|a| serde_json::from_value(a.clone()).ok())
+                    .collect(),
                 project: project.clone(),
                 change: args.change.clone(),
                 patchset: args.change.as_ref().map(|_| args.patchset.clone()),
                 pipeline: args.pipeline.clone(),
-                provides: graph.job(&b.job).map(|j| j.provides.iter().cloned().collect()).unwrap_or_default(),
+                provides: graph
+                    .job(&b.job)
+                    .map(|j| j.provides.iter().cloned().collect())
+                    .unwrap_or_default(),
             })
             .collect(),
     };
     if let Err(e) = records::write(&intermediate, &record).await {
-        eprintln!("warning: writing build records to {}: {e}", intermediate.host);
+        eprintln!(
+            "warning: writing build records to {}: {e}",
+            intermediate.host
+        );
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -263,7 +336,11 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
         }
         task.abort();
     }
-    Ok(if report.succeeded() { Exit::Success } else { Exit::Failure })
+    Ok(if report.succeeded() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
 }
 
 #[derive(Args, Debug)]
@@ -286,16 +363,28 @@ pub struct BuildsLsArgs {
 pub async fn builds_ls(args: BuildsLsArgs) -> Result<Exit, CliError> {
     let mut task = None;
     let ep = match &args.intermediate_registry {
-        Some(h) => Endpoint { host: h.clone(), options: ClientOptions::default() },
+        Some(h) => Endpoint {
+            host: h.clone(),
+            options: ClientOptions::default(),
+        },
         None => {
             let state = state_dir(&args.state_dir)?;
-            let reg = Registry::new(RegistryConfig::new(state.join("intermediate"))).map_err(|e| anyhow!("{e}"))?;
-            let (addr, t) = reg.spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?).await.map_err(|e| anyhow!("{e}"))?;
+            let reg = Registry::new(RegistryConfig::new(state.join("intermediate")))
+                .map_err(|e| anyhow!("{e}"))?;
+            let (addr, t) = reg
+                .spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             task = Some(t);
-            Endpoint { host: addr.to_string(), options: ClientOptions::default() }
+            Endpoint {
+                host: addr.to_string(),
+                options: ClientOptions::default(),
+            }
         }
     };
-    let mut list = records::list(&ep, &args.project).await.map_err(|e| anyhow!("{e}"))?;
+    let mut list = records::list(&ep, &args.project)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     if let Some(c) = &args.change {
         list.retain(|(_, r)| r.change.as_deref() == Some(c.as_str()));
     }
@@ -309,7 +398,9 @@ pub async fn builds_ls(args: BuildsLsArgs) -> Result<Exit, CliError> {
                     "{tag}\t{}\t{}\t{}\t{} artifacts",
                     b.job,
                     b.uuid,
-                    b.result.map(|r| r.to_string()).unwrap_or_else(|| "RUNNING".into()),
+                    b.result
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "RUNNING".into()),
                     b.artifacts.len()
                 );
             }

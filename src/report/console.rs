@@ -24,13 +24,22 @@ pub async fn follow(mut rx: UnboundedReceiver<Event>, opts: ConsoleOptions) {
     let live = !opts.quiet && std::io::stderr().is_terminal();
     let multi = MultiProgress::new();
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
-    let style = ProgressStyle::with_template("{spinner} {prefix:<40} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style = ProgressStyle::with_template("{spinner} {prefix:<40} {msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
     while let Some(ev) = rx.recv().await {
         if opts.quiet {
             continue;
         }
         let line = match &ev {
-            Event::BuildsetStarted { project, pipeline, jobs, .. } => Some(format!("{pipeline} pipeline of {project}: {} jobs", jobs.len())),
+            Event::BuildsetStarted {
+                project,
+                pipeline,
+                jobs,
+                ..
+            } => Some(format!(
+                "{pipeline} pipeline of {project}: {} jobs",
+                jobs.len()
+            )),
             Event::BuildStarted { job, uuid } => {
                 if live {
                     let b = multi.add(ProgressBar::new_spinner());
@@ -58,12 +67,21 @@ pub async fn follow(mut rx: UnboundedReceiver<Event>, opts: ConsoleOptions) {
                 }
                 None => Some(format!("resumed  {job}")),
             },
-            Event::BuildFinished { job, result, duration, message, .. } => {
+            Event::BuildFinished {
+                job,
+                result,
+                duration,
+                message,
+                ..
+            } => {
                 let text = format!(
                     "{:<8} {job} in {:.1}s{}",
                     result.to_string(),
                     duration.as_secs_f64(),
-                    message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                    message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
                 );
                 match bars.remove(job) {
                     Some(b) => {
@@ -93,13 +111,26 @@ pub async fn follow(mut rx: UnboundedReceiver<Event>, opts: ConsoleOptions) {
 
 /// The final table (stdout).
 pub fn table(report: &BuildsetReport) -> String {
-    let width = report.builds.iter().map(|b| b.job.len()).max().unwrap_or(3).max(3);
-    let mut out = format!("{:<width$}  {:<13} {:>9}  {}\n", "job", "result", "duration", "details");
+    let width = report
+        .builds
+        .iter()
+        .map(|b| b.job.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let mut out = format!(
+        "{:<width$}  {:<13} {:>9}  {}\n",
+        "job", "result", "duration", "details"
+    );
     for b in &report.builds {
         let details = match (&b.message, b.result) {
             (Some(m), _) => m.clone(),
             (None, BuildResult::Success) if b.paused => "paused, resumed".to_string(),
-            (None, _) => b.log.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            (None, _) => b
+                .log
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         };
         out.push_str(&format!(
             "{:<width$}  {:<13} {:>8.1}s  {}\n",
@@ -109,12 +140,20 @@ pub fn table(report: &BuildsetReport) -> String {
             details
         ));
     }
-    let verdict = if report.succeeded() { "SUCCESS" } else { "FAILURE" };
+    let verdict = if report.succeeded() {
+        "SUCCESS"
+    } else {
+        "FAILURE"
+    };
     out.push_str(&format!(
         "buildset {} of {}{} in {}: {verdict}\n",
         report.buildset,
         report.project,
-        report.change.as_ref().map(|c| format!(" change {c}")).unwrap_or_default(),
+        report
+            .change
+            .as_ref()
+            .map(|c| format!(" change {c}"))
+            .unwrap_or_default(),
         report.pipeline
     ));
     out

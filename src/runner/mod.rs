@@ -690,7 +690,16 @@ pub fn interpreter() -> Arc<dyn PlaybookExecutor> {
 struct Unavailable;
 
 impl PlaybookExecutor for Unavailable {
-    fn run<'a>(&'a self, playbook: &'a Path, _: PlaybookRun<'a>) -> BoxFuture<'a, Result<PlaybookResult, String>> {
-        Box::pin(async move { Err(format!("{}: the playbook interpreter is not available yet", playbook.display())) })
+    fn run<'a>(
+        &'a self,
+        playbook: &'a Path,
+        _: PlaybookRun<'a>,
+    ) -> BoxFuture<'a, Result<PlaybookResult, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "{}: the playbook interpreter is not available yet",
+                playbook.display()
+            ))
+        })
     }
 }
