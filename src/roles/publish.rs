@@ -90,14 +90,112 @@ fn publication(
     Ok((Endpoint { host, options }, r.repository))
 }
 
-pub async fn build(
-    _env: &RoleEnv,
-    _call: &RoleCall<'_>,
-    role: &str,
-) -> Result<RoleOutcome, String> {
-    Err(format!(
-        "{role}: the image builder is not available in this build of gantry"
-    ))
+/// The builder a build role uses: `gantry_builder` (`native`, `docker`, `auto`), else the
+/// `GANTRY_BUILDER` environment variable, else auto (docker when an engine answers).
+fn builder_kind(call: &RoleCall<'_>) -> Result<Option<crate::build::BuilderKind>, String> {
+    let choice = match super::var(call, "gantry_builder")? {
+        Some(Value::String(s)) => s,
+        _ => std::env::var("GANTRY_BUILDER").unwrap_or_default(),
+    };
+    match choice.as_str() {
+        "" | "auto" => Ok(None),
+        "native" => Ok(Some(crate::build::BuilderKind::Native)),
+        "docker" => Ok(Some(crate::build::BuilderKind::Docker)),
+        other => Err(format!(
+            "gantry_builder {other:?}: expected native, docker or auto"
+        )),
+    }
+}
+
+pub async fn build(_env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<RoleOutcome, String> {
+    let buildset = buildset_endpoint(call)?.ok_or(format!(
+        "{role}: no buildset registry to push to (run-buildset-registry first, e.g. with the gantry-build-container-image job)"
+    ))?;
+    let src_dir = call
+        .vars
+        .get("zuul")
+        .and_then(|z| z.pointer("/project/src_dir"))
+        .and_then(Value::as_str)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| call.work_dir.to_path_buf());
+    let change = super::zuul_str(call, "change");
+    let change_url = super::zuul_str(call, "change_url");
+    let kind = builder_kind(call)?;
+    let epoch = crate::build::source_date_epoch().map_err(|e| e.to_string())?;
+    for image in images(call, list_var(role))? {
+        let mut context = src_dir.join(&image.context);
+        if let Some(p) = &image.path {
+            context = context.join(p);
+        }
+        let repo = buildset_repository(&image.repository)?;
+        let mut tags = Vec::new();
+        for t in &image.tags {
+            tags.push(
+                ImageRef::parse(&format!("docker://{}/{repo}:{t}", buildset.host))
+                    .map_err(|e| e.to_string())?,
+            );
+            if let Some(c) = &change {
+                tags.push(
+                    ImageRef::parse(&format!("docker://{}/{repo}:change_{c}_{t}", buildset.host))
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        let build_args = image
+            .build_args
+            .iter()
+            .map(|a| match a.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (a.clone(), String::new()),
+            })
+            .collect();
+        if !image.siblings.is_empty() {
+            call.log.line(&format!(
+                "{role}: siblings {:?} are not checked out by gantry run; ignored",
+                image.siblings
+            ));
+        }
+        let req = crate::build::BuildRequest {
+            context: context.clone(),
+            dockerfile: image.dockerfile.as_ref().map(|d| context.join(d)),
+            tags,
+            target: image.target.clone(),
+            build_args,
+            labels: image.labels.clone(),
+            platform: None,
+            buildset: Some(crate::build::BuildsetRegistry {
+                host: buildset.host.clone(),
+                options: buildset.options.clone(),
+            }),
+            siblings: Vec::new(),
+            registry: crate::client::ClientOptions::default(),
+            source_date_epoch: epoch,
+        }
+        .with_change(change.as_deref(), change_url.as_deref());
+        call.log.line(&format!(
+            "{role}: building {} from {}",
+            image.repository,
+            context.display()
+        ));
+        let result = crate::build::build(kind, &req)
+            .await
+            .map_err(|e| format!("{role}: {}: {e}", image.repository))?;
+        for p in &result.images {
+            call.log.line(&format!(
+                "{role}: {} {} ({} builder)",
+                p.reference, p.digest, result.builder
+            ));
+        }
+        for s in &result.speculative {
+            call.log.line(&format!(
+                "{role}: used speculative base image {s} from the buildset registry"
+            ));
+        }
+    }
+    Ok(RoleOutcome {
+        changed: true,
+        ..RoleOutcome::default()
+    })
 }
 
 pub async fn upload(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<RoleOutcome, String> {
