@@ -29,6 +29,7 @@ pub const ALIAS: &str = "zuul-jobs.buildset-registry";
 const BCRYPT_COST: u32 = 5;
 
 pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+    let started = std::time::Instant::now();
     let build = super::zuul_str(call, "build").unwrap_or_else(|| "unknown".into());
     let dir = tempfile::Builder::new()
         .prefix("gantry-buildset-registry-")
@@ -65,7 +66,8 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         .map_err(|e| format!("starting the buildset registry: {e}"))?;
     env.keep_registry(&build, RunningRegistry { task, _dir: dir });
     call.log.line(&format!(
-        "run-buildset-registry: serving on https://{addr} (user zuul)"
+        "run-buildset-registry: serving on https://{addr} (user zuul), ready in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
     ));
     let value = json!({
         "host": "127.0.0.1",
