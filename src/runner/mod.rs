@@ -275,24 +275,9 @@ pub async fn run_buildset(
                         let msg = format!(
                             "Job {name} waits for build {uuid} of job {other} on a change ahead, which has not finished"
                         );
+                        let r = not_started(&name, BuildResult::Error, msg, &events);
+                        reports.push(r);
                         states.insert(name.clone(), BuildState::Completed(BuildResult::Error));
-                        let _ = events.send(Event::BuildFinished {
-                            job: name.clone(),
-                            uuid: String::new(),
-                            result: BuildResult::Error,
-                            duration: Duration::ZERO,
-                            message: Some(msg.clone()),
-                        });
-                        reports.push(BuildReport {
-                            job: name.clone(),
-                            uuid: String::new(),
-                            result: BuildResult::Error,
-                            duration_ms: 0,
-                            message: Some(msg),
-                            log: None,
-                            artifacts: vec![],
-                            paused: false,
-                        });
                         skip(
                             &mut states,
                             &mut reports,
@@ -300,24 +285,9 @@ pub async fn run_buildset(
                         );
                     }
                     Requirements::Fail { message } => {
+                        let r = not_started(&name, BuildResult::Failure, message, &events);
+                        reports.push(r);
                         states.insert(name.clone(), BuildState::Completed(BuildResult::Failure));
-                        let _ = events.send(Event::BuildFinished {
-                            job: name.clone(),
-                            uuid: String::new(),
-                            result: BuildResult::Failure,
-                            duration: Duration::ZERO,
-                            message: Some(message.clone()),
-                        });
-                        reports.push(BuildReport {
-                            job: name.clone(),
-                            uuid: String::new(),
-                            result: BuildResult::Failure,
-                            duration_ms: 0,
-                            message: Some(message),
-                            log: None,
-                            artifacts: vec![],
-                            paused: false,
-                        });
                         skip(
                             &mut states,
                             &mut reports,
@@ -437,6 +407,32 @@ pub async fn run_buildset(
         pipeline: opts.pipeline.clone(),
         change: opts.change.clone(),
         builds: reports,
+    }
+}
+
+/// The report of a job that ended before it started (requirements not met).
+fn not_started(
+    job: &str,
+    result: BuildResult,
+    message: String,
+    events: &UnboundedSender<Event>,
+) -> BuildReport {
+    let _ = events.send(Event::BuildFinished {
+        job: job.to_string(),
+        uuid: String::new(),
+        result,
+        duration: Duration::ZERO,
+        message: Some(message.clone()),
+    });
+    BuildReport {
+        job: job.to_string(),
+        uuid: String::new(),
+        result,
+        duration_ms: 0,
+        message: Some(message),
+        log: None,
+        artifacts: vec![],
+        paused: false,
     }
 }
 
