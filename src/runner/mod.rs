@@ -13,9 +13,12 @@
 //! The runner emits [`Event`]s; reporters print. It never prints.
 
 mod build;
+mod interp;
 pub mod log;
 pub mod records;
 pub mod vars;
+
+pub use interp::interpreter;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -674,28 +677,5 @@ mod tests {
         assert_eq!(result(&r, "c").0, BuildResult::Success);
         let b = r.builds.iter().find(|b| b.job == "b").unwrap();
         assert_eq!(b.artifacts[0]["url"], "docker://x/y:z");
-    }
-}
-
-/// The playbook interpreter `gantry run` uses.
-pub fn interpreter() -> Arc<dyn PlaybookExecutor> {
-    Arc::new(Unavailable)
-}
-
-/// Stands in until the interpreter is wired (never reached by a finished build).
-struct Unavailable;
-
-impl PlaybookExecutor for Unavailable {
-    fn run<'a>(
-        &'a self,
-        playbook: &'a Path,
-        _: PlaybookRun<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookResult, String>> {
-        Box::pin(async move {
-            Err(format!(
-                "{}: the playbook interpreter is not available yet",
-                playbook.display()
-            ))
-        })
     }
 }
