@@ -7,5 +7,10 @@
 pub mod build;
 pub mod cli;
 pub mod client;
+pub mod job;
 pub mod oci;
+pub mod playbook;
 pub mod registry;
+pub mod report;
+pub mod roles;
+pub mod runner;

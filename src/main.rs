@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     // rustls needs one process-wide provider; aws-lc-rs is the one every TLS user shares.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    gantry::cli::init_tracing(cli.verbose, cli.quiet);
+    gantry::cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

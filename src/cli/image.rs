@@ -294,9 +294,11 @@ async fn copy(a: CopyArgs, quiet: bool) -> Result<Exit, CliError> {
         (ImageRef::Layout { tag: None, .. }, _) => src.tag().map(String::from),
         (_, t) => t.map(String::from),
     };
-    let report = crate::client::copy(&s, &src.reference(), &d, dst_tag.as_deref(), &opts)
-        .await
-        .map_err(failed)?;
+    let report = crate::client::copy(&s, &src.reference(), &d, dst_tag.as_deref(), &opts).await;
+    if let Progress::Bar(b) = &opts.progress {
+        b.finish_and_clear();
+    }
+    let report = report.map_err(failed)?;
     if a.reg.json {
         print_json(&report)?;
     } else if let Some(dg) = &report.digest {

@@ -21,12 +21,44 @@ use super::{ClientError, RawManifest, Result, Store};
 use crate::oci::{Descriptor, Digest, Manifest, Platform};
 
 /// How to report progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Default)]
 pub enum Progress {
     #[default]
     Quiet,
-    /// One line per blob and manifest on stderr.
+    /// One line per blob and manifest on stderr (not a terminal, CI logs).
     Lines,
+    /// A live byte bar on a terminal.
+    Bar(indicatif::ProgressBar),
+}
+
+impl Progress {
+    /// A bar on a terminal, lines elsewhere, nothing when quiet.
+    pub fn for_stderr(quiet: bool) -> Progress {
+        if quiet {
+            Progress::Quiet
+        } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message("copying");
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines
+        }
+    }
+
+    fn line(&self, msg: impl FnOnce() -> String) {
+        match self {
+            Progress::Lines => eprintln!("{}", msg()),
+            Progress::Bar(b) => b.set_message(msg()),
+            Progress::Quiet => {}
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -159,12 +191,10 @@ async fn put(
 ) -> Result<()> {
     dst.put_manifest(tag, m).await?;
     c.manifests.fetch_add(1, Ordering::Relaxed);
-    if opts.progress == Progress::Lines {
-        match tag {
-            Some(t) => eprintln!("wrote manifest {} to {dst}:{t}", m.digest),
-            None => eprintln!("wrote manifest {} to {dst}", m.digest),
-        }
-    }
+    opts.progress.line(|| match tag {
+        Some(t) => format!("wrote manifest {} to {dst}:{t}", m.digest),
+        None => format!("wrote manifest {} to {dst}", m.digest),
+    });
     Ok(())
 }
 
@@ -211,12 +241,20 @@ async fn copy_blob(
     opts: &CopyOptions,
     c: Arc<Counters>,
 ) -> Result<()> {
-    let lines = opts.progress == Progress::Lines;
+    let bar = match &opts.progress {
+        Progress::Bar(b) => {
+            b.inc_length(d.size);
+            Some(b.clone())
+        }
+        _ => None,
+    };
     if dst.blob_size_for_push(&d.digest).await?.is_some() {
         c.skipped.fetch_add(1, Ordering::Relaxed);
-        if lines {
-            eprintln!("blob {} exists, skipped", d.digest);
+        if let Some(b) = &bar {
+            b.inc(d.size);
         }
+        opts.progress
+            .line(|| format!("blob {} exists, skipped", d.digest));
         return Ok(());
     }
     let mut session = None;
@@ -224,9 +262,11 @@ async fn copy_blob(
         match dst.mount(&d.digest, from).await? {
             Some(Mount::Mounted) => {
                 c.mounted.fetch_add(1, Ordering::Relaxed);
-                if lines {
-                    eprintln!("blob {} mounted from {from}", d.digest);
+                if let Some(b) = &bar {
+                    b.inc(d.size);
                 }
+                opts.progress
+                    .line(|| format!("blob {} mounted from {from}", d.digest));
                 return Ok(());
             }
             Some(Mount::Session(url)) => session = Some(url),
@@ -236,11 +276,28 @@ async fn copy_blob(
     // Stream; a temporary failure restarts the blob from the beginning.
     let mut attempt = 0;
     loop {
+        let sent = Arc::new(AtomicU64::new(0));
         let result = async {
             let body = src.get_blob(&d.digest).await?;
+            let body: super::BlobStream = match &bar {
+                Some(b) => {
+                    let (b, sent) = (b.clone(), sent.clone());
+                    Box::pin(body.inspect_ok(move |chunk| {
+                        b.inc(chunk.len() as u64);
+                        sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }))
+                }
+                None => body,
+            };
             dst.put_blob(&d, body, session.take()).await
         }
         .await;
+        if result.is_err()
+            && let Some(b) = &bar
+        {
+            // A retry sends the bytes again: take back what this attempt counted.
+            b.set_position(b.position().saturating_sub(sent.load(Ordering::Relaxed)));
+        }
         match result {
             Ok(()) => break,
             Err(e) if e.retryable() && attempt < 3 => {
@@ -253,9 +310,8 @@ async fn copy_blob(
     }
     c.copied.fetch_add(1, Ordering::Relaxed);
     c.bytes.fetch_add(d.size, Ordering::Relaxed);
-    if lines {
-        eprintln!("blob {} copied ({})", d.digest, human(d.size));
-    }
+    opts.progress
+        .line(|| format!("blob {} copied ({})", d.digest, human(d.size)));
     Ok(())
 }
 

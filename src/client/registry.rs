@@ -212,11 +212,15 @@ impl RegistryClient {
     }
 
     /// Step 3: answer a challenge. Returns an error when there is nothing more to try.
+    /// `sent` is the Authorization header the refused request carried: a request refused
+    /// with the very credentials we would retry with is final; concurrent requests sent
+    /// before credentials were known simply retry.
     async fn authenticate(
         &self,
         challenge: Option<Challenge>,
         scopes: &[String],
         message: &str,
+        sent: Option<&str>,
     ) -> Result<()> {
         let fail = |why: String| ClientError::Auth {
             registry: self.registry.clone(),
@@ -227,8 +231,13 @@ impl RegistryClient {
         };
         match ch.scheme.as_str() {
             "basic" => match &self.creds {
-                Credentials::Basic { .. } if !self.basic.swap(true, Ordering::Relaxed) => Ok(()),
-                Credentials::Basic { .. } => Err(fail(format!("credentials refused: {message}"))),
+                Credentials::Basic { .. } if sent.is_some_and(|s| s.starts_with("Basic ")) => {
+                    Err(fail(format!("credentials refused: {message}")))
+                }
+                Credentials::Basic { .. } => {
+                    self.basic.store(true, Ordering::Relaxed);
+                    Ok(())
+                }
                 _ => Err(fail(
                     "the registry requires credentials (use --creds or docker login)".into(),
                 )),
@@ -291,17 +300,13 @@ impl RegistryClient {
                     .ok_or_else(|| fail("token response without a token".into()))?;
                 // Refresh a little early; registries default to 60 s when they say nothing.
                 let life = Duration::from_secs(t.expires_in.unwrap_or(60).saturating_sub(5).max(1));
-                let prev = self
-                    .tokens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        Self::scope_key(scopes),
-                        (token.clone(), Instant::now() + life),
-                    );
-                if prev.is_some_and(|(old, _)| old == token) {
+                if sent == Some(format!("Bearer {token}").as_str()) {
                     return Err(fail(format!("token refused: {message}")));
                 }
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(Self::scope_key(scopes), (token, Instant::now() + life));
                 Ok(())
             }
             other => Err(fail(format!("unsupported auth scheme {other:?}"))),
@@ -322,11 +327,22 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             let mut req = self.client(unverified).request(method.clone(), url.clone());
-            if let Some(h) = self.auth_header(scopes) {
+            let sent = self.auth_header(scopes);
+            if let Some(h) = &sent {
                 req = req.header(reqwest::header::AUTHORIZATION, h);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let result = build(req).send().await;
+            if let Ok(r) = &result {
+                tracing::debug!(
+                    "{method} {} -> {} (auth: {})",
+                    redact(&url),
+                    r.status(),
+                    sent.as_deref()
+                        .map(|s| s.split(' ').next().unwrap_or(""))
+                        .unwrap_or("none")
+                );
+            }
             let err = match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && auth_tries < 2 => {
                     auth_tries += 1;
@@ -336,7 +352,7 @@ impl RegistryClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_challenge);
                     let body = resp.text().await.unwrap_or_default();
-                    self.authenticate(challenge, scopes, &error_message(&body))
+                    self.authenticate(challenge, scopes, &error_message(&body), sent.as_deref())
                         .await?;
                     continue;
                 }
@@ -775,6 +791,11 @@ impl RegistryClient {
             .map_err(|e| ClientError::Invalid(format!("referrers of {digest}: {e}")))?;
         Ok(idx.manifests)
     }
+}
+
+/// Reads a whole (small) blob stream into memory.
+pub async fn collect_stream(body: BlobStream, size_hint: u64) -> Result<Bytes> {
+    collect(body, size_hint).await
 }
 
 /// Reads a whole (small) blob stream into memory.

@@ -76,6 +76,13 @@ pub struct RegistryError {
     pub code: Code,
     pub status: StatusCode,
     pub message: String,
+    /// Rarely set, so boxed: keeps `Result<_, RegistryError>` small on hot paths.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// The optional parts of an error response.
+#[derive(Debug, Default)]
+pub struct Extra {
     pub detail: Option<serde_json::Value>,
     /// `WWW-Authenticate` challenge for 401 responses.
     pub challenge: Option<String>,
@@ -89,8 +96,7 @@ impl RegistryError {
             code,
             status: code.status(),
             message: message.into(),
-            detail: None,
-            challenge: None,
+            extra: None,
         }
     }
 
@@ -100,12 +106,12 @@ impl RegistryError {
     }
 
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
-        self.detail = Some(detail);
+        self.extra.get_or_insert_default().detail = Some(detail);
         self
     }
 
     pub fn with_challenge(mut self, challenge: String) -> Self {
-        self.challenge = Some(challenge);
+        self.extra.get_or_insert_default().challenge = Some(challenge);
         self
     }
 
@@ -124,13 +130,14 @@ impl From<std::io::Error> for RegistryError {
 
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
+        let extra = self.extra.map(|e| *e).unwrap_or_default();
         let mut body = json!({"code": self.code.as_str(), "message": self.message});
-        if let Some(d) = self.detail {
+        if let Some(d) = extra.detail {
             body["detail"] = d;
         }
         let body = json!({ "errors": [body] });
         let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(c) = extra.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
         resp

@@ -1,7 +1,9 @@
 //! Integration tests: one binary, real servers on 127.0.0.1, real clients.
 
 mod build;
+mod client;
 mod common;
+mod job;
 mod registry_gc;
 mod registry_interop;
 mod registry_spec;

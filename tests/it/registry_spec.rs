@@ -1165,3 +1165,92 @@ fn tokio_stream_from(
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn content_negotiation_serves_the_platform_manifest_to_clients_without_index_support() {
+    let reg = start().await;
+    let (arm, _) = reg.push_image("neg", "arm", 20).await;
+    let (amd, amd_bytes) = reg.push_image("neg", "amd", 21).await;
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": MediaType::OCI_INDEX,
+        "manifests": [
+            {"mediaType": MediaType::OCI_MANIFEST, "digest": arm, "size": 1, "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": MediaType::OCI_MANIFEST, "digest": amd, "size": amd_bytes.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }))
+    .unwrap();
+    reg.put_manifest("neg", "multi", MediaType::OCI_INDEX, &idx)
+        .await;
+    let idx_digest = Digest::sha256(&idx).to_string();
+    // Accepting the index (or anything): the index itself.
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"),
+    ] {
+        let mut rb = reg.req(Method::GET, "/v2/neg/manifests/multi");
+        if let Some(a) = accept {
+            rb = rb.header("Accept", a);
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            idx_digest.as_str(),
+            "{accept:?}"
+        );
+    }
+    // Accepting only image manifests: the linux/amd64 entry.
+    let r = reg
+        .req(Method::GET, "/v2/neg/manifests/multi")
+        .header("Accept", MediaType::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], amd.as_str());
+    assert_eq!(r.headers()["content-type"], MediaType::OCI_MANIFEST);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &amd_bytes[..]);
+    // By digest, the bytes asked for, whatever the Accept header.
+    let r = reg
+        .req(Method::GET, &format!("/v2/neg/manifests/{idx_digest}"))
+        .header("Accept", MediaType::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], idx_digest.as_str());
+}
+
+#[tokio::test]
+async fn cancelled_upload_is_gone() {
+    let reg = start().await;
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    reg.req(Method::PATCH, &loc)
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let r = reg.req(Method::DELETE, &loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = reg.req(Method::GET, &loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    // Another repository cannot touch a session that is not its own.
+    let r = reg
+        .req(Method::POST, "/v2/x/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let other = loc.replace("/v2/x/", "/v2/y/");
+    let r = reg
+        .req(Method::PATCH, &other)
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

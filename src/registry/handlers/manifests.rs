@@ -12,9 +12,11 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::{Reg, hv, storage_err};
+use crate::oci::MediaType;
 use crate::oci::{Descriptor, Digest, Manifest};
 use crate::registry::error::{Code, RegistryError, Result};
 use crate::registry::path::ManifestRef;
+use crate::registry::storage::StoredManifest;
 
 async fn resolve(reg: &Reg, name: &str, reference: &ManifestRef) -> Result<Digest> {
     let unknown = || {
@@ -34,11 +36,59 @@ async fn resolve(reg: &Reg, name: &str, reference: &ManifestRef) -> Result<Diges
     }
 }
 
+/// True when an `Accept` list admits `media_type` (no header, or `*/*`, admits all).
+fn accepts(accept: &[String], media_type: &str) -> bool {
+    accept.is_empty()
+        || accept
+            .iter()
+            .any(|a| a == media_type || a == "*/*" || a == "application/*")
+}
+
+/// Content negotiation (what distribution does for manifest lists): a client whose
+/// `Accept` names image manifests but not the stored index type gets the linux/amd64
+/// entry (else the first acceptable one) instead. Everything else is served as stored.
+async fn negotiate(
+    reg: &Reg,
+    name: &str,
+    m: StoredManifest,
+    accept: &[String],
+) -> Result<StoredManifest> {
+    if accepts(accept, &m.media_type) || !MediaType::is_index(&m.media_type) {
+        return Ok(m);
+    }
+    let Ok(index) = Manifest::parse(&m.bytes, Some(&m.media_type)) else {
+        return Ok(m);
+    };
+    let acceptable: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| accepts(accept, &d.media_type))
+        .collect();
+    let chosen = acceptable
+        .iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+        })
+        .or_else(|| acceptable.first());
+    match chosen {
+        Some(d) => Ok(reg
+            .storage
+            .get_manifest(name, &d.digest)
+            .await
+            .map_err(storage_err)?
+            .unwrap_or(m)),
+        None => Ok(m),
+    }
+}
+
 pub(super) async fn get(
     reg: &Reg,
     name: &str,
     reference: &ManifestRef,
     head: bool,
+    req_headers: &HeaderMap,
 ) -> Result<Response> {
     let digest = resolve(reg, name, reference).await?;
     let Some(m) = reg
@@ -52,6 +102,20 @@ pub(super) async fn get(
             format!("manifest {reference} unknown to repository {name}"),
         ));
     };
+    let accept: Vec<String> = req_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    // A request by digest asks for exactly those bytes.
+    let m = match reference {
+        ManifestRef::Tag(_) => negotiate(reg, name, m, &accept).await?,
+        ManifestRef::Digest(_) => m,
+    };
+    let digest = m.digest.clone();
     let headers = [
         (header::CONTENT_TYPE, hv(&m.media_type)),
         (header::CONTENT_LENGTH, hv(&m.bytes.len().to_string())),

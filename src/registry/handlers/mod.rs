@@ -123,8 +123,8 @@ async fn dispatch_inner(reg: Reg, req: Request) -> Result<Response> {
             _ => unsupported(),
         },
         Route::Manifest { name, reference } => match method {
-            Method::GET => manifests::get(&reg, &name, &reference, false).await,
-            Method::HEAD => manifests::get(&reg, &name, &reference, true).await,
+            Method::GET => manifests::get(&reg, &name, &reference, false, &headers).await,
+            Method::HEAD => manifests::get(&reg, &name, &reference, true, &headers).await,
             Method::PUT => manifests::put(&reg, &name, &reference, &headers, body).await,
             Method::DELETE => manifests::delete(&reg, &name, &reference).await,
             _ => unsupported(),

@@ -89,9 +89,8 @@ pub(super) async fn start(
     }
     if let Some(digest) = digest_param(query)? {
         // Monolithic upload: the whole blob is the body of the POST.
-        let st = reg.storage.upload_start(name).await.map_err(storage_err)?;
         reg.storage
-            .upload_finish(name, &st.id, &digest, body_stream(body))
+            .put_blob_stream(name, &digest, body_stream(body))
             .await
             .map_err(storage_err)?;
         return Ok(created(name, &digest));

@@ -208,13 +208,88 @@ impl Storage {
         }
     }
 
-    /// Makes blob `d` visible to `repo` (after an upload or a mount).
+    /// Makes blob `d` visible to `repo` (after an upload or a mount). The link is an empty
+    /// file: creating it is atomic enough, no rename needed.
     pub async fn link_blob(&self, repo: &str, d: &Digest) -> Result<()> {
         let p = self.link_path(repo, d);
-        if exists(&p).await? {
-            return Ok(());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if p.exists() {
+                return Ok(());
+            }
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+            }
+            std::fs::File::create(&p).ctx(|| format!("create {}", p.display()))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Io {
+            context: "link task".into(),
+            source: io::Error::other(e),
+        })?
+    }
+
+    /// A whole blob in one request (monolithic upload): stream into a temporary file while
+    /// hashing, verify, fsync, rename into place, link. No upload session is recorded:
+    /// if the request dies, the temporary file is all there is, and it is removed.
+    pub async fn put_blob_stream<S, E>(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        mut body: S,
+    ) -> Result<u64>
+    where
+        S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let tmp = self.tmp_path();
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .ctx(|| format!("create {}", tmp.display()))?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut h = digest.algorithm().hasher();
+        let mut size = 0u64;
+        let written: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+                h.update(&chunk);
+                size += chunk.len() as u64;
+                out.write_all(&chunk)
+                    .await
+                    .ctx(|| format!("write {}", tmp.display()))?;
+            }
+            out.flush()
+                .await
+                .ctx(|| format!("write {}", tmp.display()))?;
+            out.get_ref()
+                .sync_all()
+                .await
+                .ctx(|| format!("fsync {}", tmp.display()))?;
+            Ok(())
         }
-        self.write_replace(p, Vec::new(), false).await
+        .await;
+        let actual = h.finish();
+        if written.is_err() || &actual != digest {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            written?;
+            return Err(StorageError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let target = self.blob_path(digest);
+        if let Some(p) = target.parent() {
+            tokio::fs::create_dir_all(p)
+                .await
+                .ctx(|| format!("create {}", p.display()))?;
+        }
+        tokio::fs::rename(&tmp, &target)
+            .await
+            .ctx(|| format!("rename into {}", target.display()))?;
+        self.link_blob(repo, digest).await?;
+        Ok(size)
     }
 
     /// Removes `repo`'s link to blob `d`; true if there was one.

@@ -27,11 +27,23 @@ pub fn write_image(
     os: &str,
     arch: &str,
 ) -> (String, serde_json::Value) {
+    write_image_created(layout, layers, os, arch, "2026-01-01T00:00:00Z")
+}
+
+/// Like [`write_image`], with the config's `created` time given.
+pub fn write_image_created(
+    layout: &Path,
+    layers: &[Vec<u8>],
+    os: &str,
+    arch: &str,
+    created: &str,
+) -> (String, serde_json::Value) {
     let diff_ids: Vec<String> = layers
         .iter()
         .map(|l| Digest::sha256(l).to_string())
         .collect();
     let config = serde_json::to_vec(&json!({
+        "created": created,
         "architecture": arch,
         "os": os,
         "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},

@@ -144,6 +144,95 @@ impl Drop for GantryServer {
     }
 }
 
+/// Debian's `docker-registry` (distribution 2.8) on 127.0.0.1:0, optionally with TLS and
+/// htpasswd; its address is read from its own `listening on ADDR` log line. Killed on drop.
+pub struct DockerRegistry {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl DockerRegistry {
+    /// `tls`: (cert, key) PEM files; `htpasswd`: a bcrypt htpasswd file.
+    pub fn start(tls: Option<(&Path, &Path)>, htpasswd: Option<&Path>) -> DockerRegistry {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = format!(
+            "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:0\n",
+            tmp.path().join("data").display()
+        );
+        if let Some((c, k)) = tls {
+            cfg.push_str(&format!(
+                "  tls: {{certificate: {}, key: {}}}\n",
+                c.display(),
+                k.display()
+            ));
+        }
+        if let Some(h) = htpasswd {
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd: {{realm: test, path: {}}}\n",
+                h.display()
+            ));
+        }
+        let cfg_path = tmp.path().join("config.yml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = tmp.path().join("registry.log");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker-registry");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = log.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = std::fs::File::create(&log_path).unwrap();
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(out, "{line}");
+                if !sent && let Some(i) = line.find("listening on ") {
+                    let addr: String = line[i + 13..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("docker-registry did not report `listening on`")
+            .parse()
+            .unwrap();
+        DockerRegistry {
+            child,
+            addr,
+            log,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn have_docker_registry() -> bool {
+    require_tool("sh", &["-c", "command -v docker-registry"])
+}
+
 /// Runs a command, panicking with its output if it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd

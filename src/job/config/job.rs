@@ -1,0 +1,704 @@
+//! The `job` stanza (and the job variants inside project pipelines).
+//!
+//! Owns: turning one job mapping into a [`JobDef`] — one *variant*, with the position of
+//! every attribute it sets. Must not: look at other stanzas (cross references are checked in
+//! `validate`) or apply inheritance (that is `job::freeze`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::check::{Checker, is_var_name};
+use super::{Loc, Source};
+use crate::job::yaml::{Node, Value};
+
+/// Every attribute Zuul 14 accepts on a job. gantry acts on the ones ZUUL.md §2 lists and
+/// keeps the others (see `docs/zuul-compat.md`).
+pub(crate) const JOB_ATTRIBUTES: &[&str] = &[
+    "name",
+    "parent",
+    "abstract",
+    "final",
+    "protected",
+    "intermediate",
+    "description",
+    "variant-description",
+    "pre-run",
+    "run",
+    "post-run",
+    "cleanup-run",
+    "vars",
+    "extra-vars",
+    "host-vars",
+    "group-vars",
+    "include-vars",
+    "secrets",
+    "nodeset",
+    "timeout",
+    "pre-timeout",
+    "post-timeout",
+    "attempts",
+    "dependencies",
+    "provides",
+    "requires",
+    "tags",
+    "files",
+    "irrelevant-files",
+    "branches",
+    "voting",
+    "semaphore",
+    "semaphores",
+    "roles",
+    "required-projects",
+    "allowed-projects",
+    "override-branch",
+    "override-checkout",
+    "post-review",
+    "success-message",
+    "failure-message",
+    "success-url",
+    "failure-url",
+    "hold-following-changes",
+    "ansible-version",
+    "ansible-split-streams",
+    "match-on-config-updates",
+    "workspace-scheme",
+    "workspace-checkout",
+    "deduplicate",
+    "failure-output",
+    "image-build-name",
+    "attribute-control",
+    "include-projects",
+    "exclude-projects",
+    "type",
+];
+
+/// Attributes that change how a job runs: a `final` job refuses them from later variants
+/// and children (Zuul's `execution_attributes`, less final/abstract/protected/intermediate).
+pub const EXECUTION_ATTRIBUTES: &[&str] = &[
+    "parent",
+    "pre-timeout",
+    "timeout",
+    "post-timeout",
+    "vars",
+    "extra-vars",
+    "host-vars",
+    "group-vars",
+    "include-vars",
+    "nodeset",
+    "pre-run",
+    "post-run",
+    "cleanup-run",
+    "run",
+    "ansible-split-streams",
+    "ansible-version",
+    "semaphore",
+    "semaphores",
+    "attempts",
+    "roles",
+    "required-projects",
+    "allowed-projects",
+    "override-branch",
+    "override-checkout",
+    "post-review",
+    "workspace-scheme",
+    "workspace-checkout",
+    "failure-output",
+    "image-build-name",
+];
+
+/// A playbook entry: a path, or `{name, cleanup, semaphores}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlaybookDef {
+    pub path: String,
+    /// A post-run playbook that also runs after failure or cancellation.
+    pub cleanup: bool,
+    pub semaphores: Vec<String>,
+    pub loc: Loc,
+}
+
+/// A secret bound to a job definition: `secret` is the stanza name, `name` the variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretUse {
+    pub secret: String,
+    pub name: String,
+    pub pass_to_parent: bool,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub name: String,
+    pub soft: bool,
+}
+
+/// A list attribute with its `!override` / `!inherit` choice (`None`: the default).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ListAttr<T> {
+    pub items: Vec<T>,
+    pub override_: Option<bool>,
+}
+
+/// A variables mapping (`vars`, `extra-vars`, …) with its `!override` choice.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Vars {
+    pub map: serde_json::Map<String, serde_json::Value>,
+    pub override_: bool,
+}
+
+/// One job variant as written. `None` means "not set by this variant".
+#[derive(Debug, Serialize)]
+pub struct JobDef {
+    pub name: String,
+    /// Where the stanza starts.
+    pub loc: Loc,
+    #[serde(skip)]
+    pub source: Arc<Source>,
+    /// True for a job entry inside a project pipeline (a project-pipeline variant).
+    pub project_pipeline: bool,
+    /// Every attribute this variant sets, with its position (for `final` and provenance).
+    pub set: BTreeMap<String, Loc>,
+    /// `Some(None)` is `parent: null`: a base job.
+    pub parent: Option<Option<String>>,
+    pub abstract_: Option<bool>,
+    pub final_: Option<bool>,
+    pub protected: Option<bool>,
+    pub intermediate: Option<bool>,
+    pub description: Option<String>,
+    pub voting: Option<bool>,
+    pub pre_run: Option<Vec<PlaybookDef>>,
+    pub run: Option<Vec<PlaybookDef>>,
+    pub post_run: Option<Vec<PlaybookDef>>,
+    pub cleanup_run: Option<Vec<PlaybookDef>>,
+    pub vars: Option<Vars>,
+    pub extra_vars: Option<Vars>,
+    pub host_vars: Option<Vars>,
+    pub group_vars: Option<Vars>,
+    pub secrets: Vec<SecretUse>,
+    /// A nodeset name or an anonymous nodeset (kept as written; gantry runs on one host).
+    pub nodeset: Option<serde_json::Value>,
+    pub timeout: Option<u64>,
+    pub pre_timeout: Option<u64>,
+    pub post_timeout: Option<u64>,
+    pub attempts: Option<u64>,
+    pub dependencies: Option<ListAttr<Dependency>>,
+    pub provides: Option<ListAttr<String>>,
+    pub requires: Option<ListAttr<String>>,
+    pub tags: Option<ListAttr<String>>,
+    pub files: Option<ListAttr<String>>,
+    pub irrelevant_files: Option<ListAttr<String>>,
+    pub branches: Option<Vec<String>>,
+    pub semaphores: Option<Vec<String>>,
+    pub roles: Option<Vec<serde_json::Value>>,
+    pub required_projects: Option<ListAttr<serde_json::Value>>,
+    /// `attribute-control: {X: {final: true}}`: attributes no later variant may change.
+    pub final_attributes: Vec<String>,
+    /// Accepted Zuul attributes gantry keeps but does not act on, as written.
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl JobDef {
+    fn empty(name: String, loc: Loc, source: Arc<Source>, project_pipeline: bool) -> JobDef {
+        JobDef {
+            name,
+            loc,
+            source,
+            project_pipeline,
+            set: BTreeMap::new(),
+            parent: None,
+            abstract_: None,
+            final_: None,
+            protected: None,
+            intermediate: None,
+            description: None,
+            voting: None,
+            pre_run: None,
+            run: None,
+            post_run: None,
+            cleanup_run: None,
+            vars: None,
+            extra_vars: None,
+            host_vars: None,
+            group_vars: None,
+            secrets: vec![],
+            nodeset: None,
+            timeout: None,
+            pre_timeout: None,
+            post_timeout: None,
+            attempts: None,
+            dependencies: None,
+            provides: None,
+            requires: None,
+            tags: None,
+            files: None,
+            irrelevant_files: None,
+            branches: None,
+            semaphores: None,
+            roles: None,
+            required_projects: None,
+            final_attributes: vec![],
+            other: BTreeMap::new(),
+        }
+    }
+
+    /// The parent this variant names; `None` if it names none or is a base job.
+    pub fn parent_name(&self) -> Option<&str> {
+        self.parent.as_ref().and_then(|p| p.as_deref())
+    }
+
+    /// True for `parent: null`.
+    pub fn is_base(&self) -> bool {
+        matches!(self.parent, Some(None))
+    }
+}
+
+/// Parse a `job` stanza body, or (with `name` given) a project-pipeline job variant.
+pub(crate) fn parse_job(
+    ck: &mut Checker<'_>,
+    node: &Node,
+    source: &Arc<Source>,
+    pipeline_job: Option<(&str, &Node)>,
+) -> Option<JobDef> {
+    let what = if pipeline_job.is_some() {
+        "a project-pipeline job"
+    } else {
+        "a job"
+    };
+    let allowed: Vec<&str> = if pipeline_job.is_some() {
+        JOB_ATTRIBUTES
+            .iter()
+            .copied()
+            .filter(|a| *a != "name")
+            .collect()
+    } else {
+        JOB_ATTRIBUTES.to_vec()
+    };
+    let fields = ck.fields(node, what, &allowed)?;
+    let (name, loc) = match pipeline_job {
+        Some((name, key)) => (name.to_string(), ck.loc(key.mark)),
+        None => {
+            let Some((_, _, v)) = fields.iter().find(|(k, _, _)| *k == "name") else {
+                ck.error(node.mark, "a job needs a \"name\"");
+                return None;
+            };
+            let name = ck.string(v, "name")?;
+            ck.stanza = format!("job \"{name}\"");
+            (name, ck.loc(node.mark))
+        }
+    };
+    let mut job = JobDef::empty(name, loc, source.clone(), pipeline_job.is_some());
+    for (key, knode, v) in fields {
+        if key == "name" {
+            continue;
+        }
+        job.set.insert(key.to_string(), ck.loc(knode.mark));
+        parse_attribute(ck, &mut job, key, v);
+    }
+    if job.intermediate == Some(true) && job.abstract_ != Some(true) {
+        ck.error(node.mark, "an intermediate job must also be abstract");
+    }
+    Some(job)
+}
+
+fn parse_attribute(ck: &mut Checker<'_>, job: &mut JobDef, key: &str, v: &Node) {
+    match key {
+        "parent" => {
+            ck.no_tag(v, key);
+            job.parent = match &v.value {
+                Value::Null => Some(None),
+                Value::Str(s) => Some(Some(s.clone())),
+                _ => {
+                    ck.error(
+                        v.mark,
+                        format!("\"parent\" must be a job name or null, found {}", v.kind()),
+                    );
+                    None
+                }
+            }
+        }
+        "abstract" => job.abstract_ = ck.boolean(v, key),
+        "final" => job.final_ = ck.boolean(v, key),
+        "protected" => job.protected = ck.boolean(v, key),
+        "intermediate" => job.intermediate = ck.boolean(v, key),
+        "voting" => job.voting = ck.boolean(v, key),
+        "description" => job.description = ck.string(v, key),
+        "pre-run" => job.pre_run = Some(playbooks(ck, v, key, false)),
+        "run" => job.run = Some(playbooks(ck, v, key, false)),
+        "post-run" => job.post_run = Some(playbooks(ck, v, key, true)),
+        "cleanup-run" => job.cleanup_run = Some(playbooks(ck, v, key, false)),
+        "vars" => job.vars = vars(ck, v, key),
+        "extra-vars" => job.extra_vars = vars(ck, v, key),
+        "host-vars" | "group-vars" => {
+            let parsed = vars(ck, v, key);
+            if let Some(parsed) = &parsed {
+                for (host, hv) in &parsed.map {
+                    if !hv.is_object() {
+                        ck.error(v.mark, format!("\"{key}\" of \"{host}\" must be a mapping"));
+                    } else if hv.get("zuul").is_some() || hv.get("nodepool").is_some() {
+                        ck.error(
+                            v.mark,
+                            "Variables named 'zuul' or 'nodepool' are not allowed.",
+                        );
+                    }
+                }
+            }
+            if key == "host-vars" {
+                job.host_vars = parsed;
+            } else {
+                job.group_vars = parsed;
+            }
+        }
+        "secrets" => job.secrets = secrets(ck, v),
+        "nodeset" => {
+            ck.no_tag(v, key);
+            match &v.value {
+                Value::Str(_) | Value::Map(_) => job.nodeset = Some(v.to_json()),
+                _ => ck.error(
+                    v.mark,
+                    format!(
+                        "\"nodeset\" must be a nodeset name or a mapping, found {}",
+                        v.kind()
+                    ),
+                ),
+            }
+        }
+        "timeout" => job.timeout = ck.unsigned(v, key),
+        "pre-timeout" => job.pre_timeout = ck.unsigned(v, key),
+        "post-timeout" => job.post_timeout = ck.unsigned(v, key),
+        "attempts" => job.attempts = ck.unsigned(v, key),
+        "dependencies" => {
+            let override_ = ck.override_tag(v, key);
+            let mut items = vec![];
+            for item in ck.items(v) {
+                match &item.value {
+                    Value::Str(s) => items.push(Dependency {
+                        name: s.clone(),
+                        soft: false,
+                    }),
+                    Value::Map(_) => {
+                        let Some(fields) = ck.fields(item, "a dependency", &["name", "soft"])
+                        else {
+                            continue;
+                        };
+                        let mut name = None;
+                        let mut soft = false;
+                        for (k, _, fv) in fields {
+                            match k {
+                                "name" => name = ck.string(fv, "dependencies.name"),
+                                _ => soft = ck.boolean(fv, "dependencies.soft").unwrap_or(false),
+                            }
+                        }
+                        match name {
+                            Some(name) => items.push(Dependency { name, soft }),
+                            None => ck.error(item.mark, "a dependency needs a \"name\""),
+                        }
+                    }
+                    _ => ck.error(
+                        item.mark,
+                        format!(
+                            "a dependency must be a job name or a mapping, found {}",
+                            item.kind()
+                        ),
+                    ),
+                }
+            }
+            job.dependencies = Some(ListAttr { items, override_ });
+        }
+        "provides" | "requires" | "tags" | "files" | "irrelevant-files" => {
+            let override_ = ck.override_tag(v, key);
+            let mut items = vec![];
+            for item in ck.items(v) {
+                match &item.value {
+                    Value::Str(s) => items.push(s.clone()),
+                    // `files: [{regex: ..., negate: true}]` (Zuul 10+): kept as its regex.
+                    Value::Map(_) if key.contains("files") => {
+                        if let Some(fields) =
+                            ck.fields(item, "a file matcher", &["regex", "negate"])
+                        {
+                            for (k, _, fv) in fields {
+                                if k == "regex"
+                                    && let Some(r) = ck.string(fv, "regex")
+                                {
+                                    items.push(r);
+                                }
+                            }
+                        }
+                    }
+                    _ => ck.error(
+                        item.mark,
+                        format!(
+                            "\"{key}\" must be a string or a list of strings, found {}",
+                            item.kind()
+                        ),
+                    ),
+                }
+            }
+            let attr = Some(ListAttr { items, override_ });
+            match key {
+                "provides" => job.provides = attr,
+                "requires" => job.requires = attr,
+                "tags" => job.tags = attr,
+                "files" => job.files = attr,
+                _ => job.irrelevant_files = attr,
+            }
+        }
+        "branches" => {
+            ck.no_tag(v, key);
+            let mut out = vec![];
+            for item in ck.items(v) {
+                match &item.value {
+                    Value::Str(s) => out.push(s.clone()),
+                    Value::Map(_) => out.push(item.to_json().to_string()),
+                    _ => ck.error(
+                        item.mark,
+                        format!(
+                            "\"branches\" must be a string or a list of strings, found {}",
+                            item.kind()
+                        ),
+                    ),
+                }
+            }
+            job.branches = Some(out);
+        }
+        "semaphore" | "semaphores" => {
+            ck.no_tag(v, key);
+            let mut out = job.semaphores.take().unwrap_or_default();
+            for item in ck.items(v) {
+                match &item.value {
+                    Value::Str(s) => out.push(s.clone()),
+                    Value::Map(_) => {
+                        if let Some(fields) =
+                            ck.fields(item, "a semaphore", &["name", "resources-first"])
+                        {
+                            for (k, _, fv) in fields {
+                                if k == "name"
+                                    && let Some(n) = ck.string(fv, "semaphore name")
+                                {
+                                    out.push(n);
+                                }
+                            }
+                        }
+                    }
+                    _ => ck.error(
+                        item.mark,
+                        format!("\"{key}\" must name semaphores, found {}", item.kind()),
+                    ),
+                }
+            }
+            job.semaphores = Some(out);
+        }
+        "roles" => {
+            ck.no_tag(v, key);
+            let mut out = vec![];
+            for item in ck.items(v) {
+                if ck
+                    .fields(item, "a role", &["zuul", "galaxy", "name"])
+                    .is_some()
+                {
+                    out.push(item.to_json());
+                }
+            }
+            job.roles = Some(out);
+        }
+        "required-projects" => {
+            let override_ = ck.override_tag(v, key);
+            let mut items = vec![];
+            for item in ck.items(v) {
+                match &item.value {
+                    Value::Str(_) => items.push(item.to_json()),
+                    Value::Map(_) => {
+                        let allowed = ["name", "override-branch", "override-checkout"];
+                        if ck.fields(item, "a required project", &allowed).is_some() {
+                            items.push(item.to_json());
+                        }
+                    }
+                    _ => ck.error(
+                        item.mark,
+                        format!(
+                            "a required project must be a name or a mapping, found {}",
+                            item.kind()
+                        ),
+                    ),
+                }
+            }
+            job.required_projects = Some(ListAttr { items, override_ });
+        }
+        "attribute-control" => {
+            ck.no_tag(v, key);
+            let allowed = [
+                "requires",
+                "provides",
+                "tags",
+                "files",
+                "irrelevant-files",
+                "required-projects",
+                "vars",
+                "extra-vars",
+                "host-vars",
+                "group-vars",
+                "include-vars",
+                "dependencies",
+                "failure-output",
+            ];
+            if let Some(fields) = ck.fields(v, "attribute-control", &allowed) {
+                for (attr, _, fv) in fields {
+                    if let Some(inner) = ck.fields(fv, "attribute-control", &["final"]) {
+                        for (_, _, b) in inner {
+                            if ck.boolean(b, "final") == Some(true) {
+                                job.final_attributes.push(attr.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            // Accepted, kept, not acted on; tags like !override are allowed where Zuul
+            // allows them (include-vars, failure-output), so they are not checked here.
+            job.other.insert(key.to_string(), v.to_json());
+        }
+    }
+}
+
+fn playbooks(ck: &mut Checker<'_>, node: &Node, attr: &str, post_run: bool) -> Vec<PlaybookDef> {
+    ck.no_tag(node, attr);
+    let mut out = vec![];
+    for item in ck.items(node) {
+        match &item.value {
+            Value::Str(path) => out.push(PlaybookDef {
+                path: path.clone(),
+                cleanup: false,
+                semaphores: vec![],
+                loc: ck.loc(item.mark),
+            }),
+            Value::Map(_) => {
+                let allowed: &[&str] = if post_run {
+                    &["name", "cleanup", "semaphores"]
+                } else {
+                    &["name", "semaphores"]
+                };
+                let Some(fields) = ck.fields(item, &format!("a {attr} playbook"), allowed) else {
+                    continue;
+                };
+                let mut pb = PlaybookDef {
+                    path: String::new(),
+                    cleanup: false,
+                    semaphores: vec![],
+                    loc: ck.loc(item.mark),
+                };
+                for (k, _, fv) in fields {
+                    match k {
+                        "name" => pb.path = ck.string(fv, "name").unwrap_or_default(),
+                        "cleanup" => pb.cleanup = ck.boolean(fv, "cleanup").unwrap_or(false),
+                        _ => pb.semaphores = ck.strings(fv, "semaphores"),
+                    }
+                }
+                if pb.path.is_empty() {
+                    ck.error(item.mark, format!("a {attr} playbook needs a \"name\""));
+                } else {
+                    out.push(pb);
+                }
+            }
+            _ => ck.error(
+                item.mark,
+                format!(
+                    "\"{attr}\" must be a playbook path or a list of them, found {}",
+                    item.kind()
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn vars(ck: &mut Checker<'_>, node: &Node, attr: &str) -> Option<Vars> {
+    let override_ = ck.override_tag(node, attr) == Some(true);
+    let map = ck.vars(node, attr)?;
+    if attr != "host-vars"
+        && attr != "group-vars"
+        && (map.contains_key("zuul") || map.contains_key("nodepool"))
+    {
+        ck.error(
+            node.mark,
+            "Variables named 'zuul' or 'nodepool' are not allowed.",
+        );
+    }
+    Some(Vars { map, override_ })
+}
+
+fn secrets(ck: &mut Checker<'_>, node: &Node) -> Vec<SecretUse> {
+    ck.no_tag(node, "secrets");
+    let mut out: Vec<SecretUse> = vec![];
+    for item in ck.items(node) {
+        let loc = ck.loc(item.mark);
+        let dict_form = matches!(item.value, Value::Map(_));
+        let use_ = match &item.value {
+            Value::Str(s) => SecretUse {
+                secret: s.clone(),
+                name: s.clone(),
+                pass_to_parent: false,
+                loc,
+            },
+            Value::Map(_) => {
+                let allowed = ["name", "secret", "pass-to-parent"];
+                let Some(fields) = ck.fields(item, "a secret use", &allowed) else {
+                    continue;
+                };
+                let (mut name, mut secret, mut ptp) = (None, None, false);
+                for (k, _, fv) in fields {
+                    match k {
+                        "name" => name = ck.string(fv, "name"),
+                        "secret" => secret = ck.string(fv, "secret"),
+                        _ => ptp = ck.boolean(fv, "pass-to-parent").unwrap_or(false),
+                    }
+                }
+                match (name, secret) {
+                    (Some(name), Some(secret)) => SecretUse {
+                        secret,
+                        name,
+                        pass_to_parent: ptp,
+                        loc,
+                    },
+                    _ => {
+                        ck.error(item.mark, "a secret use needs \"name\" and \"secret\"");
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                ck.error(
+                    item.mark,
+                    format!(
+                        "\"secrets\" must list secret names or mappings, found {}",
+                        item.kind()
+                    ),
+                );
+                continue;
+            }
+        };
+        if dict_form && !is_var_name(&use_.name) {
+            ck.error(
+                item.mark,
+                format!("secret name \"{}\" is not a valid variable name", use_.name),
+            );
+        } else if use_.name == "zuul" || use_.name == "nodepool" {
+            ck.error(
+                item.mark,
+                "Variables named 'zuul' or 'nodepool' are not allowed.",
+            );
+        } else if out.iter().any(|s| s.name == use_.name) {
+            ck.error(
+                item.mark,
+                format!("secret name \"{}\" is used twice", use_.name),
+            );
+        }
+        out.push(use_);
+    }
+    out
+}
+
+/// True for attributes a `final` job refuses from later variants and children.
+pub fn is_execution_attribute(attr: &str) -> bool {
+    EXECUTION_ATTRIBUTES.contains(&attr)
+}

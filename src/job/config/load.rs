@@ -1,0 +1,394 @@
+//! Reading a project directory (and the shipped library) into a [`Config`].
+//!
+//! Owns: the file order of ZUUL.md §1 and the top-level shape of each file (a list of
+//! one-key mappings). Must not: stop at the first bad file or stanza.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::check::Checker;
+use super::job::parse_job;
+use super::project::parse_project;
+use super::stanzas::{
+    NODESET_KEYS, PRAGMA_KEYS, QUEUE_KEYS, SEMAPHORE_KEYS, parse_named, parse_secret,
+};
+use super::{Config, ConfigError, ConfigErrors, Loc, Origin, Source, SourceFile, validate};
+use crate::job::suggest;
+use crate::job::yaml::{self, Value};
+
+/// How to load a configuration.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The shipped job library (`jobs/`); absent or empty is fine.
+    pub library_dir: Option<PathBuf>,
+    /// Name of the project under test; defaults to the project directory's name.
+    pub project_name: Option<String>,
+    /// Accept references to jobs and project-templates defined in other repositories
+    /// (`base`, `tox`, `openstack-python3-jobs`, …) with a warning instead of an error.
+    pub allow_external: bool,
+}
+
+const STANZAS: &[&str] = &[
+    "job",
+    "secret",
+    "project",
+    "project-template",
+    "nodeset",
+    "semaphore",
+    "pipeline",
+    "queue",
+    "pragma",
+    "image",
+    "flavor",
+    "label",
+    "section",
+    "provider",
+];
+
+/// The configuration files of a project directory in Zuul's order: `zuul.yaml`,
+/// `zuul.d/**/*.yaml`, `.zuul.yaml`, `.zuul.d/**/*.yaml` (each directory sorted by path).
+pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    for root in ["zuul.yaml", "zuul.d", ".zuul.yaml", ".zuul.d"] {
+        let path = dir.join(root);
+        if path.is_file() {
+            out.push(path);
+        } else if path.is_dir() {
+            let mut found = vec![];
+            walk_yaml(&path, &mut found)?;
+            found.sort();
+            out.extend(found);
+        }
+    }
+    Ok(out)
+}
+
+fn walk_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk_yaml(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Load the library (if any) and the project directory. Every problem of every file is in
+/// the error; unreadable files are reported like any other problem.
+pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    let mut sources = vec![];
+    let mut errors = vec![];
+    let mut read = |path: &Path, base: &Path, origin: Origin, root: &Path, display_prefix: &str| {
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        let display = format!("{display_prefix}{}", rel.display());
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push(SourceFile {
+                display,
+                text,
+                origin,
+                root: root.to_path_buf(),
+            }),
+            Err(e) => errors.push(ConfigError {
+                loc: Loc {
+                    file: display.into(),
+                    line: 0,
+                    column: 0,
+                },
+                stanza: "file".into(),
+                message: format!("reading the file: {e}"),
+            }),
+        }
+    };
+    if let Some(lib) = &options.library_dir
+        && lib.is_dir()
+    {
+        // Library playbooks are relative to the directory holding `jobs/`.
+        let root = lib.parent().unwrap_or(lib).to_path_buf();
+        let mut files = vec![];
+        if let Err(e) = walk_yaml(lib, &mut files) {
+            return Err(io_error(lib, e));
+        }
+        files.sort();
+        for f in files {
+            read(&f, &root, Origin::Library, &root, "");
+        }
+    }
+    let files = config_files(project_dir).map_err(|e| io_error(project_dir, e))?;
+    for f in &files {
+        read(f, project_dir, Origin::Project, project_dir, "");
+    }
+    let mut options = options.clone();
+    if options.project_name.is_none() {
+        let abs = project_dir
+            .canonicalize()
+            .unwrap_or_else(|_| project_dir.to_path_buf());
+        options.project_name = abs.file_name().map(|n| n.to_string_lossy().into_owned());
+    }
+    match from_sources(sources, &options) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(config) => Err(ConfigErrors {
+            errors,
+            warnings: config.warnings,
+        }),
+        Err(mut e) => {
+            errors.append(&mut e.errors);
+            e.errors = errors;
+            Err(e)
+        }
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ConfigErrors {
+    ConfigErrors {
+        errors: vec![ConfigError {
+            loc: Loc {
+                file: path.display().to_string().into(),
+                line: 0,
+                column: 0,
+            },
+            stanza: "directory".into(),
+            message: format!("reading the directory: {e}"),
+        }],
+        warnings: vec![],
+    }
+}
+
+pub(crate) fn from_sources(
+    files: Vec<SourceFile>,
+    options: &LoadOptions,
+) -> Result<Config, ConfigErrors> {
+    let mut config = Config {
+        project_name: options
+            .project_name
+            .clone()
+            .unwrap_or_else(|| "project".into()),
+        ..Config::default()
+    };
+    let mut errors: Vec<ConfigError> = vec![];
+    let roots: Vec<&str> = files
+        .iter()
+        .filter(|f| f.origin == Origin::Project)
+        .filter_map(|f| f.display.split('/').next())
+        .collect();
+    let mut distinct: Vec<&str> = roots.clone();
+    distinct.dedup();
+    if distinct.len() > 1 {
+        config.warnings.push(ConfigError {
+            loc: Loc {
+                file: distinct[1].into(),
+                line: 0,
+                column: 0,
+            },
+            stanza: "project".into(),
+            message: format!(
+                "configuration found in more than one of {}; Zuul reports this as an error, gantry reads them all in order",
+                distinct.join(", ")
+            ),
+        });
+    }
+    for file in files {
+        let source = Arc::new(Source {
+            file: file.display.clone().into(),
+            origin: file.origin,
+            root: file.root.clone(),
+        });
+        config.files.push(source.clone());
+        parse_file(&mut config, &mut errors, &source, &file.text);
+    }
+    validate::validate(&mut config, &mut errors, options);
+    // Report in file order, then by position.
+    let order = |file: &str| {
+        config
+            .files
+            .iter()
+            .position(|f| &*f.file == file)
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by(|a, b| {
+        (order(&a.loc.file), a.loc.line, a.loc.column).cmp(&(
+            order(&b.loc.file),
+            b.loc.line,
+            b.loc.column,
+        ))
+    });
+    config
+        .warnings
+        .sort_by_key(|w| (order(&w.loc.file), w.loc.line));
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors {
+            errors,
+            warnings: std::mem::take(&mut config.warnings),
+        })
+    }
+}
+
+/// The `name` of a stanza body, when it is a plain string.
+fn named(body: &yaml::Node) -> Option<String> {
+    let Value::Map(entries) = &body.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("name"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_string)
+}
+
+fn parse_file(
+    config: &mut Config,
+    errors: &mut Vec<ConfigError>,
+    source: &Arc<Source>,
+    text: &str,
+) {
+    let mut ck = Checker {
+        file: source.file.clone(),
+        stanza: "file".into(),
+        errors,
+    };
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => return,
+        Err(e) => {
+            ck.error(e.mark, format!("invalid yaml: {}", e.message));
+            return;
+        }
+    };
+    let Value::Seq(items) = &root.value else {
+        ck.error(
+            root.mark,
+            format!(
+                "the configuration must be a list of stanzas, found {}",
+                root.kind()
+            ),
+        );
+        return;
+    };
+    for item in items {
+        ck.stanza = "file".into();
+        let Value::Map(entries) = &item.value else {
+            ck.error(
+                item.mark,
+                format!(
+                    "each stanza must be a mapping with one key (like \"job\"), found {}",
+                    item.kind()
+                ),
+            );
+            continue;
+        };
+        if entries.len() != 1 {
+            let keys: Vec<String> = entries.iter().map(|(k, _)| k.key_text()).collect();
+            ck.error(
+                item.mark,
+                format!(
+                    "each stanza must have exactly one key, found {}: {}",
+                    keys.len(),
+                    keys.join(", ")
+                ),
+            );
+            continue;
+        }
+        let (k, body) = &entries[0];
+        let kind = k.key_text();
+        // Name the stanza from the start, so errors before its `name` line say which one.
+        ck.stanza = match named(body) {
+            Some(name) => format!("{kind} \"{name}\""),
+            None => kind.clone(),
+        };
+        match kind.as_str() {
+            "job" => {
+                if let Some(job) = parse_job(&mut ck, body, source, None) {
+                    let job = Arc::new(job);
+                    let name = job.name.clone();
+                    match config.jobs.get_mut(&name) {
+                        Some(variants) => variants.push(job),
+                        None => {
+                            config.job_order.push(name.clone());
+                            config.jobs.insert(name, vec![job]);
+                        }
+                    }
+                }
+            }
+            "secret" => {
+                let parsed = parse_secret(&mut ck, body, source);
+                if parsed.is_none()
+                    && let Some(name) = named(body)
+                {
+                    // Reported already; do not also report every use as "not found".
+                    config.unparsed_secrets.push(name);
+                }
+                if let Some(secret) = parsed {
+                    if let Some(first) = config.secrets.get(&secret.name) {
+                        let msg = format!(
+                            "secret \"{}\" is already defined at {}",
+                            secret.name, first.loc
+                        );
+                        ck.error(body.mark, msg);
+                    } else {
+                        config.secrets.insert(secret.name.clone(), Arc::new(secret));
+                    }
+                }
+            }
+            "project" => {
+                if let Some(p) = parse_project(&mut ck, body, source, false) {
+                    config.projects.push(p);
+                }
+            }
+            "project-template" => {
+                if let Some(t) = parse_project(&mut ck, body, source, true)
+                    && let Some(name) = t.name.clone()
+                {
+                    if let Some(first) = config.templates.get(&name) {
+                        let msg = format!(
+                            "project-template \"{name}\" is already defined at {}",
+                            first.loc
+                        );
+                        ck.error(body.mark, msg);
+                    } else {
+                        config.templates.insert(name, t);
+                    }
+                }
+            }
+            "nodeset" | "semaphore" | "pipeline" | "queue" => {
+                let allowed = match kind.as_str() {
+                    "nodeset" => Some(NODESET_KEYS),
+                    "semaphore" => Some(SEMAPHORE_KEYS),
+                    "queue" => Some(QUEUE_KEYS),
+                    _ => None,
+                };
+                if let Some(s) = parse_named(&mut ck, &kind, body, allowed, true) {
+                    let map = match kind.as_str() {
+                        "nodeset" => &mut config.nodesets,
+                        "semaphore" => &mut config.semaphores,
+                        "queue" => &mut config.queues,
+                        _ => &mut config.pipelines,
+                    };
+                    if let Some(first) = map.get(&s.name) {
+                        let msg =
+                            format!("{kind} \"{}\" is already defined at {}", s.name, first.loc);
+                        ck.error(body.mark, msg);
+                    } else {
+                        map.insert(s.name.clone(), s);
+                    }
+                }
+            }
+            "pragma" => {
+                if let Some(s) = parse_named(&mut ck, "pragma", body, Some(PRAGMA_KEYS), false) {
+                    config.ignored.push(s);
+                }
+            }
+            "image" | "flavor" | "label" | "section" | "provider" => {
+                if let Some(s) = parse_named(&mut ck, &kind, body, None, true) {
+                    config.ignored.push(s);
+                }
+            }
+            other => {
+                let hint = suggest::hint(other, STANZAS.iter().copied());
+                ck.error(k.mark, format!("unknown stanza \"{other}\"{hint}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Cross-stanza checks, run once every file is parsed.
+//!
+//! Owns: references between stanzas (parents, secrets, templates, jobs in pipelines),
+//! shadowing of library jobs, conflicting variants, inheritance cycles, and a trial freeze
+//! of every project pipeline so that `config validate` reports what a run would hit.
+//! Must not: decrypt secrets or require playbook files to exist.
+
+use std::collections::BTreeSet;
+
+use super::{Config, ConfigError, LoadOptions, Loc, Origin};
+use crate::job::freeze::FreezeError;
+use crate::job::graph::{GraphError, JobGraph};
+use crate::job::suggest;
+
+pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, options: &LoadOptions) {
+    let mut external: BTreeSet<String> = BTreeSet::new();
+    let push = |errors: &mut Vec<ConfigError>,
+                warnings: &mut Vec<ConfigError>,
+                loc: &Loc,
+                stanza: String,
+                message: String,
+                is_external: bool| {
+        let e = ConfigError {
+            loc: loc.clone(),
+            stanza,
+            message,
+        };
+        if is_external && options.allow_external {
+            warnings.push(e);
+        } else {
+            errors.push(e);
+        }
+    };
+    let names: Vec<&str> = config.job_order.iter().map(String::as_str).collect();
+    let mut warnings = vec![];
+
+    for name in &config.job_order {
+        let variants = &config.jobs[name];
+        let first = &variants[0];
+        // A project may not redefine a library job (Zuul: "not permitted to shadow").
+        if first.source.origin == Origin::Library
+            && let Some(shadow) = variants.iter().find(|v| v.source.origin == Origin::Project)
+        {
+            push(
+                errors,
+                &mut warnings,
+                &shadow.loc,
+                format!("job \"{name}\""),
+                format!(
+                    "Job {name} in {} is not permitted to shadow job {name} in {} ({})",
+                    Origin::Project,
+                    Origin::Library,
+                    first.loc.short()
+                ),
+                false,
+            );
+        }
+        for v in variants.iter().skip(1) {
+            if let Some(parent) = &v.parent
+                && first.parent.as_ref() != Some(parent)
+            {
+                let show = |p: Option<&Option<String>>| match p {
+                    None => "no parent".to_string(),
+                    Some(None) => "parent null".to_string(),
+                    Some(Some(p)) => format!("parent {p}"),
+                };
+                let at = v.set.get("parent").unwrap_or(&v.loc);
+                // Zuul accepts this (both parents' definitions are collected, branch
+                // variants do it on purpose), so it is a warning, not an error.
+                warnings.push(ConfigError {
+                    loc: at.clone(),
+                    stanza: format!("job \"{name}\""),
+                    message: format!(
+                        "this variant names {} but the first definition ({}) names {}; both parents' definitions apply",
+                        show(Some(parent)),
+                        first.loc.short(),
+                        show(first.parent.as_ref())
+                    ),
+                });
+            }
+        }
+        for v in variants {
+            if let Some(parent) = v.parent_name()
+                && !config.jobs.contains_key(parent)
+            {
+                let at = v.set.get("parent").unwrap_or(&v.loc);
+                let hint = suggest::hint(parent, names.iter().copied());
+                push(
+                    errors,
+                    &mut warnings,
+                    at,
+                    format!("job \"{name}\""),
+                    format!("Job {parent} not defined{hint}"),
+                    true,
+                );
+                external.insert(parent.to_string());
+            }
+            for s in &v.secrets {
+                if !config.secrets.contains_key(&s.secret)
+                    && !config.unparsed_secrets.contains(&s.secret)
+                {
+                    let hint = suggest::hint(&s.secret, config.secrets.keys().map(String::as_str));
+                    push(
+                        errors,
+                        &mut warnings,
+                        &s.loc,
+                        format!("job \"{name}\""),
+                        format!("Secret {} not found{hint}", s.secret),
+                        false,
+                    );
+                }
+            }
+            if let Some(serde_json::Value::String(ns)) = &v.nodeset
+                && !config.nodesets.contains_key(ns)
+            {
+                let at = v.set.get("nodeset").unwrap_or(&v.loc);
+                warnings.push(ConfigError {
+                    loc: at.clone(),
+                    stanza: format!("job \"{name}\""),
+                    message: format!(
+                        "nodeset {ns} is not defined here (gantry runs every job on one host)"
+                    ),
+                });
+            }
+        }
+    }
+
+    // Inheritance cycles (each reported once, at the job listed first).
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    for name in &config.job_order {
+        let mut path = vec![name.as_str()];
+        let mut cur = name.as_str();
+        while let Some(parent) = config.jobs[cur][0].parent_name() {
+            if !config.jobs.contains_key(parent) {
+                break;
+            }
+            if let Some(pos) = path.iter().position(|p| *p == parent) {
+                let cycle: BTreeSet<&str> = path[pos..].iter().copied().collect();
+                let key = cycle.iter().copied().collect::<Vec<_>>().join(",");
+                if reported.insert(key) {
+                    let mut shown: Vec<&str> = path[pos..].to_vec();
+                    shown.push(parent);
+                    let at = config.jobs[path[pos]][0].loc.clone();
+                    errors.push(ConfigError {
+                        loc: at,
+                        stanza: format!("job \"{}\"", path[pos]),
+                        message: format!("inheritance cycle: {}", shown.join(" -> ")),
+                    });
+                }
+                break;
+            }
+            path.push(parent);
+            cur = parent;
+        }
+    }
+
+    // Projects and templates: referenced jobs and templates exist.
+    let stanzas = config.projects.iter().chain(config.templates.values());
+    for p in stanzas {
+        let stanza = match &p.name {
+            Some(n) if config.templates.get(n).is_some_and(|t| std::ptr::eq(t, p)) => {
+                format!("project-template \"{n}\"")
+            }
+            Some(n) => format!("project \"{n}\""),
+            None => "project".to_string(),
+        };
+        for (t, at) in &p.templates {
+            if !config.templates.contains_key(t) {
+                let hint = suggest::hint(t, config.templates.keys().map(String::as_str));
+                push(
+                    errors,
+                    &mut warnings,
+                    at,
+                    stanza.clone(),
+                    format!("Project template {t} not defined{hint}"),
+                    true,
+                );
+                external.insert(t.clone());
+            }
+        }
+        for (pipeline, jobs) in &p.pipelines {
+            for j in &jobs.jobs {
+                if !config.jobs.contains_key(&j.name) {
+                    let hint = suggest::hint(&j.name, names.iter().copied());
+                    push(
+                        errors,
+                        &mut warnings,
+                        &j.loc,
+                        format!("{stanza} pipeline \"{pipeline}\""),
+                        format!("Job {} not defined{hint}", j.name),
+                        true,
+                    );
+                    external.insert(j.name.clone());
+                }
+            }
+        }
+    }
+    config.external = external.into_iter().collect();
+
+    config.warnings.append(&mut warnings);
+}
+
+/// A trial run of every project pipeline of a loaded configuration: freezing and graph
+/// errors, and jobs that would fail as soon as they are started (abstract, no run
+/// playbook). `config validate` reports these with the load errors; `job graph` reports
+/// only those of the pipeline it builds.
+pub fn check_pipelines(config: &Config) -> Vec<ConfigError> {
+    let mut errors = vec![];
+    let projects = config.project_names();
+    let mut seen = BTreeSet::new();
+    for project in &projects {
+        for pipeline in config.pipeline_names() {
+            match JobGraph::build(config, project, &pipeline) {
+                Ok(graph) => {
+                    for job in graph.jobs() {
+                        if let Some(message) = job.run_error() {
+                            let at = first_listing(config, project, &pipeline, &job.name);
+                            let e = ConfigError {
+                                loc: at,
+                                stanza: format!("project \"{project}\" pipeline \"{pipeline}\""),
+                                message,
+                            };
+                            if seen.insert(e.clone()) {
+                                errors.push(e);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for error in e.errors {
+                        if let GraphError::Freeze {
+                            error: FreezeError::External { .. },
+                            ..
+                        } = &error
+                        {
+                            continue;
+                        }
+                        if let GraphError::Freeze {
+                            error: FreezeError::NotDefined { job, .. },
+                            ..
+                        } = &error
+                            && config.external.contains(job)
+                        {
+                            continue;
+                        }
+                        let at = error.loc().cloned().unwrap_or_else(|| Loc {
+                            file: "".into(),
+                            line: 0,
+                            column: 0,
+                        });
+                        let e = ConfigError {
+                            loc: at,
+                            stanza: format!("project \"{project}\" pipeline \"{pipeline}\""),
+                            message: error.to_string(),
+                        };
+                        if seen.insert(e.clone()) {
+                            errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let order = |file: &str| {
+        config
+            .files
+            .iter()
+            .position(|f| &*f.file == file)
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by(|a, b| {
+        (order(&a.loc.file), a.loc.line, a.loc.column).cmp(&(
+            order(&b.loc.file),
+            b.loc.line,
+            b.loc.column,
+        ))
+    });
+    errors
+}
+
+fn first_listing(config: &Config, project: &str, pipeline: &str, job: &str) -> Loc {
+    for p in config.project_stanzas(project) {
+        let templates = p
+            .templates
+            .iter()
+            .filter_map(|(t, _)| config.templates.get(t));
+        for stanza in templates.chain(std::iter::once(p)) {
+            if let Some(pj) = stanza
+                .pipelines
+                .get(pipeline)
+                .and_then(|pl| pl.jobs.iter().find(|j| j.name == job))
+            {
+                return pj.loc.clone();
+            }
+        }
+    }
+    Loc {
+        file: "".into(),
+        line: 0,
+        column: 0,
+    }
+}

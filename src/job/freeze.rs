@@ -1,0 +1,717 @@
+//! Freezing: a job name + a project pipeline → one [`FrozenJob`] (ZUUL.md §2).
+//!
+//! Owns: collecting variants parent-first, applying them in Zuul's order with Zuul's merge
+//! rules (playbook nesting, `run` replacement, vars deep merge, unions, `final`, `abstract`,
+//! `protected`, `intermediate`, secrets bound to the playbooks of their definition and
+//! `pass-to-parent`), then project vars and project-pipeline variants. Records, for each
+//! attribute, which definitions (file:line) it came from. Must not: read files, decrypt
+//! secrets, or look at builds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::job::config::{Config, Dependency, JobDef, Loc, Origin, PlaybookDef, Vars};
+
+/// Why a job cannot be frozen. Messages follow Zuul's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeError {
+    #[error("Job {job} not defined")]
+    NotDefined { job: String, at: Option<Loc> },
+    #[error("Job {job} inherits from {parent}, which is not defined here (another repository?)")]
+    External {
+        job: String,
+        parent: String,
+        at: Loc,
+    },
+    #[error("inheritance cycle: {path}")]
+    InheritanceCycle { path: String, at: Loc },
+    #[error("Unable to modify final job {job} attribute {attribute}")]
+    Final {
+        job: String,
+        attribute: String,
+        at: Loc,
+    },
+    #[error("Unable to modify job {job} final attribute {attribute}")]
+    FinalAttribute {
+        job: String,
+        attribute: String,
+        at: Loc,
+    },
+    #[error(
+        "Job {job} which is defined in {origin} is protected and cannot be inherited from other projects."
+    )]
+    Protected {
+        job: String,
+        origin: Origin,
+        at: Loc,
+    },
+    #[error("Unable to reset protected attribute of job {job}")]
+    ProtectedReset { job: String, at: Loc },
+    #[error("Intermediate job {job} may only be inherited by another abstract job")]
+    Intermediate { job: String, at: Loc },
+    #[error("Secret {secret} not found")]
+    SecretNotFound { secret: String, at: Loc },
+    #[error("Project template {template} not defined")]
+    TemplateNotDefined { template: String, at: Loc },
+}
+
+impl FreezeError {
+    /// Where the offending definition is, when known.
+    pub fn loc(&self) -> Option<&Loc> {
+        match self {
+            FreezeError::NotDefined { at, .. } => at.as_ref(),
+            FreezeError::External { at, .. }
+            | FreezeError::InheritanceCycle { at, .. }
+            | FreezeError::Final { at, .. }
+            | FreezeError::FinalAttribute { at, .. }
+            | FreezeError::Protected { at, .. }
+            | FreezeError::ProtectedReset { at, .. }
+            | FreezeError::Intermediate { at, .. }
+            | FreezeError::SecretNotFound { at, .. }
+            | FreezeError::TemplateNotDefined { at, .. } => Some(at),
+        }
+    }
+}
+
+/// A secret given to a playbook: `name` is the variable, `secret` the stanza.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BoundSecret {
+    pub name: String,
+    pub secret: String,
+}
+
+/// A playbook of a frozen job, with the context of the definition that listed it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FrozenPlaybook {
+    /// Path as written, relative to `root`.
+    pub path: String,
+    pub root: PathBuf,
+    pub origin: Origin,
+    /// The job definition (a parent, the job, or a variant) that listed it.
+    pub job: String,
+    pub defined_in: Loc,
+    /// How deep in the inheritance the definition is (0 = root ancestor). A failed pre-run
+    /// at level N means post-run playbooks deeper than N are skipped.
+    pub nesting_level: usize,
+    pub cleanup: bool,
+    pub semaphores: Vec<String>,
+    pub secrets: Vec<BoundSecret>,
+}
+
+/// A job after inheritance and variants: what a build runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrozenJob {
+    pub name: String,
+    pub description: Option<String>,
+    /// Definitions applied, in order: `job@file:line`.
+    pub inheritance: Vec<String>,
+    #[serde(rename = "abstract")]
+    pub abstract_: bool,
+    #[serde(rename = "final")]
+    pub final_: bool,
+    pub protected: bool,
+    pub intermediate: bool,
+    pub voting: bool,
+    pub pre_run: Vec<FrozenPlaybook>,
+    pub run: Vec<FrozenPlaybook>,
+    pub post_run: Vec<FrozenPlaybook>,
+    pub cleanup_run: Vec<FrozenPlaybook>,
+    pub vars: Map<String, Json>,
+    pub extra_vars: Map<String, Json>,
+    pub host_vars: Map<String, Json>,
+    pub group_vars: Map<String, Json>,
+    pub nodeset: Option<Json>,
+    pub timeout: Option<u64>,
+    pub pre_timeout: Option<u64>,
+    pub post_timeout: Option<u64>,
+    pub attempts: u64,
+    pub dependencies: Vec<Dependency>,
+    pub provides: BTreeSet<String>,
+    pub requires: BTreeSet<String>,
+    pub tags: BTreeSet<String>,
+    pub files: Vec<String>,
+    pub irrelevant_files: Vec<String>,
+    pub branches: Vec<String>,
+    pub semaphores: Vec<String>,
+    pub roles: Vec<Json>,
+    pub required_projects: Vec<Json>,
+    /// Other Zuul attributes, as the last definition setting them wrote them.
+    pub other: BTreeMap<String, Json>,
+    /// For each attribute: the definitions (file:line) its value came from, in order.
+    pub provenance: BTreeMap<String, Vec<Loc>>,
+    #[serde(skip)]
+    final_attributes: BTreeSet<String>,
+    #[serde(skip)]
+    protected_origin: Option<Origin>,
+    #[serde(skip)]
+    current: String,
+}
+
+impl FrozenJob {
+    fn new(name: &str) -> FrozenJob {
+        FrozenJob {
+            name: name.to_string(),
+            description: None,
+            inheritance: vec![],
+            abstract_: false,
+            final_: false,
+            protected: false,
+            intermediate: false,
+            voting: true,
+            pre_run: vec![],
+            run: vec![],
+            post_run: vec![],
+            cleanup_run: vec![],
+            vars: Map::new(),
+            extra_vars: Map::new(),
+            host_vars: Map::new(),
+            group_vars: Map::new(),
+            nodeset: None,
+            timeout: None,
+            pre_timeout: None,
+            post_timeout: None,
+            attempts: 3,
+            dependencies: vec![],
+            provides: BTreeSet::new(),
+            requires: BTreeSet::new(),
+            tags: BTreeSet::new(),
+            files: vec![],
+            irrelevant_files: vec![],
+            branches: vec![],
+            semaphores: vec![],
+            roles: vec![],
+            required_projects: vec![],
+            other: BTreeMap::new(),
+            provenance: BTreeMap::new(),
+            final_attributes: BTreeSet::new(),
+            protected_origin: None,
+            current: name.to_string(),
+        }
+    }
+
+    /// Why this job cannot run even though it froze (Zuul reports these as the build's
+    /// error when the job is about to run, not as configuration errors).
+    pub fn run_error(&self) -> Option<String> {
+        if self.abstract_ {
+            Some(format!(
+                "Job {} is abstract and may not be directly run",
+                self.name
+            ))
+        } else if self.run.is_empty() {
+            Some(format!("Job {} does not specify a run playbook", self.name))
+        } else {
+            None
+        }
+    }
+
+    /// Every playbook, in execution order: pre-run, run, post-run, cleanup.
+    pub fn playbooks(&self) -> impl Iterator<Item = &FrozenPlaybook> {
+        self.pre_run
+            .iter()
+            .chain(&self.run)
+            .chain(&self.post_run)
+            .chain(&self.cleanup_run)
+    }
+
+    fn replaced(&mut self, attr: &str, loc: &Loc) {
+        self.provenance.insert(attr.to_string(), vec![loc.clone()]);
+    }
+
+    fn merged(&mut self, attr: &str, loc: &Loc) {
+        self.provenance
+            .entry(attr.to_string())
+            .or_default()
+            .push(loc.clone());
+    }
+}
+
+/// What a project pipeline contributes to one job: its variants and the project vars.
+#[derive(Debug, Default, Clone)]
+pub struct PipelineContext<'c> {
+    pub variants: Vec<&'c Arc<JobDef>>,
+    pub project_vars: Map<String, Json>,
+    /// The project and template stanzas the project vars came from.
+    pub project_vars_from: Vec<Loc>,
+}
+
+/// Collect a job's variants parent-first (Zuul's `collectJobs`): for each variant of the
+/// job, first the variants of its parent (the implicit parent is `base` when such a job
+/// exists and nothing was collected yet), then the variant itself.
+pub fn collect_variants<'c>(
+    config: &'c Config,
+    name: &str,
+) -> Result<Vec<&'c Arc<JobDef>>, FreezeError> {
+    let mut out = vec![];
+    let mut path = vec![];
+    let mut stack = vec![];
+    collect(config, name, None, &mut path, &mut stack, &mut out)?;
+    Ok(out)
+}
+
+fn collect<'c>(
+    config: &'c Config,
+    name: &str,
+    at: Option<&Loc>,
+    path: &mut Vec<String>,
+    stack: &mut Vec<String>,
+    out: &mut Vec<&'c Arc<JobDef>>,
+) -> Result<(), FreezeError> {
+    path.push(name.to_string());
+    let Some(variants) = config.jobs.get(name) else {
+        return Err(FreezeError::NotDefined {
+            job: name.to_string(),
+            at: at.cloned(),
+        });
+    };
+    for variant in variants {
+        let parent = if variant.is_base() {
+            None
+        } else {
+            match variant.parent_name() {
+                Some(p) => Some(p),
+                None if out.is_empty() && name != "base" && config.jobs.contains_key("base") => {
+                    Some("base")
+                }
+                None => None,
+            }
+        };
+        if let Some(parent) = parent {
+            if parent == name || stack.iter().any(|s| s == parent) {
+                let mut cycle: Vec<&str> = stack.iter().map(String::as_str).collect();
+                cycle.push(name);
+                let start = cycle.iter().position(|s| *s == parent).unwrap_or(0);
+                let mut shown: Vec<&str> = cycle[start..].to_vec();
+                shown.push(parent);
+                return Err(FreezeError::InheritanceCycle {
+                    path: shown.join(" -> "),
+                    at: variant.loc.clone(),
+                });
+            }
+            if !path.iter().any(|p| p == parent) {
+                if !config.jobs.contains_key(parent) && config.external.iter().any(|e| e == parent)
+                {
+                    return Err(FreezeError::External {
+                        job: name.to_string(),
+                        parent: parent.to_string(),
+                        at: variant.loc.clone(),
+                    });
+                }
+                stack.push(name.to_string());
+                let parent_at = variant.set.get("parent").unwrap_or(&variant.loc).clone();
+                collect(config, parent, Some(&parent_at), path, stack, out)?;
+                stack.pop();
+            }
+        }
+        if !out.iter().any(|v| Arc::ptr_eq(v, variant)) {
+            out.push(variant);
+        }
+    }
+    Ok(())
+}
+
+/// Freeze `name` with no project pipeline (what `job show NAME` prints without
+/// `--pipeline`).
+pub fn freeze_job(config: &Config, name: &str) -> Result<FrozenJob, FreezeError> {
+    freeze(config, name, &PipelineContext::default())
+}
+
+/// Freeze `name`: its variants parent-first, then the project vars (under the job's own
+/// vars), then each project-pipeline variant.
+pub fn freeze(
+    config: &Config,
+    name: &str,
+    ctx: &PipelineContext<'_>,
+) -> Result<FrozenJob, FreezeError> {
+    let variants = collect_variants(config, name)?;
+    let mut job = FrozenJob::new(name);
+    for (level, variant) in variants.iter().enumerate() {
+        apply(config, &mut job, variant, level, level == 0)?;
+        job.current = variant.name.clone();
+    }
+    job.name = name.to_string();
+    job.current = name.to_string();
+    if !ctx.project_vars.is_empty() {
+        job.vars = deep_update(&ctx.project_vars, &job.vars);
+        let mut from = ctx.project_vars_from.clone();
+        from.extend(job.provenance.remove("vars").unwrap_or_default());
+        job.provenance.insert("vars".into(), from);
+    }
+    let level = variants.len();
+    for variant in &ctx.variants {
+        apply(config, &mut job, variant, level, false)?;
+    }
+    Ok(job)
+}
+
+fn apply(
+    config: &Config,
+    job: &mut FrozenJob,
+    other: &JobDef,
+    level: usize,
+    first: bool,
+) -> Result<(), FreezeError> {
+    const FLAGS: [&str; 4] = ["final", "abstract", "protected", "intermediate"];
+    if !first {
+        // In Zuul's attribute order, so the error names the same attribute Zuul's does.
+        for attr in crate::job::config::EXECUTION_ATTRIBUTES {
+            let Some(at) = other.set.get(*attr) else {
+                continue;
+            };
+            if FLAGS.contains(attr) {
+                continue;
+            }
+            let attr = attr.to_string();
+            if job.final_ {
+                return Err(FreezeError::Final {
+                    job: job.current.clone(),
+                    attribute: attr,
+                    at: at.clone(),
+                });
+            }
+            if let Some(origin) = job.protected_origin
+                && origin != other.source.origin
+            {
+                return Err(FreezeError::Protected {
+                    job: job.current.clone(),
+                    origin,
+                    at: at.clone(),
+                });
+            }
+        }
+    }
+    job.inheritance
+        .push(format!("{}@{}", other.name, other.loc.short()));
+    let loc = |attr: &str| {
+        other
+            .set
+            .get(attr)
+            .cloned()
+            .unwrap_or_else(|| other.loc.clone())
+    };
+
+    if other.final_ == Some(true) {
+        job.final_ = true;
+        job.replaced("final", &loc("final"));
+    }
+    // Abstract may not be reset by a variant, only cleared by inheriting.
+    if first || other.name != job.current {
+        job.abstract_ = other.abstract_.unwrap_or(false);
+    } else if other.abstract_ == Some(true) {
+        job.abstract_ = true;
+    }
+    if other.abstract_.is_some() {
+        job.replaced("abstract", &loc("abstract"));
+    }
+    if !first && job.intermediate && other.abstract_ != Some(true) {
+        return Err(FreezeError::Intermediate {
+            job: job.current.clone(),
+            at: other.loc.clone(),
+        });
+    }
+    if first || other.name != job.current {
+        job.intermediate = other.intermediate.unwrap_or(false);
+    } else if other.intermediate == Some(true) {
+        job.intermediate = true;
+    }
+    if let Some(protected) = other.protected {
+        if !protected && job.protected_origin.is_some() {
+            return Err(FreezeError::ProtectedReset {
+                job: job.current.clone(),
+                at: loc("protected"),
+            });
+        }
+        if protected && job.protected_origin.is_none() {
+            job.protected_origin = Some(other.source.origin);
+            job.protected = true;
+            job.replaced("protected", &loc("protected"));
+        }
+    }
+
+    // Secrets: check they exist; pass-to-parent ones go to the playbooks collected so far
+    // (a playbook's own secret of the same name wins).
+    for s in &other.secrets {
+        if !config.secrets.contains_key(&s.secret) {
+            return Err(FreezeError::SecretNotFound {
+                secret: s.secret.clone(),
+                at: s.loc.clone(),
+            });
+        }
+    }
+    let to_parents: Vec<BoundSecret> = other
+        .secrets
+        .iter()
+        .filter(|s| s.pass_to_parent)
+        .map(|s| BoundSecret {
+            name: s.name.clone(),
+            secret: s.secret.clone(),
+        })
+        .collect();
+    if !to_parents.is_empty() {
+        for pb in job
+            .pre_run
+            .iter_mut()
+            .chain(job.run.iter_mut())
+            .chain(job.post_run.iter_mut())
+            .chain(job.cleanup_run.iter_mut())
+        {
+            for s in &to_parents {
+                if !pb.secrets.iter().any(|have| have.name == s.name) {
+                    pb.secrets.push(s.clone());
+                }
+            }
+        }
+        job.merged("secrets", &loc("secrets"));
+    } else if !other.secrets.is_empty() {
+        job.merged("secrets", &loc("secrets"));
+    }
+
+    let freeze_pbs = |pbs: &[PlaybookDef]| -> Vec<FrozenPlaybook> {
+        pbs.iter()
+            .map(|pb| FrozenPlaybook {
+                path: pb.path.clone(),
+                root: other.source.root.clone(),
+                origin: other.source.origin,
+                job: other.name.clone(),
+                defined_in: pb.loc.clone(),
+                nesting_level: level,
+                cleanup: pb.cleanup,
+                semaphores: pb.semaphores.clone(),
+                secrets: other
+                    .secrets
+                    .iter()
+                    .map(|s| BoundSecret {
+                        name: s.name.clone(),
+                        secret: s.secret.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    if let Some(run) = &other.run {
+        job.run = freeze_pbs(run);
+        job.replaced("run", &loc("run"));
+    }
+    if let Some(pre) = &other.pre_run {
+        job.pre_run.extend(freeze_pbs(pre));
+        job.merged("pre-run", &loc("pre-run"));
+    }
+    if let Some(post) = &other.post_run {
+        let mut new = freeze_pbs(post);
+        new.append(&mut job.post_run);
+        job.post_run = new;
+        job.merged("post-run", &loc("post-run"));
+    }
+    if let Some(cleanup) = &other.cleanup_run {
+        let mut new = freeze_pbs(cleanup);
+        new.append(&mut job.cleanup_run);
+        job.cleanup_run = new;
+        job.merged("cleanup-run", &loc("cleanup-run"));
+    }
+
+    for (attr, vars) in [
+        ("vars", &other.vars),
+        ("extra-vars", &other.extra_vars),
+        ("host-vars", &other.host_vars),
+        ("group-vars", &other.group_vars),
+    ] {
+        let Some(Vars { map, override_ }) = vars else {
+            continue;
+        };
+        final_control(job, other, attr, &loc(attr))?;
+        let target = match attr {
+            "vars" => &mut job.vars,
+            "extra-vars" => &mut job.extra_vars,
+            "host-vars" => &mut job.host_vars,
+            _ => &mut job.group_vars,
+        };
+        if *override_ {
+            *target = map.clone();
+            job.replaced(attr, &loc(attr));
+        } else {
+            *target = deep_update(target, map);
+            job.merged(attr, &loc(attr));
+        }
+    }
+
+    if let Some(rp) = &other.required_projects {
+        final_control(job, other, "required-projects", &loc("required-projects"))?;
+        if rp.override_ == Some(true) {
+            job.required_projects.clear();
+        }
+        for p in &rp.items {
+            let key = project_key(p);
+            job.required_projects
+                .retain(|have| project_key(have) != key);
+            job.required_projects.push(p.clone());
+        }
+        job.merged("required-projects", &loc("required-projects"));
+    }
+    if let Some(sems) = &other.semaphores {
+        let mut all: BTreeSet<String> = job.semaphores.drain(..).collect();
+        all.extend(sems.iter().cloned());
+        job.semaphores = all.into_iter().collect();
+        job.merged(
+            "semaphores",
+            &loc(if other.set.contains_key("semaphores") {
+                "semaphores"
+            } else {
+                "semaphore"
+            }),
+        );
+    }
+    if let Some(roles) = &other.roles {
+        for r in roles {
+            if !job.roles.contains(r) {
+                job.roles.push(r.clone());
+            }
+        }
+        job.merged("roles", &loc("roles"));
+    }
+    macro_rules! replace {
+        ($field:ident, $attr:literal) => {
+            if let Some(v) = &other.$field {
+                job.$field = v.clone().into();
+                job.replaced($attr, &loc($attr));
+            }
+        };
+    }
+    replace!(timeout, "timeout");
+    replace!(pre_timeout, "pre-timeout");
+    replace!(post_timeout, "post-timeout");
+    if let Some(a) = other.attempts {
+        job.attempts = a;
+        job.replaced("attempts", &loc("attempts"));
+    }
+    if let Some(ns) = &other.nodeset {
+        job.nodeset = Some(ns.clone());
+        job.replaced("nodeset", &loc("nodeset"));
+    }
+    if let Some(d) = &other.description {
+        job.description = Some(d.clone());
+        job.replaced("description", &loc("description"));
+    }
+    for (k, v) in &other.other {
+        job.other.insert(k.clone(), v.clone());
+        job.replaced(k, &loc(k));
+    }
+
+    // Context attributes: a final job still accepts these from variants.
+    if let Some(v) = other.voting {
+        job.voting = v;
+        job.replaced("voting", &loc("voting"));
+    }
+    if let Some(b) = &other.branches {
+        job.branches = b.clone();
+        job.replaced("branches", &loc("branches"));
+    }
+    for (attr, list, default_override) in [
+        ("provides", &other.provides, false),
+        ("requires", &other.requires, false),
+        ("tags", &other.tags, false),
+    ] {
+        let Some(list) = list else { continue };
+        final_control(job, other, attr, &loc(attr))?;
+        let target = match attr {
+            "provides" => &mut job.provides,
+            "requires" => &mut job.requires,
+            _ => &mut job.tags,
+        };
+        if list.override_.unwrap_or(default_override) {
+            *target = list.items.iter().cloned().collect();
+            job.replaced(attr, &loc(attr));
+        } else {
+            target.extend(list.items.iter().cloned());
+            job.merged(attr, &loc(attr));
+        }
+    }
+    for (attr, list) in [
+        ("files", &other.files),
+        ("irrelevant-files", &other.irrelevant_files),
+    ] {
+        let Some(list) = list else { continue };
+        final_control(job, other, attr, &loc(attr))?;
+        let target = if attr == "files" {
+            &mut job.files
+        } else {
+            &mut job.irrelevant_files
+        };
+        if list.override_.unwrap_or(true) {
+            *target = list.items.clone();
+            job.replaced(attr, &loc(attr));
+        } else {
+            for f in &list.items {
+                if !target.contains(f) {
+                    target.push(f.clone());
+                }
+            }
+            job.merged(attr, &loc(attr));
+        }
+    }
+    if let Some(deps) = &other.dependencies {
+        final_control(job, other, "dependencies", &loc("dependencies"))?;
+        if deps.override_.unwrap_or(true) {
+            job.dependencies = deps.items.clone();
+            job.replaced("dependencies", &loc("dependencies"));
+        } else {
+            for d in &deps.items {
+                job.dependencies.retain(|have| have.name != d.name);
+                job.dependencies.push(d.clone());
+            }
+            job.merged("dependencies", &loc("dependencies"));
+        }
+    }
+    Ok(())
+}
+
+/// Zuul's `attribute-control: {X: {final: true}}`.
+fn final_control(
+    job: &mut FrozenJob,
+    other: &JobDef,
+    attr: &str,
+    at: &Loc,
+) -> Result<(), FreezeError> {
+    if job.final_attributes.contains(attr) {
+        return Err(FreezeError::FinalAttribute {
+            job: job.current.clone(),
+            attribute: attr.to_string(),
+            at: at.clone(),
+        });
+    }
+    if other.final_attributes.iter().any(|a| a == attr) {
+        job.final_attributes.insert(attr.to_string());
+    }
+    Ok(())
+}
+
+fn project_key(p: &Json) -> String {
+    match p {
+        Json::String(s) => s.clone(),
+        Json::Object(m) => m
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Zuul's `_deepUpdate`: mappings merge recursively, anything else in `b` replaces `a`.
+pub fn deep_update(a: &Map<String, Json>, b: &Map<String, Json>) -> Map<String, Json> {
+    let mut out = a.clone();
+    for (k, bv) in b {
+        match (out.get(k), bv) {
+            (Some(Json::Object(av)), Json::Object(bm)) => {
+                let merged = deep_update(av, bm);
+                out.insert(k.clone(), Json::Object(merged));
+            }
+            _ => {
+                out.insert(k.clone(), bv.clone());
+            }
+        }
+    }
+    out
+}

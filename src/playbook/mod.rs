@@ -1,0 +1,116 @@
+//! Playbooks: the model of plays and tasks, the interpreter, templating and modules.
+//!
+//! Owns running Ansible-style playbooks locally, in a job's work directory. Must not know
+//! about registries or builds: roles with zuul-jobs names are native Rust in `roles/` and
+//! reach the interpreter through [`NativeRoles`]; results go back to the runner as data,
+//! and text goes to a [`LogSink`] (which redacts secrets) — this module never prints.
+//!
+//! The interface below is what the runner (`runner/`) and the native roles (`roles/`)
+//! build on; the interpreter lives in `model.rs` (playbook files → plays and tasks, with
+//! file:line), `interp.rs` (execution) and `modules.rs` (shell, command, set_fact, …).
+
+pub mod template;
+
+use std::path::Path;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+
+pub use template::{Templar, TemplateError, Var, Vars};
+
+/// Where a playbook's output goes: `<state>/builds/<uuid>/job-output.txt` and the console.
+/// Implementations redact every secret string before writing.
+pub trait LogSink: Send + Sync {
+    fn line(&self, line: &str);
+}
+
+/// Data a build hands back with `zuul_return` (ZUUL.md §7): `data` (visible to dependent
+/// builds; its `zuul` key carries pause, child_jobs, artifacts) and `secret_data` (passed
+/// to dependents like secrets, never logged). The job graph's type, so the runner hands
+/// it over unchanged.
+pub use crate::job::graph::Returned;
+
+impl Returned {
+    /// Merges a later `zuul_return` into this one: maps recursively, scalars replaced,
+    /// `zuul.artifacts` and `zuul.warnings` concatenated.
+    pub fn merge(&mut self, later: Returned) {
+        merge_returned(&mut self.data, later.data);
+        merge_returned(&mut self.secret_data, later.secret_data);
+    }
+}
+
+fn merge_returned(base: &mut Map<String, Value>, later: Map<String, Value>) {
+    for (k, v) in later {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) if k == "zuul" => {
+                for (zk, zv) in b {
+                    match (a.get_mut(&zk), zv) {
+                        (Some(Value::Array(x)), Value::Array(y))
+                            if zk == "artifacts" || zk == "warnings" =>
+                        {
+                            x.extend(y)
+                        }
+                        (Some(existing @ Value::Object(_)), zv @ Value::Object(_)) => {
+                            template::merge(existing, zv, true)
+                        }
+                        (_, zv) => {
+                            a.insert(zk, zv);
+                        }
+                    }
+                }
+            }
+            (Some(existing @ Value::Object(_)), v @ Value::Object(_)) => {
+                template::merge(existing, v, true)
+            }
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// What a native role gets when a play or `include_role` calls it.
+pub struct RoleCall<'a> {
+    /// Variables visible at the call (role vars from the call site included).
+    pub vars: &'a Vars,
+    pub work_dir: &'a Path,
+    pub log: &'a dyn LogSink,
+    pub templar: &'a Templar,
+}
+
+/// What a native role did.
+#[derive(Clone, Debug, Default)]
+pub struct RoleOutcome {
+    /// Facts set for the rest of the playbook (like `set_fact`), e.g. `buildset_registry`.
+    pub facts: Map<String, Value>,
+    /// Data returned as with `zuul_return`.
+    pub returned: Returned,
+    pub changed: bool,
+}
+
+/// The roles implemented in Rust (`roles/`), looked up by zuul-jobs name before the
+/// project's `roles/<name>/` directory.
+pub trait NativeRoles: Send + Sync {
+    fn has(&self, name: &str) -> bool;
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        call: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>>;
+}
+
+/// No native roles (tests of the interpreter alone).
+pub struct NoNativeRoles;
+
+impl NativeRoles for NoNativeRoles {
+    fn has(&self, _: &str) -> bool {
+        false
+    }
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        _: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
+        Box::pin(async move { Err(format!("no native role {name}")) })
+    }
+}

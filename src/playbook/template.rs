@@ -1,0 +1,648 @@
+//! Jinja templating with Ansible's semantics, on minijinja.
+//!
+//! - Strict undefined: `{{ missing }}` is an error naming the variable, never "".
+//! - A string that is exactly one `{{ expr }}` renders to the expression's native value
+//!   (a list stays a list), as Ansible does; anything else renders to a string.
+//! - Variables are templated lazily on lookup, so `vars: {a: "{{ b }}"}` works in any
+//!   order; values marked *unsafe* (secrets, `zuul_return` secret data) are returned
+//!   verbatim and never rendered (ZUUL.md §3).
+//! - The Ansible filters and tests playbooks use: `default`/`d`, `bool`, `to_json`,
+//!   `from_json`, `to_yaml`, `from_yaml`, `regex_replace`, `regex_search`, `b64encode`,
+//!   `b64decode`, `combine`, `dict2items`, `items2dict`, `basename`, `dirname`, `quote`,
+//!   `mandatory`, `ternary`, `unique`, `flatten`, `difference`, `union`, `intersect`,
+//!   plus minijinja's builtins (`selectattr`, `map`, `join`, `length`, ...); tests
+//!   `match`, `search`, `regex`, `success`/`succeeded`, `failed`, `changed`, `skipped`.
+//!
+//! Owns templating only: no I/O except the `lookup('env'|'file')` function.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use minijinja::value::{Enumerator, Object, Value as JValue, ValueKind};
+use minijinja::{Environment, Error as JError, ErrorKind, State, UndefinedBehavior};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+fn jerr(e: JError) -> TemplateError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    TemplateError(msg)
+}
+
+/// One variable: its value, and whether it may be templated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Var {
+    pub value: Value,
+    /// Secrets: never rendered, never logged.
+    pub unsafe_: bool,
+}
+
+/// The variables visible to a task (already merged by precedence).
+#[derive(Clone, Debug, Default)]
+pub struct Vars {
+    pub map: BTreeMap<String, Var>,
+}
+
+impl Vars {
+    pub fn set(&mut self, k: impl Into<String>, v: Value) {
+        self.map.insert(
+            k.into(),
+            Var {
+                value: v,
+                unsafe_: false,
+            },
+        );
+    }
+
+    pub fn set_unsafe(&mut self, k: impl Into<String>, v: Value) {
+        self.map.insert(
+            k.into(),
+            Var {
+                value: v,
+                unsafe_: true,
+            },
+        );
+    }
+
+    pub fn get(&self, k: &str) -> Option<&Value> {
+        self.map.get(k).map(|v| &v.value)
+    }
+
+    /// Every string a secret holds, for log redaction.
+    pub fn secret_strings(&self) -> Vec<String> {
+        fn walk(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::String(s) if !s.is_empty() => out.push(s.clone()),
+                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for v in self.map.values().filter(|v| v.unsafe_) {
+            walk(&v.value, &mut out);
+        }
+        out
+    }
+}
+
+thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Lazily templated variables, as a minijinja object.
+#[derive(Debug)]
+struct Scope {
+    vars: Vars,
+    env: Arc<Environment<'static>>,
+}
+
+impl Object for Scope {
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        let var = self.vars.map.get(key.as_str()?)?;
+        if var.unsafe_ {
+            return Some(JValue::from_serialize(&var.value));
+        }
+        // Guard against `a: "{{ a }}"`.
+        let depth = DEPTH.with(|d| d.get());
+        if depth > 32 {
+            return Some(JValue::from_serialize(&var.value));
+        }
+        DEPTH.with(|d| d.set(depth + 1));
+        let rendered = render_value_in(&self.env, &var.value, self);
+        DEPTH.with(|d| d.set(depth));
+        Some(match rendered {
+            Ok(v) => JValue::from_serialize(&v),
+            // The error surfaces when the value is used.
+            Err(_) => JValue::from_serialize(&var.value),
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<JValue> = self
+            .vars
+            .map
+            .keys()
+            .map(|k| JValue::from(k.as_str()))
+            .collect();
+        Enumerator::Values(keys)
+    }
+}
+
+/// True when `s` holds template syntax.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// `{{ expr }}` alone (whitespace around allowed) → `expr`.
+fn single_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("{%") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+fn render_value_in(
+    env: &Environment<'static>,
+    v: &Value,
+    scope: &Arc<Scope>,
+) -> Result<Value, TemplateError> {
+    Ok(match v {
+        Value::String(s) if is_template(s) => {
+            let ctx = JValue::from_dyn_object(scope.clone());
+            if let Some(expr) = single_expression(s) {
+                let e = env.compile_expression(expr).map_err(jerr)?;
+                let out = e.eval(ctx).map_err(jerr)?;
+                if out.is_undefined() {
+                    return Err(TemplateError(format!("'{expr}' is undefined")));
+                }
+                serde_json::to_value(&out).map_err(|e| TemplateError(e.to_string()))?
+            } else {
+                Value::String(env.render_str(s, ctx).map_err(jerr)?)
+            }
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_value_in(env, x, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let k = if is_template(k) {
+                        env.render_str(k, JValue::from_dyn_object(scope.clone()))
+                            .map_err(jerr)?
+                    } else {
+                        k.clone()
+                    };
+                    Ok((k, render_value_in(env, x, scope)?))
+                })
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The template engine of one run.
+#[derive(Clone)]
+pub struct Templar {
+    env: Arc<Environment<'static>>,
+}
+
+impl Default for Templar {
+    fn default() -> Self {
+        Templar::new()
+    }
+}
+
+impl Templar {
+    pub fn new() -> Templar {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        add_filters(&mut env);
+        Templar { env: Arc::new(env) }
+    }
+
+    fn scope(&self, vars: &Vars) -> Arc<Scope> {
+        Arc::new(Scope {
+            vars: vars.clone(),
+            env: self.env.clone(),
+        })
+    }
+
+    /// Renders every template in `v` (strings, keys, nested lists and maps).
+    pub fn render(&self, v: &Value, vars: &Vars) -> Result<Value, TemplateError> {
+        render_value_in(&self.env, v, &self.scope(vars))
+    }
+
+    /// Renders a string template to a string (for file contents: `template` module).
+    pub fn render_string(&self, s: &str, vars: &Vars) -> Result<String, TemplateError> {
+        self.env
+            .render_str(s, JValue::from_dyn_object(self.scope(vars)))
+            .map_err(jerr)
+    }
+
+    /// Evaluates a bare expression (`when`, `failed_when`, `until`) to a boolean.
+    /// A bare string that is itself `{{ … }}` is accepted too, as Ansible does.
+    pub fn condition(&self, expr: &str, vars: &Vars) -> Result<bool, TemplateError> {
+        let expr = single_expression(expr).unwrap_or(expr).trim();
+        let e = self.env.compile_expression(expr).map_err(jerr)?;
+        let v = e
+            .eval(JValue::from_dyn_object(self.scope(vars)))
+            .map_err(jerr)?;
+        if v.is_undefined() {
+            return Err(TemplateError(format!("'{expr}' is undefined")));
+        }
+        Ok(truthy(&v))
+    }
+}
+
+/// Ansible truthiness for conditions: strings "false"/"no"/"0"/"" are false.
+fn truthy(v: &JValue) -> bool {
+    match v.kind() {
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or("").trim().to_ascii_lowercase();
+            !matches!(s.as_str(), "" | "false" | "no" | "0" | "off" | "n")
+        }
+        _ => v.is_true(),
+    }
+}
+
+fn to_json(v: &JValue) -> Result<Value, JError> {
+    serde_json::to_value(v).map_err(|e| JError::new(ErrorKind::InvalidOperation, e.to_string()))
+}
+
+fn from_json_value(v: Value) -> JValue {
+    JValue::from_serialize(&v)
+}
+
+fn add_filters(env: &mut Environment<'static>) {
+    fn default(v: JValue, def: Option<JValue>, boolean: Option<bool>) -> JValue {
+        let empty = v.is_undefined() || (boolean.unwrap_or(false) && !v.is_true());
+        if empty {
+            def.unwrap_or_else(|| JValue::from(""))
+        } else {
+            v
+        }
+    }
+    env.add_filter("default", default);
+    env.add_filter("d", default);
+    env.add_filter("bool", |v: JValue| -> bool {
+        match v.kind() {
+            ValueKind::String => matches!(
+                v.as_str()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+                    .as_str(),
+                "yes" | "y" | "true" | "t" | "on" | "1"
+            ),
+            _ => v.is_true(),
+        }
+    });
+    env.add_filter("to_json", |v: JValue| -> Result<String, JError> {
+        Ok(serde_json::to_string(&to_json(&v)?).unwrap_or_default())
+    });
+    env.add_filter("to_nice_json", |v: JValue| -> Result<String, JError> {
+        Ok(serde_json::to_string_pretty(&to_json(&v)?).unwrap_or_default())
+    });
+    env.add_filter("from_json", |s: String| -> Result<JValue, JError> {
+        serde_json::from_str::<Value>(&s)
+            .map(from_json_value)
+            .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("from_json: {e}")))
+    });
+    env.add_filter("to_yaml", |v: JValue| -> Result<String, JError> {
+        serde_saphyr::to_string(&to_json(&v)?)
+            .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
+    });
+    env.add_filter("from_yaml", |s: String| -> Result<JValue, JError> {
+        serde_saphyr::from_str::<Value>(&s)
+            .map(from_json_value)
+            .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("from_yaml: {e}")))
+    });
+    env.add_filter(
+        "regex_replace",
+        |s: String, pat: String, rep: Option<String>| -> Result<String, JError> {
+            let re = regex::Regex::new(&pat).map_err(|e| {
+                JError::new(ErrorKind::InvalidOperation, format!("regex_replace: {e}"))
+            })?;
+            // Python's \1 backreferences → regex's ${1}.
+            let rep = regex::Regex::new(r"\\(\d+)")
+                .map(|r| {
+                    r.replace_all(&rep.unwrap_or_default(), "$${$1}")
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            Ok(re.replace_all(&s, rep.as_str()).into_owned())
+        },
+    );
+    env.add_filter(
+        "regex_search",
+        |s: String, pat: String| -> Result<JValue, JError> {
+            let re = regex::Regex::new(&pat).map_err(|e| {
+                JError::new(ErrorKind::InvalidOperation, format!("regex_search: {e}"))
+            })?;
+            Ok(re
+                .find(&s)
+                .map(|m| JValue::from(m.as_str()))
+                .unwrap_or(JValue::from(())))
+        },
+    );
+    env.add_filter("b64encode", |s: String| {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    });
+    env.add_filter("b64decode", |s: String| -> Result<String, JError> {
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("b64decode: {e}")))?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    });
+    env.add_filter(
+        "combine",
+        |base: JValue,
+         rest: minijinja::value::Rest<JValue>,
+         kwargs: minijinja::value::Kwargs|
+         -> Result<JValue, JError> {
+            let recursive: Option<bool> = kwargs.get("recursive")?;
+            kwargs.assert_all_used()?;
+            let mut out = to_json(&base)?;
+            for other in rest.iter() {
+                merge(&mut out, to_json(other)?, recursive.unwrap_or(false));
+            }
+            Ok(from_json_value(out))
+        },
+    );
+    env.add_filter("dict2items", |v: JValue| -> Result<JValue, JError> {
+        let Value::Object(o) = to_json(&v)? else {
+            return Err(JError::new(
+                ErrorKind::InvalidOperation,
+                "dict2items expects a dictionary",
+            ));
+        };
+        Ok(from_json_value(Value::Array(
+            o.into_iter()
+                .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                .collect(),
+        )))
+    });
+    env.add_filter("items2dict", |v: JValue| -> Result<JValue, JError> {
+        let Value::Array(a) = to_json(&v)? else {
+            return Err(JError::new(
+                ErrorKind::InvalidOperation,
+                "items2dict expects a list",
+            ));
+        };
+        let mut o = serde_json::Map::new();
+        for item in a {
+            if let (Some(k), Some(v)) =
+                (item.get("key").and_then(|k| k.as_str()), item.get("value"))
+            {
+                o.insert(k.to_string(), v.clone());
+            }
+        }
+        Ok(from_json_value(Value::Object(o)))
+    });
+    env.add_filter("basename", |s: String| {
+        s.rsplit('/').next().unwrap_or("").to_string()
+    });
+    env.add_filter("dirname", |s: String| match s.rfind('/') {
+        Some(0) => "/".to_string(),
+        Some(i) => s[..i].to_string(),
+        None => String::new(),
+    });
+    env.add_filter("quote", |s: String| {
+        if !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b))
+        {
+            s
+        } else {
+            format!("'{}'", s.replace('\'', "'\"'\"'"))
+        }
+    });
+    env.add_filter("mandatory", |v: JValue| -> Result<JValue, JError> {
+        if v.is_undefined() {
+            Err(JError::new(
+                ErrorKind::UndefinedError,
+                "mandatory variable not defined",
+            ))
+        } else {
+            Ok(v)
+        }
+    });
+    env.add_filter(
+        "ternary",
+        |v: JValue, a: JValue, b: JValue| if v.is_true() { a } else { b },
+    );
+    env.add_filter("unique", |v: JValue| -> Result<JValue, JError> {
+        let Value::Array(a) = to_json(&v)? else {
+            return Ok(v);
+        };
+        let mut out: Vec<Value> = Vec::new();
+        for x in a {
+            if !out.contains(&x) {
+                out.push(x);
+            }
+        }
+        Ok(from_json_value(Value::Array(out)))
+    });
+    env.add_filter("flatten", |v: JValue| -> Result<JValue, JError> {
+        fn flat(v: Value, out: &mut Vec<Value>) {
+            match v {
+                Value::Array(a) => a.into_iter().for_each(|x| flat(x, out)),
+                other => out.push(other),
+            }
+        }
+        let mut out = Vec::new();
+        flat(to_json(&v)?, &mut out);
+        Ok(from_json_value(Value::Array(out)))
+    });
+    fn set_op(
+        a: JValue,
+        b: JValue,
+        op: fn(&[Value], &[Value]) -> Vec<Value>,
+    ) -> Result<JValue, JError> {
+        let (Value::Array(x), Value::Array(y)) = (to_json(&a)?, to_json(&b)?) else {
+            return Err(JError::new(
+                ErrorKind::InvalidOperation,
+                "expects two lists",
+            ));
+        };
+        Ok(from_json_value(Value::Array(op(&x, &y))))
+    }
+    env.add_filter("difference", |a: JValue, b: JValue| {
+        set_op(a, b, |x, y| {
+            x.iter().filter(|v| !y.contains(v)).cloned().collect()
+        })
+    });
+    env.add_filter("intersect", |a: JValue, b: JValue| {
+        set_op(a, b, |x, y| {
+            x.iter().filter(|v| y.contains(v)).cloned().collect()
+        })
+    });
+    env.add_filter("union", |a: JValue, b: JValue| {
+        set_op(a, b, |x, y| {
+            let mut out = x.to_vec();
+            out.extend(y.iter().filter(|v| !x.contains(v)).cloned());
+            out
+        })
+    });
+    env.add_test("match", |s: String, pat: String| {
+        regex::Regex::new(&format!("^(?:{pat})"))
+            .map(|r| r.is_match(&s))
+            .unwrap_or(false)
+    });
+    env.add_test("search", |s: String, pat: String| {
+        regex::Regex::new(&pat)
+            .map(|r| r.is_match(&s))
+            .unwrap_or(false)
+    });
+    env.add_test("regex", |s: String, pat: String| {
+        regex::Regex::new(&pat)
+            .map(|r| r.is_match(&s))
+            .unwrap_or(false)
+    });
+    fn field(v: &JValue, k: &str) -> bool {
+        v.get_attr(k).map(|x| x.is_true()).unwrap_or(false)
+    }
+    env.add_test("failed", |v: JValue| field(&v, "failed"));
+    env.add_test("success", |v: JValue| !field(&v, "failed"));
+    env.add_test("succeeded", |v: JValue| !field(&v, "failed"));
+    env.add_test("changed", |v: JValue| field(&v, "changed"));
+    env.add_test("skipped", |v: JValue| field(&v, "skipped"));
+    env.add_function(
+        "lookup",
+        |_state: &State, kind: String, arg: String| -> Result<JValue, JError> {
+            match kind.as_str() {
+                "env" => Ok(JValue::from(std::env::var(&arg).unwrap_or_default())),
+                "file" => std::fs::read_to_string(&arg)
+                    .map(|s| JValue::from(s.trim_end_matches('\n').to_string()))
+                    .map_err(|e| {
+                        JError::new(
+                            ErrorKind::InvalidOperation,
+                            format!("lookup('file', {arg:?}): {e}"),
+                        )
+                    }),
+                other => Err(JError::new(
+                    ErrorKind::InvalidOperation,
+                    format!("unsupported lookup plugin {other:?} (supported: env, file)"),
+                )),
+            }
+        },
+    );
+}
+
+/// Deep merge for `combine(recursive=True)` and `zuul_return`: maps merge, the rest replaces.
+pub fn merge(base: &mut Value, other: Value, recursive: bool) {
+    match (base, other) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) if recursive && existing.is_object() && v.is_object() => {
+                        merge(existing, v, true)
+                    }
+                    _ => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, other) => *base = other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: Value) -> Vars {
+        let mut out = Vars::default();
+        for (k, x) in v.as_object().unwrap() {
+            out.set(k.clone(), x.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn native_values_and_strings() {
+        let t = Templar::new();
+        let v = vars(json!({"l": [1, 2], "n": "x"}));
+        assert_eq!(t.render(&json!("{{ l }}"), &v).unwrap(), json!([1, 2]));
+        assert_eq!(t.render(&json!("a-{{ n }}"), &v).unwrap(), json!("a-x"));
+        assert_eq!(
+            t.render(&json!({"k": ["{{ n }}"]}), &v).unwrap(),
+            json!({"k": ["x"]})
+        );
+    }
+
+    #[test]
+    fn strict_undefined_names_the_variable() {
+        let t = Templar::new();
+        let e = t
+            .render(&json!("{{ nope }}"), &Vars::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("undefined"), "{e}");
+        assert_eq!(
+            t.render(&json!("{{ nope | default('d') }}"), &Vars::default())
+                .unwrap(),
+            json!("d")
+        );
+    }
+
+    #[test]
+    fn lazy_vars_and_unsafe_secrets() {
+        let t = Templar::new();
+        let mut v = vars(json!({"a": "{{ b }}-a", "b": "bee"}));
+        v.set_unsafe("secret", json!({"password": "{{ not rendered }}"}));
+        assert_eq!(t.render(&json!("{{ a }}"), &v).unwrap(), json!("bee-a"));
+        assert_eq!(
+            t.render(&json!("{{ secret.password }}"), &v).unwrap(),
+            json!("{{ not rendered }}")
+        );
+        assert_eq!(v.secret_strings(), vec!["{{ not rendered }}".to_string()]);
+    }
+
+    #[test]
+    fn conditions() {
+        let t = Templar::new();
+        let v = vars(json!({"x": 3, "s": "no", "r": {"failed": false, "changed": true}}));
+        assert!(t.condition("x > 2", &v).unwrap());
+        assert!(t.condition("buildset_registry is not defined", &v).unwrap());
+        assert!(!t.condition("s | bool", &v).unwrap());
+        assert!(t.condition("r is changed and r is success", &v).unwrap());
+        assert!(t.condition("{{ x == 3 }}", &v).unwrap());
+        assert!(t.condition("nope", &v).is_err());
+    }
+
+    #[test]
+    fn ansible_filters() {
+        let t = Templar::new();
+        let v =
+            vars(json!({"d": {"a": 1, "b": {"c": 2}}, "l": [[1], [2, [3]]], "s": "hello world"}));
+        let r = |e: &str| t.render(&json!(e), &v).unwrap();
+        assert_eq!(
+            r("{{ d | combine({'b': {'e': 3}}, recursive=true) }}"),
+            json!({"a": 1, "b": {"c": 2, "e": 3}})
+        );
+        assert_eq!(r("{{ d | combine({'b': 5}) }}"), json!({"a": 1, "b": 5}));
+        assert_eq!(
+            r("{{ {'a': 1} | dict2items }}"),
+            json!([{"key": "a", "value": 1}])
+        );
+        assert_eq!(r("{{ l | flatten }}"), json!([1, 2, 3]));
+        assert_eq!(
+            r("{{ s | regex_replace('(\\\\w+) world', '\\\\1 there') }}"),
+            json!("hello there")
+        );
+        assert_eq!(r("{{ 'x' | b64encode | b64decode }}"), json!("x"));
+        assert_eq!(
+            r("{{ d | to_json | from_json }}"),
+            json!({"a": 1, "b": {"c": 2}})
+        );
+        assert_eq!(r("{{ '/a/b/c.txt' | basename }}"), json!("c.txt"));
+        assert_eq!(r("{{ \"it's\" | quote }}"), json!("'it'\"'\"'s'"));
+        assert_eq!(
+            r(
+                "{{ [{'n': 1, 'ok': true}, {'n': 2, 'ok': false}] | selectattr('ok') | map(attribute='n') | list }}"
+            ),
+            json!([1])
+        );
+        assert_eq!(r("{{ 'yes' | bool }}"), json!(true));
+        assert_eq!(r("{{ [1, 2, 2] | unique }}"), json!([1, 2]));
+    }
+}
