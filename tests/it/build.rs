@@ -505,3 +505,47 @@ fn push_rejected_by_registry() {
         "{err}"
     );
 }
+
+#[test]
+fn docker_builder_surfaces_engine_errors_from_the_stream() {
+    if !common::have_docker() {
+        return;
+    }
+    // The engine answers 200 and reports the failed RUN inside the JSON stream.
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY a /a\nRUN /bin/true\n"),
+        ("a", "a"),
+    ]);
+    let (_, err, code) = run_fail(gantry().arg("build").arg(ctx.path()).args([
+        "--builder",
+        "docker",
+        "--tag",
+        "127.0.0.1:9/never/pushed:v1",
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("docker build failed:"), "{err}");
+    assert!(
+        err.contains("/bin/true") || err.contains("no such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn auto_builder_falls_back_to_native_without_an_engine() {
+    let dest = GantryServer::registry(&[]);
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a")]);
+    let out = run(gantry()
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/dead.sock", ctx.path().display()),
+        )
+        .arg("build")
+        .arg(ctx.path())
+        .args(["--tag", &format!("{}/auto/app", dest.host()), "--json"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["builder"], "native");
+    assert_eq!(
+        v["images"][0]["reference"],
+        format!("{}/auto/app:latest", dest.host())
+    );
+}
