@@ -4,9 +4,13 @@
 //! `client` the client; `cli` only parses and calls the library.
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod cli;
 pub mod client;
 pub mod job;
 pub mod oci;
 pub mod playbook;
 pub mod registry;
+pub mod report;
+pub mod roles;
+pub mod runner;

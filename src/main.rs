@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     // rustls needs one process-wide provider; aws-lc-rs is the one every TLS user shares.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    gantry::cli::init_tracing(cli.verbose, cli.quiet);
+    gantry::cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,8 +25,22 @@ fn main() -> ExitCode {
     match runtime.block_on(gantry::cli::run(cli)) {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(err) => {
-            eprintln!("error: {:#}", err.error);
+            eprintln!("error: {}", message(&err.error));
             ExitCode::from(err.status as u8)
         }
     }
+}
+
+/// The error and its causes, each cause added only when the text so far does not already
+/// say it (many errors quote their source in their own message).
+fn message(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }

@@ -1,10 +1,12 @@
 //! Command-line definitions (clap), one file per noun. No logic beyond turning arguments
 //! into validated values and calling the library; errors become exit codes here.
 
+mod build;
 mod config;
 mod image;
 mod job;
 mod registry;
+mod run;
 mod secret;
 
 use clap::{Parser, Subcommand};
@@ -72,6 +74,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a pipeline (check, gate, promote) for a change, with every registry embedded.
+    ///
+    /// Example: gantry run examples/seed/base --pipeline check --change 1
+    Run(run::RunArgs),
+    /// Build records kept in the intermediate registry.
+    #[command(subcommand)]
+    Builds(BuildsCommand),
     /// Run, maintain and administer gantry's OCI registry.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -87,14 +96,27 @@ pub enum Command {
     /// Manage project keys and encrypted secrets (zuul-client compatible).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Build an image from a Dockerfile and push it (docker engine or daemonless).
+    Build(Box<build::BuildArgs>),
+}
+
+impl Cli {
+    /// Servers log every request (info); other commands report through their own output
+    /// and log only warnings, so embedded registries stay quiet.
+    fn default_level(&self) -> &'static str {
+        match &self.command {
+            Command::Registry(registry::RegistryCommand::Serve(_)) => "info",
+            _ => "warn",
+        }
+    }
 }
 
 /// Logs go to stderr; `GANTRY_LOG` (tracing filter syntax) overrides the level.
-pub fn init_tracing(verbose: u8, quiet: bool) {
+pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = match (quiet, verbose) {
+    let default = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
-        (false, 0) => "info",
+        (false, 0) => cli.default_level(),
         (false, 1) => "debug",
         _ => "trace",
     };
@@ -107,12 +129,22 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// `gantry builds …`
+#[derive(Subcommand, Debug)]
+pub enum BuildsCommand {
+    /// List the builds recorded for a project (and change).
+    Ls(run::BuildsLsArgs),
+}
+
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
+        Command::Run(args) => run::run(args, cli.quiet, cli.verbose > 0).await,
+        Command::Builds(BuildsCommand::Ls(args)) => run::builds_ls(args).await,
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Image(cmd) => image::run(cmd, cli.quiet).await,
         Command::Config(cmd) => config::run(cmd),
         Command::Job(cmd) => job::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Build(args) => build::run(*args).await,
     }
 }

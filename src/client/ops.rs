@@ -184,16 +184,21 @@ async fn dockerhub_delete(repo: &str, tag: &str, username: &str, password: &str)
             why: "login response without token".into(),
         })?;
     let url = format!("{base}/v2/repositories/{repo}/tags/{tag}/");
-    let resp = http
-        .delete(&url)
-        .header("Authorization", format!("JWT {token}"))
-        .send()
-        .await
-        .map_err(|e| ClientError::Transport {
-            method: "DELETE".into(),
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+    api_delete(
+        http.delete(&url)
+            .header("Authorization", format!("JWT {token}")),
+        url,
+    )
+    .await
+}
+
+/// Sends a registry-API DELETE; any 2xx is success.
+async fn api_delete(req: reqwest::RequestBuilder, url: String) -> Result<()> {
+    let resp = req.send().await.map_err(|e| ClientError::Transport {
+        method: "DELETE".into(),
+        url: url.clone(),
+        message: e.to_string(),
+    })?;
     if resp.status().is_success() {
         Ok(())
     } else {
@@ -209,26 +214,8 @@ async fn dockerhub_delete(repo: &str, tag: &str, username: &str, password: &str)
 /// quay.io: `DELETE /api/v1/repository/<namespace>/<repo>/tag/<tag>` with a Bearer token.
 async fn quay_delete(registry: &str, repo: &str, tag: &str, token: &str) -> Result<()> {
     let url = format!("https://{registry}/api/v1/repository/{repo}/tag/{tag}");
-    let resp = api_client()?
-        .delete(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| ClientError::Transport {
-            method: "DELETE".into(),
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(ClientError::Status {
-            method: "DELETE".into(),
-            url,
-            status: resp.status().as_u16(),
-            codes: Default::default(),
-        })
-    }
+    let http = api_client()?;
+    api_delete(http.delete(&url).bearer_auth(token), url).await
 }
 
 /// A tag and the digest it points to.

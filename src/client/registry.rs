@@ -794,6 +794,11 @@ impl RegistryClient {
 }
 
 /// Reads a whole (small) blob stream into memory.
+pub async fn collect_stream(body: BlobStream, size_hint: u64) -> Result<Bytes> {
+    collect(body, size_hint).await
+}
+
+/// Reads a whole (small) blob stream into memory.
 pub(crate) async fn collect(mut body: BlobStream, size_hint: u64) -> Result<Bytes> {
     let mut buf = Vec::with_capacity(size_hint as usize);
     while let Some(chunk) = body.next().await {

@@ -36,6 +36,17 @@ struct State {
     started: u64,
 }
 
+impl State {
+    /// The hash of the bytes received so far, restored from the persisted state.
+    fn hasher(&self, id: &str) -> Result<Hasher> {
+        let algorithm = Algorithm::parse(&self.algorithm).unwrap_or(Algorithm::Sha256);
+        B64.decode(&self.hash_state)
+            .ok()
+            .and_then(|s| Hasher::restore_state(algorithm, &s))
+            .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))
+    }
+}
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Write buffer for upload data: large enough that a 64 MiB layer takes few syscalls.
@@ -127,8 +138,7 @@ impl Storage {
                 got,
             });
         }
-        let (written, result) = self.append_locked(id, &mut state, body).await?;
-        let _ = written;
+        let (_, result) = self.append_locked(id, &mut state, body).await?;
         self.save_state(id, &state).await?;
         result?;
         Ok(UploadStatus {
@@ -150,12 +160,7 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let algorithm = Algorithm::parse(&state.algorithm).unwrap_or(Algorithm::Sha256);
-        let mut hasher = B64
-            .decode(&state.hash_state)
-            .ok()
-            .and_then(|s| Hasher::restore_state(algorithm, &s))
-            .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?;
+        let mut hasher = state.hasher(id)?;
         let path = self.upload_dir(id).join("data");
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -218,13 +223,9 @@ impl Storage {
         }
         let data = self.upload_dir(id).join("data");
         // 1. verify: the streaming hash is sha256; other algorithms re-read the data once.
-        let algorithm = Algorithm::parse(&state.algorithm).unwrap_or(Algorithm::Sha256);
-        let actual = if digest.algorithm() == algorithm {
-            B64.decode(&state.hash_state)
-                .ok()
-                .and_then(|s| Hasher::restore_state(algorithm, &s))
-                .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?
-                .finish()
+        let hasher = state.hasher(id)?;
+        let actual = if digest.algorithm() == hasher.algorithm() {
+            hasher.finish()
         } else {
             hash_file(&data, digest.algorithm()).await?
         };

@@ -1,0 +1,413 @@
+//! `gantry run` (main job) and `gantry builds ls`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use clap::Args;
+use serde_json::{Map, Value};
+
+use super::{CliError, Exit, UsageExt};
+use crate::client::{ClientOptions, Credentials};
+use crate::job::{JobGraph, LoadOptions, QueueChange};
+use crate::registry::{Registry, RegistryConfig};
+use crate::report::console::{self, ConsoleOptions};
+use crate::roles::{Endpoint, RoleEnv};
+use crate::runner::{self, RunOptions, records};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The project directory (zuul.yaml, zuul.d/, .zuul.yaml, .zuul.d/).
+    #[arg(default_value = ".")]
+    pub project_dir: PathBuf,
+    /// Pipeline to run: check, gate, promote (or any the project lists).
+    #[arg(long, short)]
+    pub pipeline: String,
+    /// The change under test (its images get temporary tags change_<N>_<tag>).
+    #[arg(long)]
+    pub change: Option<String>,
+    #[arg(long, default_value = "1")]
+    pub patchset: String,
+    /// Project name (default: the directory's name).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// A change ahead of this one: CHANGE (same project) or PROJECT:CHANGE (PROJECT may be
+    /// a project directory). Repeat in queue order, furthest first.
+    #[arg(long = "ahead", value_name = "[PROJECT:]CHANGE")]
+    pub ahead: Vec<String>,
+    /// Builds running at once.
+    #[arg(long = "jobs", short = 'j', default_value_t = 4)]
+    pub concurrency: usize,
+    /// Extra variable for every playbook (highest precedence), k=v (v parsed as YAML).
+    #[arg(long = "var", value_name = "K=V")]
+    pub vars: Vec<String>,
+    /// Use this intermediate registry (host:port) instead of gantry's local one.
+    #[arg(long)]
+    pub intermediate_registry: Option<String>,
+    /// Credentials for --intermediate-registry.
+    #[arg(long, env = "GANTRY_INTERMEDIATE_CREDS", hide_env_values = true)]
+    pub intermediate_creds: Option<String>,
+    /// CA certificate for --intermediate-registry.
+    #[arg(long)]
+    pub intermediate_ca: Option<PathBuf>,
+    /// Publish to a stand-in registry: REGISTRY=HOST:PORT (e.g. docker.io=127.0.0.1:5000).
+    #[arg(long = "publish-to", value_name = "REG=HOST:PORT")]
+    pub publish_to: Vec<String>,
+    /// State directory: the local intermediate registry and build logs (default:
+    /// $XDG_STATE_HOME/gantry or ~/.local/state/gantry).
+    #[arg(long, env = "GANTRY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Root for host configuration written by use-buildset-registry (default: <state>/host).
+    #[arg(long)]
+    pub host_root: Option<PathBuf>,
+    /// Directory of project secret keys (default: $GANTRY_KEY_DIR, else ~/.config/gantry/keys).
+    #[arg(long, env = "GANTRY_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// The shipped job library (default: the one installed with gantry).
+    #[arg(long)]
+    pub jobs_dir: Option<PathBuf>,
+    /// Trust this CA for publication registries; repeatable.
+    #[arg(long = "ca-cert")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Keep gantry's local intermediate registry serving after the run (until Ctrl-C).
+    #[arg(long)]
+    pub keep_registry: bool,
+    /// Print the buildset report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
+    if let Some(d) = arg {
+        return Ok(d.clone());
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    base.map(|b| b.join("gantry"))
+        .ok_or_else(|| anyhow!("no --state-dir given and neither XDG_STATE_HOME nor HOME is set"))
+        .usage()
+}
+
+fn key_dir(arg: &Option<PathBuf>) -> Option<PathBuf> {
+    arg.clone().or_else(|| {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|b| b.join("gantry/keys"))
+    })
+}
+
+fn parse_vars(vars: &[String]) -> Result<Map<String, Value>, CliError> {
+    let mut out = Map::new();
+    for v in vars {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--var {v:?}: expected K=V"))
+            .usage()?;
+        let parsed: Value =
+            serde_saphyr::from_str(val).unwrap_or_else(|_| Value::String(val.to_string()));
+        out.insert(k.to_string(), parsed);
+    }
+    Ok(out)
+}
+
+/// A project name from a `--ahead` part: a directory's name, or the name itself.
+fn project_name(s: &str) -> String {
+    let p = std::path::Path::new(s);
+    if p.is_dir() {
+        p.canonicalize()
+            .ok()
+            .and_then(|c| c.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_else(|| s.to_string())
+    } else {
+        s.to_string()
+    }
+}
+
+pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliError> {
+    let state = state_dir(&args.state_dir)?;
+    std::fs::create_dir_all(&state)
+        .map_err(|e| anyhow!("creating {}: {e}", state.display()))
+        .usage()?;
+    let project_dir = args
+        .project_dir
+        .canonicalize()
+        .map_err(|e| anyhow!("project directory {}: {e}", args.project_dir.display()))
+        .usage()?;
+    let project = args
+        .project
+        .clone()
+        .unwrap_or_else(|| project_name(&project_dir.display().to_string()));
+    let library = args
+        .jobs_dir
+        .clone()
+        .or_else(super::config::default_library_dir);
+    let config = crate::job::load(
+        &project_dir,
+        &LoadOptions {
+            library_dir: library,
+            project_name: Some(project.clone()),
+            allow_external: false,
+        },
+    )
+    .map_err(|e| anyhow!("{e}"))
+    .usage()?;
+    let graph = JobGraph::build(&config, &project, &args.pipeline)
+        .map_err(|e| anyhow!("{e}"))
+        .usage()?;
+    let extra_vars = parse_vars(&args.vars)?;
+
+    // The intermediate registry: the one given, or gantry's own, kept in the state dir.
+    let mut local_registry = None;
+    let intermediate = match &args.intermediate_registry {
+        Some(host) => {
+            let mut o = ClientOptions::default();
+            if let Some(c) = &args.intermediate_creds {
+                o.credentials = Some(Credentials::parse(c).usage()?);
+            }
+            o.ca_certs.extend(args.intermediate_ca.clone());
+            Endpoint {
+                host: host.clone(),
+                options: o,
+            }
+        }
+        None => {
+            let reg = Registry::new(RegistryConfig::new(state.join("intermediate")))
+                .map_err(|e| anyhow!("{e}"))?;
+            let (addr, task) = reg
+                .spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            local_registry = Some((addr, task));
+            Endpoint {
+                host: addr.to_string(),
+                options: ClientOptions::default(),
+            }
+        }
+    };
+
+    // Changes ahead: their build records.
+    let mut ahead: Vec<QueueChange> = Vec::new();
+    for spec in &args.ahead {
+        let (p, c) = match spec.rsplit_once(':') {
+            Some((p, c)) => (project_name(p), c.to_string()),
+            None => (project.clone(), spec.clone()),
+        };
+        match records::read(&intermediate, &p, &args.pipeline, Some(&c), None).await {
+            Ok(Some(r)) => ahead.push(r.into()),
+            Ok(None) => {
+                if !quiet {
+                    eprintln!(
+                        "note: change {c} of {p} has no {} builds on record; treated as merged",
+                        args.pipeline
+                    );
+                }
+                ahead.push(QueueChange {
+                    project: p,
+                    change: Some(c),
+                    patchset: None,
+                    builds: vec![],
+                });
+            }
+            Err(e) => return Err(anyhow!("reading build records of {p} change {c}: {e}")).usage(),
+        }
+    }
+
+    let mut publish_to = HashMap::new();
+    for p in &args.publish_to {
+        let (reg, host) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--publish-to {p:?}: expected REGISTRY=HOST:PORT"))
+            .usage()?;
+        publish_to.insert(
+            reg.to_string(),
+            Endpoint {
+                host: host.to_string(),
+                options: ClientOptions {
+                    ca_certs: args.ca_certs.clone(),
+                    ..ClientOptions::default()
+                },
+            },
+        );
+    }
+    let mut env = RoleEnv::new(
+        Some(intermediate.clone()),
+        args.host_root.clone().unwrap_or_else(|| state.join("host")),
+        ClientOptions {
+            ca_certs: args.ca_certs.clone(),
+            ..ClientOptions::default()
+        },
+    );
+    env.publish_to = publish_to;
+    let env = Arc::new(env);
+
+    let opts = RunOptions {
+        project_dir: project_dir.clone(),
+        pipeline: args.pipeline.clone(),
+        change: args.change.clone(),
+        patchset: args.change.as_ref().map(|_| args.patchset.clone()),
+        concurrency: args.concurrency,
+        extra_vars,
+        state_dir: state.clone(),
+        key_dir: key_dir(&args.key_dir),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            super::registry::shutdown_signal().await;
+            eprintln!("interrupted: stopping builds, running cleanup playbooks");
+            c.cancel();
+        });
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reporter = tokio::spawn(console::follow(
+        rx,
+        ConsoleOptions {
+            quiet: quiet || args.json,
+            verbose,
+        },
+    ));
+    let exec = runner::interpreter();
+    let config = Arc::new(config);
+    let report = runner::run_buildset(
+        config.clone(),
+        &graph,
+        opts,
+        env.clone(),
+        exec,
+        &ahead,
+        tx,
+        cancel.clone(),
+    )
+    .await;
+    let _ = reporter.await;
+
+    // Build records, so changes behind this one find its artifacts.
+    let record = records::BuildsetRecord {
+        project: project.clone(),
+        change: args.change.clone(),
+        patchset: args.change.as_ref().map(|_| args.patchset.clone()),
+        pipeline: args.pipeline.clone(),
+        buildset: report.buildset.clone(),
+        builds: report
+            .builds
+            .iter()
+            .filter(|b| !b.uuid.is_empty())
+            .map(|b| crate::job::BuildRecord {
+                job: b.job.clone(),
+                uuid: b.uuid.clone(),
+                result: Some(b.result),
+                paused: false,
+                artifacts: b
+                    .artifacts
+                    .iter()
+                    .filter_map(|a| serde_json::from_value(a.clone()).ok())
+                    .collect(),
+                project: project.clone(),
+                change: args.change.clone(),
+                patchset: args.change.as_ref().map(|_| args.patchset.clone()),
+                pipeline: args.pipeline.clone(),
+                provides: graph
+                    .job(&b.job)
+                    .map(|j| j.provides.iter().cloned().collect())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    };
+    if let Err(e) = records::write(&intermediate, &record).await {
+        eprintln!(
+            "warning: writing build records to {}: {e}",
+            intermediate.host
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", console::table(&report));
+    }
+    drop(env);
+    if let Some((addr, task)) = local_registry {
+        if args.keep_registry && !cancel.is_cancelled() {
+            eprintln!("intermediate registry still serving on {addr} (Ctrl-C to stop)");
+            super::registry::shutdown_signal().await;
+        }
+        task.abort();
+    }
+    Ok(if report.succeeded() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct BuildsLsArgs {
+    /// Project name.
+    #[arg(long)]
+    pub project: String,
+    /// Only this change.
+    #[arg(long)]
+    pub change: Option<String>,
+    /// Intermediate registry (default: gantry's local one in the state dir).
+    #[arg(long)]
+    pub intermediate_registry: Option<String>,
+    #[arg(long, env = "GANTRY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn builds_ls(args: BuildsLsArgs) -> Result<Exit, CliError> {
+    let mut task = None;
+    let ep = match &args.intermediate_registry {
+        Some(h) => Endpoint {
+            host: h.clone(),
+            options: ClientOptions::default(),
+        },
+        None => {
+            let state = state_dir(&args.state_dir)?;
+            let reg = Registry::new(RegistryConfig::new(state.join("intermediate")))
+                .map_err(|e| anyhow!("{e}"))?;
+            let (addr, t) = reg
+                .spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            task = Some(t);
+            Endpoint {
+                host: addr.to_string(),
+                options: ClientOptions::default(),
+            }
+        }
+    };
+    let mut list = records::list(&ep, &args.project)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(c) = &args.change {
+        list.retain(|(_, r)| r.change.as_deref() == Some(c.as_str()));
+    }
+    if args.json {
+        let v: Vec<&records::BuildsetRecord> = list.iter().map(|(_, r)| r).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (tag, r) in &list {
+            for b in &r.builds {
+                println!(
+                    "{tag}\t{}\t{}\t{}\t{} artifacts",
+                    b.job,
+                    b.uuid,
+                    b.result
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "RUNNING".into()),
+                    b.artifacts.len()
+                );
+            }
+        }
+    }
+    if let Some(t) = task {
+        t.abort();
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,287 @@
+//! Native roles with zuul-jobs names and variable contracts (ZUUL.md §9).
+//!
+//! A playbook that says `roles: [run-buildset-registry]` gets these Rust implementations
+//! instead of Ansible roles: registry work happens in-process through `client` and
+//! `registry` (no skopeo, socat or registry container), builds through `build`. Roles
+//! never shell out to skopeo or the docker CLI, and never print: they log to the build's
+//! log sink.
+//!
+//! State that outlives one role call (buildset registries started by a build, the
+//! intermediate registry the runner provides) lives in [`RoleEnv`], owned by the runner.
+
+mod buildset;
+mod ensure_docker;
+mod images;
+mod intermediate;
+mod publish;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use crate::client::ClientOptions;
+use crate::playbook::{NativeRoles, RoleCall, RoleOutcome};
+
+pub use images::ImageSpec;
+
+/// A registry the runner provides (the intermediate registry when gantry runs it, or
+/// `--intermediate-registry`): it takes precedence over the `intermediate_registry`
+/// secret's host and port, so a reference configuration runs unchanged on any machine.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `host:port`
+    pub host: String,
+    pub options: ClientOptions,
+}
+
+/// A buildset registry started by `run-buildset-registry`; stopped when its build ends.
+struct RunningRegistry {
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// What the roles share for one `gantry run`.
+pub struct RoleEnv {
+    pub intermediate: Option<Endpoint>,
+    /// Root under which `use-buildset-registry` writes host configuration (docker certs.d,
+    /// config.json, registries.conf, containerd and BuildKit files). `/` on a CI node;
+    /// a directory under the state dir by default so a laptop's /etc is untouched.
+    pub host_root: PathBuf,
+    /// Options for publication registries (CA certificates, --insecure).
+    pub publication: ClientOptions,
+    /// Stand-ins for publication registries (`docker.io` → a local registry), so the whole
+    /// gate and promote flow runs without Docker Hub.
+    pub publish_to: HashMap<String, Endpoint>,
+    registries: Mutex<HashMap<String, Vec<RunningRegistry>>>,
+}
+
+impl RoleEnv {
+    pub fn new(
+        intermediate: Option<Endpoint>,
+        host_root: PathBuf,
+        publication: ClientOptions,
+    ) -> RoleEnv {
+        RoleEnv {
+            intermediate,
+            host_root,
+            publication,
+            publish_to: HashMap::new(),
+            registries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stops the buildset registries a build started (when the build ends).
+    pub fn stop_registries(&self, build: &str) {
+        let stopped = self
+            .registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(build);
+        for r in stopped.into_iter().flatten() {
+            r.task.abort();
+        }
+    }
+
+    fn keep_registry(&self, build: &str, r: RunningRegistry) {
+        self.registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(build.to_string())
+            .or_default()
+            .push(r);
+    }
+}
+
+impl Drop for RoleEnv {
+    fn drop(&mut self) {
+        for (_, rs) in self
+            .registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            for r in rs {
+                r.task.abort();
+            }
+        }
+    }
+}
+
+/// The native role set, as the playbook interpreter sees it.
+#[derive(Clone)]
+pub struct NativeRoleSet {
+    pub env: Arc<RoleEnv>,
+}
+
+/// Every role name served natively.
+pub const ROLES: &[&str] = &[
+    "ensure-docker",
+    "ensure-podman",
+    "run-buildset-registry",
+    "use-buildset-registry",
+    "pull-from-intermediate-registry",
+    "push-to-intermediate-registry",
+    "build-docker-image",
+    "build-container-image",
+    "upload-docker-image",
+    "upload-container-image",
+    "promote-docker-image",
+    "promote-container-image",
+    "remove-registry-tag",
+];
+
+impl NativeRoles for NativeRoleSet {
+    fn has(&self, name: &str) -> bool {
+        ROLES.contains(&name)
+    }
+
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+        call: RoleCall<'a>,
+    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
+        Box::pin(async move {
+            let env = &self.env;
+            match name {
+                "ensure-docker" | "ensure-podman" => ensure_docker::run(env, &call).await,
+                "run-buildset-registry" => buildset::run_registry(env, &call).await,
+                "use-buildset-registry" => buildset::use_registry(env, &call).await,
+                "pull-from-intermediate-registry" => intermediate::pull(env, &call).await,
+                "push-to-intermediate-registry" => intermediate::push(env, &call).await,
+                "build-docker-image" | "build-container-image" => {
+                    publish::build(env, &call, name).await
+                }
+                "upload-docker-image" | "upload-container-image" => {
+                    publish::upload(env, &call, name).await
+                }
+                "promote-docker-image" | "promote-container-image" => {
+                    publish::promote(env, &call, name).await
+                }
+                "remove-registry-tag" => publish::remove_tag(env, &call).await,
+                other => Err(format!("no native role {other}")),
+            }
+        })
+    }
+}
+
+// ---- helpers shared by the roles ----------------------------------------------------------
+
+/// A variable rendered (templates resolved) as JSON; `None` when undefined.
+pub(crate) fn var(call: &RoleCall<'_>, name: &str) -> Result<Option<Value>, String> {
+    match call.vars.get(name) {
+        None => Ok(None),
+        Some(v) => call
+            .templar
+            .render(v, call.vars)
+            .map(Some)
+            .map_err(|e| format!("variable {name}: {e}")),
+    }
+}
+
+/// `zuul.<key>` as a string.
+pub(crate) fn zuul_str(call: &RoleCall<'_>, key: &str) -> Option<String> {
+    let z = call.vars.get("zuul")?;
+    match z.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn outcome_with_facts(facts: Map<String, Value>) -> RoleOutcome {
+    RoleOutcome {
+        facts,
+        changed: true,
+        ..RoleOutcome::default()
+    }
+}
+
+/// `{host, port, username, password, cert?}` as the registry roles pass it around.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub(crate) struct RegistryVar {
+    pub host: String,
+    pub port: Value,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub cert: Option<String>,
+}
+
+impl RegistryVar {
+    pub fn host_port(&self) -> String {
+        let port = match &self.port {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+
+    /// Client options: credentials, and the CA from `cert` written to `dir`.
+    pub fn options(&self, dir: &std::path::Path) -> Result<ClientOptions, String> {
+        let mut o = ClientOptions::default();
+        if let (Some(u), Some(p)) = (&self.username, &self.password) {
+            o.credentials = Some(crate::client::Credentials::Basic {
+                username: u.clone(),
+                password: p.clone(),
+            });
+        }
+        if let Some(cert) = &self.cert {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let path = dir.join(format!(
+                "{}.crt",
+                self.host_port().replace([':', '[', ']'], "_")
+            ));
+            std::fs::write(&path, cert).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            o.ca_certs.push(path);
+        }
+        Ok(o)
+    }
+}
+
+pub(crate) fn registry_var(call: &RoleCall<'_>, name: &str) -> Result<Option<RegistryVar>, String> {
+    match var(call, name)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(v).map(Some).map_err(|e| {
+            format!("variable {name} must be {{host, port, username, password}}: {e}")
+        }),
+    }
+}
+
+/// The buildset registry a role must use (from the `buildset_registry` variable).
+pub(crate) fn buildset_endpoint(call: &RoleCall<'_>) -> Result<Option<Endpoint>, String> {
+    let Some(r) = registry_var(call, "buildset_registry")? else {
+        return Ok(None);
+    };
+    let options = r.options(&call.work_dir.join(".gantry/certs"))?;
+    Ok(Some(Endpoint {
+        host: r.host_port(),
+        options,
+    }))
+}
+
+/// The intermediate registry: the runner's, else the `intermediate_registry` variable.
+pub(crate) fn intermediate_endpoint(
+    env: &RoleEnv,
+    call: &RoleCall<'_>,
+) -> Result<Endpoint, String> {
+    if let Some(e) = &env.intermediate {
+        return Ok(e.clone());
+    }
+    let r = registry_var(call, "intermediate_registry")?
+        .ok_or("no intermediate registry: pass --intermediate-registry or define the intermediate_registry secret")?;
+    let options = r.options(&call.work_dir.join(".gantry/certs"))?;
+    Ok(Endpoint {
+        host: r.host_port(),
+        options,
+    })
+}

@@ -1,0 +1,449 @@
+//! One build of a frozen job (ZUUL.md §2, §7):
+//!
+//! 1. pre-run playbooks, parent's first; a failure runs the post-run playbooks of the
+//!    levels reached, then retries the build up to `attempts` (RETRY_LIMIT after that);
+//! 2. run playbooks, all must succeed (FAILURE otherwise; TIMED_OUT past `timeout`);
+//! 3. `zuul_return: {data: {zuul: {pause: true}}}` after a successful run pauses the
+//!    build: the driver is told, dependents start, and the build waits to resume;
+//! 4. post-run playbooks, child's first, with `zuul_success` (a failure: POST_FAILURE);
+//! 5. cleanup playbooks always, even after failure or cancellation;
+//! 6. the buildset registries the build started are stopped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::log::BuildLog;
+use super::vars::{VarLayers, assemble};
+use super::{BuildReport, BuildsetCtx, Event, Msg, PlaybookResult, PlaybookRun, ms};
+use crate::job::{BuildResult, FrozenJob, FrozenPlaybook, ParentData, Returned};
+use crate::playbook::LogSink;
+
+struct Build {
+    ctx: Arc<BuildsetCtx>,
+    job: FrozenJob,
+    parent: ParentData,
+    log: BuildLog,
+    work: std::path::PathBuf,
+    zuul: Value,
+    facts: Map<String, Value>,
+    returned: Returned,
+}
+
+fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Value]) -> Value {
+    let project = &ctx.config.project_name;
+    let short = project.rsplit('/').next().unwrap_or(project);
+    let src_dir = ctx.opts.project_dir.display().to_string();
+    json!({
+        "tenant": "gantry",
+        "pipeline": ctx.opts.pipeline,
+        "job": job.name,
+        "build": uuid,
+        "buildset": ctx.buildset,
+        "change": ctx.opts.change,
+        "patchset": ctx.opts.patchset,
+        "ref": ctx.opts.change.as_ref().map(|c| format!("refs/changes/{c}/{}", ctx.opts.patchset.clone().unwrap_or_else(|| "1".into()))),
+        "change_url": ctx.opts.change.as_ref().map(|c| format!("gantry://{project}/change/{c}")),
+        "project": {
+            "name": project,
+            "short_name": short,
+            "canonical_name": project,
+            "canonical_hostname": "localhost",
+            "src_dir": src_dir,
+        },
+        "projects": {project: {"name": project, "short_name": short, "src_dir": src_dir, "required": false, "checkout": "HEAD"}},
+        "child_jobs": [],
+        "artifacts": artifacts,
+        "attempts": 1,
+        "voting": job.voting,
+        "executor": {
+            "result_data_file": "",
+            "work_root": ctx.opts.state_dir.display().to_string(),
+            "log_root": ctx.opts.state_dir.display().to_string(),
+        },
+    })
+}
+
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+impl Build {
+    /// Decrypts the secrets bound to a playbook (by the names the job gives them).
+    fn secrets_for(&self, pb: &FrozenPlaybook) -> Result<Map<String, Value>, String> {
+        let mut out = Map::new();
+        if pb.secrets.is_empty() {
+            return Ok(out);
+        }
+        let key = match &self.ctx.opts.key_dir {
+            Some(dir) => crate::job::keys::load_private(dir, &self.ctx.config.project_name).ok(),
+            None => None,
+        };
+        for b in &pb.secrets {
+            let def = self
+                .ctx
+                .config
+                .secrets
+                .get(&b.secret)
+                .ok_or_else(|| format!("secret {} is not defined", b.secret))?;
+            let value = def.decrypt(key.as_ref()).map_err(|e| e.to_string())?;
+            out.insert(b.name.clone(), value);
+        }
+        Ok(out)
+    }
+
+    async fn playbook(
+        &mut self,
+        pb: &FrozenPlaybook,
+        success: Option<bool>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> PlaybookResult {
+        let path = pb.root.join(&pb.path);
+        self.log.line(&format!(
+            "PLAYBOOK [{}] ({} from {})",
+            pb.path, pb.job, pb.defined_in
+        ));
+        let secrets = match self.secrets_for(pb) {
+            Ok(s) => s,
+            Err(e) => {
+                return PlaybookResult {
+                    ok: false,
+                    error: Some(e),
+                    ..PlaybookResult::default()
+                };
+            }
+        };
+        let mut known = Vec::new();
+        for v in secrets.values() {
+            strings(v, &mut known);
+        }
+        self.log.add_secrets(known);
+        let vars = assemble(&VarLayers {
+            job: &self.job,
+            parent: &self.parent,
+            facts: &self.facts,
+            secrets: &secrets,
+            extra: &self.ctx.opts.extra_vars,
+            zuul: &self.zuul,
+            success,
+        });
+        let run = PlaybookRun {
+            project_dir: &pb.root,
+            work_dir: &self.work,
+            vars,
+            native: &self.ctx.native,
+            log: &self.log,
+            cancel,
+        };
+        let result = self.ctx.exec.run(&path, run).await;
+        match result {
+            Ok(r) => {
+                let mut secret_strings = Vec::new();
+                for v in r.returned.secret_data.values() {
+                    strings(v, &mut secret_strings);
+                }
+                self.log.add_secrets(secret_strings);
+                for (k, v) in &r.facts {
+                    self.facts.insert(k.clone(), v.clone());
+                }
+                self.returned.merge(r.returned.clone());
+                if let Some(e) = &r.error {
+                    self.log.line(&format!("playbook failed: {e}"));
+                }
+                r
+            }
+            Err(e) => {
+                self.log.line(&format!("playbook error: {e}"));
+                PlaybookResult {
+                    ok: false,
+                    error: Some(e),
+                    ..PlaybookResult::default()
+                }
+            }
+        }
+    }
+
+    /// Runs `pbs` in order, stopping at the first failure; the phase is bounded by `timeout`.
+    async fn phase(
+        &mut self,
+        pbs: &[FrozenPlaybook],
+        success: Option<bool>,
+        timeout: Option<u64>,
+    ) -> (bool, Option<String>, bool) {
+        let token = self.ctx.cancel.child_token();
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs(t));
+        for pb in pbs {
+            if token.is_cancelled() {
+                return (false, Some("canceled".into()), false);
+            }
+            let fut = self.playbook(pb, success, token.clone());
+            let r = match deadline {
+                None => fut.await,
+                Some(d) => {
+                    let t2 = token.clone();
+                    let timer = async move {
+                        tokio::time::sleep_until(d.into()).await;
+                        t2.cancel();
+                    };
+                    tokio::pin!(fut);
+                    tokio::select! {
+                        r = &mut fut => r,
+                        _ = timer => {
+                            let _ = (&mut fut).await;
+                            return (false, Some(format!("timed out after {} s", timeout.unwrap_or(0))), true);
+                        }
+                    }
+                }
+            };
+            if !r.ok {
+                return (false, r.error, false);
+            }
+        }
+        (true, None, false)
+    }
+}
+
+pub(super) async fn run(
+    ctx: Arc<BuildsetCtx>,
+    job: FrozenJob,
+    parent: ParentData,
+    tx: UnboundedSender<Msg>,
+) {
+    let uuid = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    let _ = ctx.events.send(Event::BuildStarted {
+        job: job.name.clone(),
+        uuid: uuid.clone(),
+    });
+    let dir = ctx.opts.state_dir.join("builds").join(&uuid);
+    let work = dir.join("work");
+    let mut initial = Vec::new();
+    for v in parent.secret_data.values() {
+        strings(v, &mut initial);
+    }
+    let log = match BuildLog::create(
+        dir.join("job-output.txt"),
+        &job.name,
+        ctx.events.clone(),
+        initial,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            let report = BuildReport {
+                job: job.name.clone(),
+                uuid,
+                result: BuildResult::Error,
+                duration_ms: 0,
+                message: Some(format!("creating the build log: {e}")),
+                log: None,
+                artifacts: vec![],
+                paused: false,
+            };
+            let _ = tx.send(Msg::Finished {
+                report,
+                returned: Returned::default(),
+            });
+            return;
+        }
+    };
+    let _ = std::fs::create_dir_all(&work);
+    let zuul = zuul_var(&ctx, &job, &uuid, &parent.artifacts);
+    let mut b = Build {
+        ctx: ctx.clone(),
+        job: job.clone(),
+        parent,
+        log,
+        work,
+        zuul,
+        facts: Map::new(),
+        returned: Returned::default(),
+    };
+    b.log.line(&format!(
+        "Job {} build {} (buildset {})",
+        job.name, uuid, ctx.buildset
+    ));
+
+    let attempts = job.attempts.max(1);
+    let mut result = BuildResult::Success;
+    let mut message = None;
+    let mut was_paused = false;
+    let mut pre_ok = false;
+    for attempt in 1..=attempts {
+        if attempt > 1 {
+            b.log
+                .line(&format!("pre-run failed; attempt {attempt} of {attempts}"));
+        }
+        // 1. pre-run, noting the deepest level reached.
+        let mut failed_level = None;
+        for pb in job.pre_run.clone() {
+            let (ok, err, _) = b
+                .phase(
+                    std::slice::from_ref(&pb),
+                    None,
+                    job.pre_timeout.or(job.timeout),
+                )
+                .await;
+            if !ok {
+                failed_level = Some(pb.nesting_level);
+                message = err;
+                break;
+            }
+        }
+        match failed_level {
+            None => {
+                pre_ok = true;
+                break;
+            }
+            Some(level) => {
+                // Post-run playbooks deeper than the level reached are skipped.
+                let post: Vec<FrozenPlaybook> = job
+                    .post_run
+                    .iter()
+                    .filter(|p| p.nesting_level <= level)
+                    .cloned()
+                    .collect();
+                for pb in post {
+                    let _ = b
+                        .phase(std::slice::from_ref(&pb), Some(false), job.post_timeout)
+                        .await;
+                }
+                if ctx.cancel.is_cancelled() {
+                    break;
+                }
+            }
+        }
+    }
+    if !pre_ok {
+        result = if ctx.cancel.is_cancelled() {
+            BuildResult::Canceled
+        } else {
+            BuildResult::RetryLimit
+        };
+    } else {
+        // 2. run.
+        let run_pbs = job.run.clone();
+        if run_pbs.is_empty() {
+            result = BuildResult::Error;
+            message = Some(format!("Job {} has no run playbook", job.name));
+        } else {
+            let (ok, err, timed_out) = b.phase(&run_pbs, None, job.timeout).await;
+            if !ok {
+                result = if timed_out {
+                    BuildResult::TimedOut
+                } else if ctx.cancel.is_cancelled() {
+                    BuildResult::Canceled
+                } else {
+                    BuildResult::Failure
+                };
+                message = err;
+            }
+        }
+        // 3. pause.
+        let pause = b
+            .returned
+            .data
+            .get("zuul")
+            .and_then(|z| z.get("pause"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if result == BuildResult::Success && pause {
+            was_paused = true;
+            b.log
+                .line("Job paused; waiting for the jobs that depend on it");
+            let (resume_tx, resume_rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Msg::Paused {
+                job: job.name.clone(),
+                returned: b.returned.clone(),
+                resume: resume_tx,
+            });
+            let _ = resume_rx.await;
+            b.log.line("Job resumed");
+        }
+        // 4. post-run.
+        let success = result == BuildResult::Success;
+        for pb in job.post_run.clone() {
+            let (ok, err, _) = b
+                .phase(std::slice::from_ref(&pb), Some(success), job.post_timeout)
+                .await;
+            if !ok && result == BuildResult::Success {
+                result = BuildResult::PostFailure;
+                message = err;
+            }
+        }
+    }
+    // 5. cleanup, always; its failures do not change the result.
+    if !job.cleanup_run.is_empty() {
+        let cleanup = job.cleanup_run.clone();
+        let saved = b.ctx.clone();
+        // Cleanup must run even after cancellation: give it a fresh token.
+        let fresh = Arc::new(BuildsetCtx {
+            config: saved.config.clone(),
+            opts: saved.opts.clone(),
+            buildset: saved.buildset.clone(),
+            item: saved.item.clone(),
+            env: saved.env.clone(),
+            native: saved.native.clone(),
+            exec: saved.exec.clone(),
+            events: saved.events.clone(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        });
+        b.ctx = fresh;
+        for pb in cleanup {
+            let (ok, err, _) = b
+                .phase(
+                    std::slice::from_ref(&pb),
+                    Some(result == BuildResult::Success),
+                    job.post_timeout,
+                )
+                .await;
+            if !ok {
+                b.log.line(&format!(
+                    "cleanup playbook {} failed: {}",
+                    pb.path,
+                    err.unwrap_or_default()
+                ));
+            }
+        }
+        b.ctx = saved;
+    }
+    // 6. registries started by this build stop with it.
+    ctx.env.stop_registries(&uuid);
+    b.log.line(&format!("Job {} finished: {result}", job.name));
+    let artifacts = b
+        .returned
+        .data
+        .get("zuul")
+        .and_then(|z| z.get("artifacts"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let duration_ms = ms(started);
+    let _ = ctx.events.send(Event::BuildFinished {
+        job: job.name.clone(),
+        uuid: uuid.clone(),
+        result,
+        duration: Duration::from_millis(duration_ms),
+        message: message.clone(),
+    });
+    let report = BuildReport {
+        job: job.name.clone(),
+        uuid,
+        result,
+        duration_ms,
+        message,
+        log: Some(b.log.path.clone()),
+        artifacts,
+        paused: was_paused,
+    };
+    let _ = tx.send(Msg::Finished {
+        report,
+        returned: b.returned,
+    });
+}

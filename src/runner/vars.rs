@@ -1,0 +1,50 @@
+//! The variables a playbook sees, by precedence (ZUUL.md §3, highest last here):
+//! data returned by ancestor builds < job vars (project vars already under them) < facts
+//! set earlier in the build (set_fact, native roles) < secrets bound to the playbook <
+//! secret data returned by ancestors < extra vars (job `extra-vars`, then `--var`) <
+//! `zuul` and `zuul_success`, which nothing overrides.
+//!
+//! Secrets and secret data enter as *unsafe*: never templated, and redacted from logs.
+
+use serde_json::{Map, Value};
+
+use crate::job::{FrozenJob, ParentData};
+use crate::playbook::Vars;
+
+pub struct VarLayers<'a> {
+    pub job: &'a FrozenJob,
+    pub parent: &'a ParentData,
+    pub facts: &'a Map<String, Value>,
+    pub secrets: &'a Map<String, Value>,
+    pub extra: &'a Map<String, Value>,
+    pub zuul: &'a Value,
+    /// `Some` in post-run and cleanup playbooks: whether the run phase succeeded.
+    pub success: Option<bool>,
+}
+
+pub fn assemble(l: &VarLayers<'_>) -> Vars {
+    let mut v = Vars::default();
+    for (k, x) in &l.parent.data {
+        v.set(k.clone(), x.clone());
+    }
+    for (k, x) in &l.job.vars {
+        v.set(k.clone(), x.clone());
+    }
+    for (k, x) in l.facts {
+        v.set(k.clone(), x.clone());
+    }
+    for (k, x) in l.secrets {
+        v.set_unsafe(k.clone(), x.clone());
+    }
+    for (k, x) in &l.parent.secret_data {
+        v.set_unsafe(k.clone(), x.clone());
+    }
+    for (k, x) in l.job.extra_vars.iter().chain(l.extra.iter()) {
+        v.set(k.clone(), x.clone());
+    }
+    v.set("zuul", l.zuul.clone());
+    if let Some(s) = l.success {
+        v.set("zuul_success", Value::Bool(s));
+    }
+    v
+}
