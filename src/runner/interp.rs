@@ -6,26 +6,40 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::{PlaybookExecutor, PlaybookResult, PlaybookRun};
+use crate::playbook::{PlaybookContext, run_playbook};
 
 /// The playbook interpreter `gantry run` uses.
 pub fn interpreter() -> Arc<dyn PlaybookExecutor> {
-    Arc::new(Unavailable)
+    Arc::new(Interpreter)
 }
 
-/// Stands in until the interpreter is wired (never reached by a finished build).
-struct Unavailable;
+/// `playbook::run_playbook`; an invalid playbook (with its file:line) is the `Err`.
+struct Interpreter;
 
-impl PlaybookExecutor for Unavailable {
+impl PlaybookExecutor for Interpreter {
     fn run<'a>(
         &'a self,
         playbook: &'a Path,
-        _: PlaybookRun<'a>,
+        run: PlaybookRun<'a>,
     ) -> BoxFuture<'a, Result<PlaybookResult, String>> {
         Box::pin(async move {
-            Err(format!(
-                "{}: the playbook interpreter is not available yet",
-                playbook.display()
-            ))
+            let ctx = PlaybookContext {
+                project_dir: run.project_dir,
+                work_dir: run.work_dir,
+                vars: run.vars,
+                native: run.native,
+                log: run.log,
+                cancel: run.cancel,
+            };
+            let outcome = run_playbook(playbook, &ctx)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(PlaybookResult {
+                ok: outcome.ok,
+                error: outcome.error,
+                returned: outcome.returned,
+                facts: outcome.facts,
+            })
         })
     }
 }

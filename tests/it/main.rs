@@ -8,3 +8,4 @@ mod playbook;
 mod registry_gc;
 mod registry_interop;
 mod registry_spec;
+mod run;

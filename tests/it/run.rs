@@ -24,12 +24,19 @@ fn gantry_run(state: &Path, args: &[&str]) -> Command {
 }
 
 fn manifest(host: &str, reference: &str) -> serde_json::Value {
-    let out = run(Command::new(common::gantry_bin()).args(["image", "inspect", "--json"]).arg(format!("{host}/{reference}")));
+    let out = run(Command::new(common::gantry_bin())
+        .args(["image", "inspect", "--json"])
+        .arg(format!("{host}/{reference}")));
     serde_json::from_str(&out).unwrap()
 }
 
 fn layers(v: &serde_json::Value) -> Vec<String> {
-    v["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn seed(builder: &str) {
@@ -45,36 +52,72 @@ fn seed(builder: &str) {
         let mut all = vec![dir.to_str().unwrap()];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--publish-to", &publish]);
-        let out = gantry_run(&state, &all).env("GANTRY_BUILDER", builder).output().unwrap();
+        let out = gantry_run(&state, &all)
+            .env("GANTRY_BUILDER", builder)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(out.status.success(), "gantry run {all:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gantry run {all:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains(": SUCCESS"), "{stdout}");
         stdout
     };
     // check: change 2's build uses change 1's speculative base image.
     go(&base, &["--pipeline", "check", "--change", "1"]);
-    let out = go(&app, &["--pipeline", "check", "--change", "2", "--ahead", "base:1"]);
+    let out = go(
+        &app,
+        &["--pipeline", "check", "--change", "2", "--ahead", "base:1"],
+    );
     assert!(out.contains("gantry-build-container-image"), "{out}");
     // gate: both uploaded under their temporary tags.
     go(&base, &["--pipeline", "gate", "--change", "1"]);
-    go(&app, &["--pipeline", "gate", "--change", "2", "--ahead", "base:1"]);
+    go(
+        &app,
+        &["--pipeline", "gate", "--change", "2", "--ahead", "base:1"],
+    );
     let base_m = manifest(&pub_host, "example/base:change_1_latest");
     let app_m = manifest(&pub_host, "example/app:change_2_latest");
     let base_layers = layers(&base_m);
     let app_layers = layers(&app_m);
     assert!(!base_layers.is_empty());
-    assert_eq!(&app_layers[..base_layers.len()], &base_layers[..], "change 2's image is built on change 1's base layers");
+    assert_eq!(
+        &app_layers[..base_layers.len()],
+        &base_layers[..],
+        "change 2's image is built on change 1's base layers"
+    );
     let tested = app_m["digest"].as_str().unwrap().to_string();
     // promote: the tested manifest becomes latest; the temporary tag goes.
     go(&base, &["--pipeline", "promote", "--change", "1"]);
     go(&app, &["--pipeline", "promote", "--change", "2"]);
     let latest = manifest(&pub_host, "example/app:latest");
-    assert_eq!(latest["digest"], tested.as_str(), "promote retags the tested digest");
-    let tags = run(Command::new(common::gantry_bin()).args(["image", "ls"]).arg(format!("{pub_host}/example/app")));
+    assert_eq!(
+        latest["digest"],
+        tested.as_str(),
+        "promote retags the tested digest"
+    );
+    let tags = run(Command::new(common::gantry_bin())
+        .args(["image", "ls"])
+        .arg(format!("{pub_host}/example/app")));
     assert_eq!(tags.trim(), "latest", "change_2_latest is gone");
     // Build records of both changes are in the intermediate registry.
-    let out = run(Command::new(common::gantry_bin()).args(["builds", "ls", "--project", "app", "--change", "2", "--state-dir"]).arg(&state));
-    assert!(out.contains("gantry-build-container-image") && out.contains("SUCCESS"), "{out}");
+    let out = run(Command::new(common::gantry_bin())
+        .args([
+            "builds",
+            "ls",
+            "--project",
+            "app",
+            "--change",
+            "2",
+            "--state-dir",
+        ])
+        .arg(&state));
+    assert!(
+        out.contains("gantry-build-container-image") && out.contains("SUCCESS"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -97,23 +140,65 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn a_failing_build_skips_its_dependents_with_zuuls_message() {
     let tmp = tempfile::tempdir().unwrap();
-    let (out, _, code) = run_fail(&mut gantry_run(tmp.path(), &[fixture("failing").to_str().unwrap(), "--pipeline", "check"]));
+    let (out, _, code) = run_fail(&mut gantry_run(
+        tmp.path(),
+        &[fixture("failing").to_str().unwrap(), "--pipeline", "check"],
+    ));
     assert_eq!(code, 1);
-    assert!(out.lines().any(|l| l.starts_with("broken") && l.contains("FAILURE")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("after-broken") && l.contains("SKIPPED") && l.contains("Skipped due to failed job broken")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("independent") && l.contains("SUCCESS")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("broken") && l.contains("FAILURE")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("after-broken")
+            && l.contains("SKIPPED")
+            && l.contains("Skipped due to failed job broken")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("independent") && l.contains("SUCCESS")),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_failed_provider_ahead_fails_the_requiring_job() {
     let tmp = tempfile::tempdir().unwrap();
-    let _ = gantry_run(tmp.path(), &[fixture("provider").to_str().unwrap(), "--pipeline", "check", "--change", "1", "--project", "prov"]).output().unwrap();
+    let _ = gantry_run(
+        tmp.path(),
+        &[
+            fixture("provider").to_str().unwrap(),
+            "--pipeline",
+            "check",
+            "--change",
+            "1",
+            "--project",
+            "prov",
+        ],
+    )
+    .output()
+    .unwrap();
     let (out, _, code) = run_fail(&mut gantry_run(
         tmp.path(),
-        &[fixture("consumer").to_str().unwrap(), "--pipeline", "check", "--change", "2", "--project", "cons", "--ahead", "prov:1"],
+        &[
+            fixture("consumer").to_str().unwrap(),
+            "--pipeline",
+            "check",
+            "--change",
+            "2",
+            "--project",
+            "cons",
+            "--ahead",
+            "prov:1",
+        ],
     ));
     assert_eq!(code, 1);
-    let line = out.lines().find(|l| l.starts_with("user")).unwrap_or_default();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("user"))
+        .unwrap_or_default();
     assert!(line.contains("FAILURE"), "{out}");
     assert!(
         line.contains("Job user requires artifact(s) thing provided by build ") && line.contains("(triggered by change 1 on project prov), but that build failed with result \"FAILURE\""),
@@ -124,11 +209,24 @@ fn a_failed_provider_ahead_fails_the_requiring_job() {
 #[test]
 fn secrets_never_reach_logs_or_output() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = gantry_run(tmp.path(), &[fixture("secret").to_str().unwrap(), "--pipeline", "check", "-v"]).output().unwrap();
+    let out = gantry_run(
+        tmp.path(),
+        &[
+            fixture("secret").to_str().unwrap(),
+            "--pipeline",
+            "check",
+            "-v",
+        ],
+    )
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("S3cr3t-Token-9f8e7d") && !stderr.contains("S3cr3t-Token-9f8e7d"), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("S3cr3t-Token-9f8e7d") && !stderr.contains("S3cr3t-Token-9f8e7d"),
+        "{stdout}\n{stderr}"
+    );
     let mut logs = String::new();
     for e in std::fs::read_dir(tmp.path().join("builds")).unwrap() {
         logs.push_str(&std::fs::read_to_string(e.unwrap().path().join("job-output.txt")).unwrap());
@@ -141,12 +239,22 @@ fn secrets_never_reach_logs_or_output() {
 fn ctrl_c_runs_cleanup_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = tmp.path().join("cleaned");
-    let mut child = gantry_run(tmp.path(), &[fixture("cancel").to_str().unwrap(), "--pipeline", "check", "--var"])
-        .arg(format!("marker={}", marker.display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // `--var` and its value go together: gantry_run appends `--state-dir` after the args.
+    let var = format!("marker={}", marker.display());
+    let mut child = gantry_run(
+        tmp.path(),
+        &[
+            fixture("cancel").to_str().unwrap(),
+            "--pipeline",
+            "check",
+            "--var",
+            &var,
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     // Wait until the sleep has started.
     let builds = tmp.path().join("builds");
     for _ in 0..200 {
@@ -164,7 +272,10 @@ fn ctrl_c_runs_cleanup_and_leaves_nothing_behind() {
     let t0 = std::time::Instant::now();
     run(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let status = child.wait().unwrap();
-    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "stopped promptly");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "stopped promptly"
+    );
     assert!(!status.success());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "cleaned up");
     // No `sleep 30` left running.
