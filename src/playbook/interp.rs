@@ -97,6 +97,7 @@ pub async fn run_playbook(
         returned: Returned::default(),
         stats: Stats::default(),
         task_files: HashMap::new(),
+        machine: machine_vars(),
         handlers: Vec::new(),
     };
     Ok(interp.playbook(&plays).await)
@@ -171,6 +172,35 @@ impl LogSink for Log<'_> {
     fn line(&self, line: &str) {
         self.sink.line(&self.redact(line));
     }
+}
+
+/// The lowest variables: Ansible's magic variables for the one host, and the facts about
+/// this machine that playbooks use without gathering facts.
+fn machine_vars() -> Vars {
+    let mut v = Vars::default();
+    v.set("inventory_hostname", json!("localhost"));
+    v.set("inventory_hostname_short", json!("localhost"));
+    v.set("ansible_check_mode", json!(false));
+    let env: Map<String, Value> = std::env::vars().map(|(k, x)| (k, json!(x))).collect();
+    v.set(
+        "ansible_user_dir",
+        env.get("HOME").cloned().unwrap_or(json!("/")),
+    );
+    v.set(
+        "ansible_user_id",
+        env.get("USER").cloned().unwrap_or(json!("")),
+    );
+    v.set_verbatim("ansible_env", Value::Object(env));
+    v.set("ansible_architecture", json!(std::env::consts::ARCH));
+    v.set("ansible_system", json!("Linux"));
+    v
+}
+
+/// Where a `no_log` native role's lines go.
+struct Silent;
+
+impl LogSink for Silent {
+    fn line(&self, _: &str) {}
 }
 
 fn collect_strings(v: &Value, out: &mut Vec<String>) {
@@ -310,6 +340,8 @@ struct Interp<'c, 'a> {
     returned: Returned,
     stats: Stats,
     task_files: HashMap<PathBuf, Arc<Vec<Task>>>,
+    /// Magic variables and the few facts about this machine playbooks use.
+    machine: Vars,
     /// The current play's handlers (its own, then those of the roles it ran).
     handlers: Vec<Handler>,
 }
@@ -566,10 +598,7 @@ impl Interp<'_, '_> {
 
     /// The variables a task sees (see the module header for the precedence).
     fn vars(&self, f: &Frame) -> Vars {
-        let mut v = Vars::default();
-        v.set("inventory_hostname", json!("localhost"));
-        v.set("inventory_hostname_short", json!("localhost"));
-        v.set("ansible_check_mode", json!(false));
+        let mut v = self.machine.clone();
         v.set(
             "playbook_dir",
             json!(self.playbook_dir.display().to_string()),
@@ -735,10 +764,12 @@ impl Interp<'_, '_> {
                 )));
             }
             let vars = self.vars(&rf);
+            // `no_log` on the include (or an enclosing block) silences the role too.
+            let silent = self.flag(rf.no_log.as_ref(), &vars).unwrap_or(true);
             let call = RoleCall {
                 vars: &vars,
                 work_dir: self.ctx.work_dir,
-                log: &self.log,
+                log: if silent { &Silent } else { &self.log },
                 templar: &self.templar,
             };
             let outcome = tokio::select! {

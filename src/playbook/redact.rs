@@ -7,15 +7,15 @@
 
 use regex::Regex;
 
-/// What a secret is replaced with.
-pub const MASK: &str = "********";
+/// What a secret is replaced with (the runner's build log uses the same).
+pub const MASK: &str = "******";
 
 /// Lines of a multi-line secret shorter than this are not masked on their own: a lone
 /// `}` or `-----END` fragment would mask ordinary output without protecting anything.
 const MIN_LINE: usize = 4;
 
 /// Secrets shorter than this are masked only as whole words: a secret's `user: zuul`
-/// must not turn `zuul_return` into `********_return`, while `zuul` alone, `:zuul@` or
+/// must not turn `zuul_return` into `******_return`, while `zuul` alone, `:zuul@` or
 /// `token=zuul` are still masked. Longer secrets are masked wherever they appear.
 const WHOLE_WORD_BELOW: usize = 8;
 
@@ -113,7 +113,7 @@ impl Redactor {
 }
 
 /// A redaction function for a log sink: every secret string (and every line of a
-/// multi-line secret) is replaced by `********`.
+/// multi-line secret) is replaced by `******`.
 pub fn redactor<I, S>(secrets: I) -> impl Fn(&str) -> String + Send + Sync + 'static
 where
     I: IntoIterator<Item = S>,
@@ -130,18 +130,15 @@ mod tests {
     #[test]
     fn masks_every_occurrence_longest_first() {
         let r = redactor(["hunter2", "hunter2-extended", ""]);
-        assert_eq!(
-            r("a hunter2 b hunter2-extended c"),
-            "a ******** b ******** c"
-        );
+        assert_eq!(r("a hunter2 b hunter2-extended c"), "a ****** b ****** c");
         assert_eq!(r("nothing here"), "nothing here");
-        assert_eq!(r("regex chars hunter2"), "regex chars ********");
+        assert_eq!(r("regex chars hunter2"), "regex chars ******");
     }
 
     #[test]
     fn multi_line_secrets_match_line_by_line() {
         let r = redactor(["-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n}\n-----END KEY-----"]);
-        assert_eq!(r("  MIIEpAIBAAKCAQEA"), "  ********");
+        assert_eq!(r("  MIIEpAIBAAKCAQEA"), "  ******");
         assert_eq!(r("}"), "}", "short lines are left alone");
     }
 
@@ -150,11 +147,11 @@ mod tests {
         let r = redactor(["zuul", "pw1"]);
         assert_eq!(
             r("user zuul, zuul_return, zuul.project"),
-            "user ********, zuul_return, ********.project"
+            "user ******, zuul_return, ******.project"
         );
         assert_eq!(
             r("https://zuul:pw1@host token=pw1"),
-            "https://********:********@host token=********"
+            "https://******:******@host token=******"
         );
         assert_eq!(r("apw1b"), "apw1b");
     }
@@ -162,7 +159,7 @@ mod tests {
     #[test]
     fn special_characters_are_literal() {
         let r = redactor(["a.b*c(d)+e"]);
-        assert_eq!(r("xa.b*c(d)+ex aXb*c(d)+e"), "x********x aXb*c(d)+e");
+        assert_eq!(r("xa.b*c(d)+ex aXb*c(d)+e"), "x******x aXb*c(d)+e");
     }
 
     #[test]
@@ -171,6 +168,6 @@ mod tests {
         assert!(r.is_empty());
         assert_eq!(r.apply("pw"), "pw");
         r.add(["pw12"]);
-        assert_eq!(r.apply("x pw12"), "x ********");
+        assert_eq!(r.apply("x pw12"), "x ******");
     }
 }

@@ -173,6 +173,63 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
+/// Strict undefined errors say only "undefined value"; name what is undefined, as
+/// Ansible does (`'nope' is undefined`), when it can be found.
+fn explain(
+    env: &Environment<'static>,
+    src: &str,
+    expr: bool,
+    vars: &Vars,
+    e: JError,
+) -> TemplateError {
+    if e.kind() != ErrorKind::UndefinedError {
+        return jerr(e);
+    }
+    let names = if expr {
+        env.compile_expression(src)
+            .map(|x| x.undeclared_variables(true))
+    } else {
+        env.template_from_str(src)
+            .map(|t| t.undeclared_variables(true))
+    };
+    let mut missing: Vec<String> = names
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| !resolves(vars, n))
+        .collect();
+    missing.sort();
+    match missing.as_slice() {
+        [] => jerr(e),
+        [one] => TemplateError(format!("'{one}' is undefined (in {src:?})")),
+        many => TemplateError(format!(
+            "{} are undefined (in {src:?})",
+            many.iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Whether `a.b.c` can be looked up (or might be: a template string on the way is not
+/// followed, so it is not reported).
+fn resolves(vars: &Vars, dotted: &str) -> bool {
+    let mut parts = dotted.split('.');
+    let Some(mut v) = parts.next().and_then(|root| vars.get(root)) else {
+        return false;
+    };
+    for p in parts {
+        v = match v {
+            Value::Object(o) => match o.get(p) {
+                Some(x) => x,
+                None => return false,
+            },
+            _ => return true,
+        };
+    }
+    true
+}
+
 fn render_value_in(
     env: &Environment<'static>,
     v: &Value,
@@ -183,13 +240,18 @@ fn render_value_in(
             let ctx = JValue::from_dyn_object(scope.clone());
             if let Some(expr) = single_expression(s) {
                 let e = env.compile_expression(expr).map_err(jerr)?;
-                let out = e.eval(ctx).map_err(jerr)?;
+                let out = e
+                    .eval(ctx)
+                    .map_err(|e| explain(env, expr, true, &scope.vars, e))?;
                 if out.is_undefined() {
                     return Err(TemplateError(format!("'{expr}' is undefined")));
                 }
                 serde_json::to_value(&out).map_err(|e| TemplateError(e.to_string()))?
             } else {
-                Value::String(env.render_str(s, ctx).map_err(jerr)?)
+                Value::String(
+                    env.render_str(s, ctx)
+                        .map_err(|e| explain(env, s, false, &scope.vars, e))?,
+                )
             }
         }
         Value::Array(a) => Value::Array(
@@ -251,7 +313,7 @@ impl Templar {
     pub fn render_string(&self, s: &str, vars: &Vars) -> Result<String, TemplateError> {
         self.env
             .render_str(s, JValue::from_dyn_object(self.scope(vars)))
-            .map_err(jerr)
+            .map_err(|e| explain(&self.env, s, false, vars, e))
     }
 
     /// Evaluates a bare expression (`when`, `failed_when`, `until`) to a boolean.
@@ -261,7 +323,7 @@ impl Templar {
         let e = self.env.compile_expression(expr).map_err(jerr)?;
         let v = e
             .eval(JValue::from_dyn_object(self.scope(vars)))
-            .map_err(jerr)?;
+            .map_err(|e| explain(&self.env, expr, true, vars, e))?;
         if v.is_undefined() {
             return Err(TemplateError(format!("'{expr}' is undefined")));
         }
@@ -614,6 +676,25 @@ mod tests {
             json!("{{ not rendered }}")
         );
         assert_eq!(v.secret_strings(), vec!["{{ not rendered }}".to_string()]);
+    }
+
+    #[test]
+    fn undefined_names_are_named() {
+        let t = Templar::new();
+        let v = vars(json!({"zuul": {"project": {"name": "p"}}, "lazy": "{{ zuul }}"}));
+        let e = |s: &str| t.render(&json!(s), &v).unwrap_err().to_string();
+        assert_eq!(
+            e("echo {{ nope }}"),
+            "'nope' is undefined (in \"echo {{ nope }}\")"
+        );
+        assert_eq!(
+            e("{{ missing.attr }}"),
+            "'missing.attr' is undefined (in \"missing.attr\")"
+        );
+        assert!(e("{{ zuul.project.nope }}x").starts_with("'zuul.project.nope' is undefined"));
+        assert!(e("{{ a }}{{ b }}").starts_with("'a', 'b' are undefined"));
+        let c = t.condition("nope2 == 1", &v).unwrap_err().to_string();
+        assert_eq!(c, "'nope2' is undefined (in \"nope2 == 1\")");
     }
 
     #[test]
