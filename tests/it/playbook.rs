@@ -454,7 +454,7 @@ async fn cancellation_kills_a_running_shell_task_promptly() {
     assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
     let log = r.sink.text();
     assert!(!log.contains("after"), "{log}");
-    // The background `sleep 30` of the shell is gone too (killed with its group).
+    // The background `sleep 43` of the shell is gone too (killed with its group).
     let pid: u32 = log
         .lines()
         .find_map(|l| l.strip_prefix("localhost | started "))
@@ -721,4 +721,15 @@ async fn handlers_run_once_after_the_section_that_notified_them() {
         "{log}"
     );
     assert_eq!(o.facts["role_handled"], "withhandlers");
+}
+
+#[tokio::test]
+async fn import_playbook_runs_the_other_file_and_names_it_in_errors() {
+    let r = run("import.yaml").await;
+    assert_eq!(
+        r.outcome().error.as_deref(),
+        Some(
+            "playbooks/fail-shell.yaml:3: task this fails: non-zero return code (rc 2); stderr: something broke"
+        )
+    );
 }
