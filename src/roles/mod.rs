@@ -171,11 +171,13 @@ impl NativeRoles for NativeRoleSet {
 
 /// A variable rendered (templates resolved) as JSON; `None` when undefined.
 pub(crate) fn var(call: &RoleCall<'_>, name: &str) -> Result<Option<Value>, String> {
-    match call.vars.get(name) {
+    match call.vars.map.get(name) {
         None => Ok(None),
+        // Secrets and facts are used as they are: never templated (ZUUL.md §3).
+        Some(v) if v.unsafe_ => Ok(Some(v.value.clone())),
         Some(v) => call
             .templar
-            .render(v, call.vars)
+            .render(&v.value, call.vars)
             .map(Some)
             .map_err(|e| format!("variable {name}: {e}")),
     }

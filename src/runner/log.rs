@@ -8,33 +8,14 @@ use std::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Event;
-use crate::playbook::LogSink;
-
-/// Replaces every occurrence of each secret with `******`. Longest first, so a secret
-/// containing another is hidden whole. Secrets shorter than 4 characters are not
-/// redacted (they would blank out ordinary words), as Zuul's log redaction also skips them.
-pub fn redactor(mut secrets: Vec<String>) -> impl Fn(&str) -> String + Send + Sync {
-    secrets.retain(|s| s.len() >= 4);
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
-    move |line: &str| {
-        let mut out = line.to_string();
-        for s in &secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "******");
-            }
-        }
-        out
-    }
-}
+use crate::playbook::{LogSink, Redactor};
 
 pub struct BuildLog {
     pub path: PathBuf,
     pub job: String,
     file: Mutex<Option<std::fs::File>>,
     events: UnboundedSender<Event>,
-    redact: Box<dyn Fn(&str) -> String + Send + Sync>,
-    secrets: Mutex<Vec<String>>,
+    redact: Mutex<Redactor>,
 }
 
 impl BuildLog {
@@ -56,25 +37,26 @@ impl BuildLog {
             job: job.to_string(),
             file: Mutex::new(Some(file)),
             events,
-            redact: Box::new(redactor(secrets.clone())),
-            secrets: Mutex::new(secrets),
+            redact: Mutex::new(Redactor::new(secrets)),
         })
     }
 
-    /// Adds secrets learned during the build (secret data returned by a role).
+    /// Adds secrets learned during the build (decrypted secrets, returned secret data).
     pub fn add_secrets(&mut self, more: Vec<String>) {
-        let all = {
-            let mut s = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-            s.extend(more);
-            s.clone()
-        };
-        self.redact = Box::new(redactor(all));
+        self.redact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(more);
     }
 }
 
 impl LogSink for BuildLog {
     fn line(&self, line: &str) {
-        let clean = (self.redact)(line);
+        let clean = self
+            .redact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(line);
         if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = writeln!(f, "{clean}");
         }
@@ -87,15 +69,23 @@ impl LogSink for BuildLog {
 
 #[cfg(test)]
 mod tests {
-    use super::redactor;
+    use super::*;
 
     #[test]
-    fn redaction() {
-        let r = redactor(vec!["s3cr3t-pass".into(), "abc".into(), "s3cr3t".into()]);
-        assert_eq!(
-            r("login with s3cr3t-pass and s3cr3t"),
-            "login with ****** and ******"
-        );
-        assert_eq!(r("abc stays"), "abc stays");
+    fn build_log_redacts_secrets_learned_at_any_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut log = BuildLog::create(
+            dir.path().join("log.txt"),
+            "j",
+            tx,
+            vec!["first-secret".into()],
+        )
+        .unwrap();
+        log.line("a first-secret here");
+        log.add_secrets(vec!["later-secret".into()]);
+        log.line("and later-secret there");
+        let text = std::fs::read_to_string(dir.path().join("log.txt")).unwrap();
+        assert_eq!(text, "a ****** here\nand ****** there\n");
     }
 }

@@ -30,8 +30,9 @@ pub fn assemble(l: &VarLayers<'_>) -> Vars {
     for (k, x) in &l.job.vars {
         v.set(k.clone(), x.clone());
     }
+    // Facts were rendered when they were set: never template them again.
     for (k, x) in l.facts {
-        v.set(k.clone(), x.clone());
+        v.set_verbatim(k.clone(), x.clone());
     }
     for (k, x) in l.secrets {
         v.set_unsafe(k.clone(), x.clone());
