@@ -159,8 +159,7 @@ impl Log<'_> {
         if returned.secret_data.is_empty() {
             return;
         }
-        let mut strings = Vec::new();
-        collect_strings(&Value::Object(returned.secret_data.clone()), &mut strings);
+        let strings = super::redact::secret_leaves(&Value::Object(returned.secret_data.clone()));
         self.redactor
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -201,15 +200,6 @@ struct Silent;
 
 impl LogSink for Silent {
     fn line(&self, _: &str) {}
-}
-
-fn collect_strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
-        Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
-        _ => {}
-    }
 }
 
 const NO_LOG: &str =

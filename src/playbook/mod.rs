@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 pub use interp::{PlaybookContext, PlaybookOutcome, check_playbook, run_playbook};
 pub use model::{PlaybookError, Pos};
-pub use redact::{MASK, Redactor, redactor};
+pub use redact::{MASK, Redactor, redactor, secret_leaves};
 pub use template::{Templar, TemplateError, Var, Vars};
 
 /// Where a playbook's output goes: `<state>/builds/<uuid>/job-output.txt` and the console.

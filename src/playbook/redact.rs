@@ -171,3 +171,43 @@ mod tests {
         assert_eq!(r.apply("x pw12"), "x ******");
     }
 }
+
+/// Keys whose values say *where* a service is, not how to get in: a registry's host and
+/// port appear in every log line about it, and masking them makes logs useless while
+/// protecting nothing (ZUUL.md §9's `buildset_registry` is secret data because of its
+/// password and certificate).
+const NOT_SECRET_KEYS: &[&str] = &["host", "port"];
+
+/// The strings of a secret value that must never be logged: every string leaf, except
+/// the values of [`NOT_SECRET_KEYS`] in a mapping.
+pub fn secret_leaves(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) if !s.is_empty() => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .filter(|(k, _)| !NOT_SECRET_KEYS.contains(&k.as_str()))
+                .for_each(|(_, x)| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod leaves_tests {
+    #[test]
+    fn endpoints_are_not_secret() {
+        let v = serde_json::json!({"host": "127.0.0.1", "port": 5000, "username": "zuul", "password": "pw-123456", "cert": "-----BEGIN"});
+        let mut got = super::secret_leaves(&v);
+        got.sort();
+        assert_eq!(got, vec!["-----BEGIN", "pw-123456", "zuul"]);
+        assert_eq!(
+            super::secret_leaves(&serde_json::json!("plain")),
+            vec!["plain"]
+        );
+    }
+}

@@ -99,19 +99,11 @@ impl Vars {
 
     /// Every string a secret holds, for log redaction.
     pub fn secret_strings(&self) -> Vec<String> {
-        fn walk(v: &Value, out: &mut Vec<String>) {
-            match v {
-                Value::String(s) if !s.is_empty() => out.push(s.clone()),
-                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-                Value::Object(o) => o.values().for_each(|x| walk(x, out)),
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
-        for v in self.map.values().filter(|v| v.secret) {
-            walk(&v.value, &mut out);
-        }
-        out
+        self.map
+            .values()
+            .filter(|v| v.secret)
+            .flat_map(|v| super::redact::secret_leaves(&v.value))
+            .collect()
     }
 }
 

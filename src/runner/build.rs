@@ -67,12 +67,7 @@ fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Value])
 }
 
 fn strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
-        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
-        _ => {}
-    }
+    out.extend(crate::playbook::secret_leaves(v));
 }
 
 impl Build {
