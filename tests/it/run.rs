@@ -239,36 +239,49 @@ fn secrets_never_reach_logs_or_output() {
 fn ctrl_c_runs_cleanup_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = tmp.path().join("cleaned");
-    // `--var` and its value go together: gantry_run appends `--state-dir` after the args.
-    let var = format!("marker={}", marker.display());
+    let own_tmp = tmp.path().join("tmp");
+    std::fs::create_dir_all(&own_tmp).unwrap();
     let mut child = gantry_run(
         tmp.path(),
-        &[
-            fixture("cancel").to_str().unwrap(),
-            "--pipeline",
-            "check",
-            "--var",
-            &var,
-        ],
+        &[fixture("cancel").to_str().unwrap(), "--pipeline", "check"],
     )
+    .arg("--var")
+    .arg(format!("marker={}", marker.display()))
+    .env("TMPDIR", &own_tmp)
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    // Wait until the sleep has started.
+    // Wait until the sleep has started (the buildset registry is up by then).
     let builds = tmp.path().join("builds");
-    for _ in 0..200 {
-        let started = std::fs::read_dir(&builds)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .and_then(|e| std::fs::read_to_string(e.path().join("job-output.txt")).ok())
-            .is_some_and(|l| l.contains("sleeping"));
+    let mut started = false;
+    for _ in 0..400 {
+        started = std::fs::read_dir(&builds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path().join("job-output.txt"))
+                    .is_ok_and(|l| l.contains("sleeping"))
+            });
         if started {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    assert!(started, "the sleep task started");
+    let registry_dirs = || {
+        std::fs::read_dir(&own_tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("gantry-buildset-registry-")
+            })
+            .count()
+    };
+    assert_eq!(registry_dirs(), 1, "the buildset registry is running");
     let t0 = std::time::Instant::now();
     run(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let status = child.wait().unwrap();
@@ -278,7 +291,91 @@ fn ctrl_c_runs_cleanup_and_leaves_nothing_behind() {
     );
     assert!(!status.success());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "cleaned up");
+    assert_eq!(
+        registry_dirs(),
+        0,
+        "the buildset registry and its directory are gone"
+    );
     // No `sleep 30` left running.
     let ps = run(Command::new("ps").args(["-eo", "args"]));
     assert!(!ps.lines().any(|l| l.trim() == "sleep 30"), "{ps}");
+}
+
+#[test]
+fn the_registry_job_resumes_only_after_its_dependents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = gantry_run(
+        tmp.path(),
+        &[
+            fixture("pause").to_str().unwrap(),
+            "--pipeline",
+            "check",
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let builds = report["builds"].as_array().unwrap();
+    let registry = builds
+        .iter()
+        .find(|b| b["job"] == "gantry-buildset-registry")
+        .unwrap();
+    assert_eq!(registry["result"], "SUCCESS");
+    assert_eq!(registry["paused"], true);
+    let consumer = builds.iter().find(|b| b["job"] == "consumer").unwrap();
+    assert_eq!(consumer["result"], "SUCCESS");
+    // The registry's log: paused, then resumed after the consumer, then its post-run.
+    let log = std::fs::read_to_string(registry["log"].as_str().unwrap()).unwrap();
+    let paused = log.find("Job paused").unwrap();
+    let resumed = log.find("Job resumed").unwrap();
+    let post = log.find("push-to-intermediate-registry").unwrap();
+    assert!(paused < resumed && resumed < post, "{log}");
+    let consumer_log = std::fs::read_to_string(consumer["log"].as_str().unwrap()).unwrap();
+    assert!(consumer_log.contains("consumed"), "{consumer_log}");
+    // The consumer finished before the registry did.
+    assert!(registry["duration_ms"].as_u64().unwrap() >= consumer["duration_ms"].as_u64().unwrap());
+}
+
+#[test]
+fn the_reference_configuration_runs_unchanged() {
+    let publication = GantryServer::registry(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = repo().join("tests/fixtures/job/keys");
+    let publish = format!("docker.io={}", publication.host());
+    let reference = repo().join("examples/reference-config");
+    for pipeline in ["check", "gate", "promote"] {
+        let out = gantry_run(
+            tmp.path(),
+            &[
+                reference.to_str().unwrap(),
+                "--pipeline",
+                pipeline,
+                "--change",
+                "7",
+                "--key-dir",
+                keys.to_str().unwrap(),
+                "--publish-to",
+                &publish,
+            ],
+        )
+        .env("GANTRY_BUILDER", "native")
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{pipeline}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tags = run(Command::new(common::gantry_bin())
+        .args(["image", "ls"])
+        .arg(format!("{}/example/app", publication.host())));
+    assert_eq!(tags.trim(), "latest");
 }
