@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GANTRY=${GANTRY:-target/release/gantry}
+# The daemonless builder: no Docker engine needed (GANTRY_BUILDER=docker to use one).
+export GANTRY_BUILDER=${GANTRY_BUILDER:-native}
 [ -x "$GANTRY" ] || cargo build --release --quiet
 WORK=$(mktemp -d /tmp/gantry-seed.XXXXXX)
 cleanup() {
