@@ -27,6 +27,10 @@ pub enum ImageCommand {
     ///
     /// Example: gantry image ls 127.0.0.1:5000/app --long
     Ls(LsArgs),
+    /// List the repositories of a registry (`/v2/_catalog`).
+    ///
+    /// Example: gantry image catalog 127.0.0.1:5000
+    Catalog(CatalogArgs),
     /// Show an image's manifest, config and platforms.
     ///
     /// Example: gantry image inspect 127.0.0.1:5000/app:v1 --json
@@ -150,6 +154,14 @@ pub struct LsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CatalogArgs {
+    /// Registry host[:port].
+    pub registry: String,
+    #[command(flatten)]
+    pub reg: RegistryOpts,
+}
+
+#[derive(Args, Debug)]
 pub struct InspectArgs {
     pub image: String,
     #[command(flatten)]
@@ -224,6 +236,25 @@ pub async fn run(cmd: ImageCommand, quiet: bool) -> Result<Exit, CliError> {
                         Some(d) => println!("{}\t{d}", t.tag),
                         None => println!("{}", t.tag),
                     }
+                }
+            }
+            Ok(Exit::Success)
+        }
+        ImageCommand::Catalog(a) => {
+            let host = a
+                .registry
+                .trim_start_matches("docker://")
+                .trim_end_matches('/');
+            // Validate the host the way references are validated.
+            crate::oci::Reference::parse(&format!("{host}/x"))
+                .map_err(|e| usage(ClientError::Invalid(e.to_string())))?;
+            let client = a.reg.factory()?.client(host).map_err(failed)?;
+            let repos = client.catalog().await.map_err(failed)?;
+            if a.reg.json {
+                print_json(&repos)?;
+            } else {
+                for r in repos {
+                    println!("{r}");
                 }
             }
             Ok(Exit::Success)

@@ -732,38 +732,72 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Every tag of `repo`, following `Link` pagination.
-    pub async fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Tags {
-            tags: Option<Vec<String>>,
-        }
+    /// Entries per page asked for with `n` (`GANTRY_PAGE_SIZE` overrides it, for tests).
+    fn page_size() -> usize {
+        std::env::var("GANTRY_PAGE_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1000)
+    }
+
+    /// Reads a paginated list (`tags` or `repositories`), following `Link: <…>; rel="next"`.
+    async fn paginated(&self, path: &str, field: &str, scopes: &[String]) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut url = self.url(&format!("/v2/{repo}/tags/list")).await?;
+        let mut url = self.url(path).await?;
+        url.query_pairs_mut()
+            .append_pair("n", &Self::page_size().to_string());
         loop {
-            let resp = self
-                .send(Method::GET, url.clone(), &Self::pull_scope(repo), |r| r)
-                .await?;
+            let resp = self.send(Method::GET, url.clone(), scopes, |r| r).await?;
             if resp.status() == StatusCode::NOT_FOUND {
-                return Err(ClientError::NotFound(format!(
-                    "repository {}/{repo}",
-                    self.registry
-                )));
+                return Err(ClientError::NotFound(format!("{}{path}", self.registry)));
             }
             if !resp.status().is_success() {
                 return Err(status_error(resp, &Method::GET, &url).await);
             }
             let next = next_link(&resp, &url);
-            let t: Tags = resp
+            let v: serde_json::Value = resp
                 .json()
                 .await
-                .map_err(|e| ClientError::Invalid(format!("tags of {repo}: {e}")))?;
-            out.extend(t.tags.unwrap_or_default());
+                .map_err(|e| ClientError::Invalid(format!("{path}: {e}")))?;
+            out.extend(
+                v[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(String::from)),
+            );
             match next {
                 Some(n) => url = n,
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Every tag of `repo`.
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>> {
+        self.paginated(
+            &format!("/v2/{repo}/tags/list"),
+            "tags",
+            &Self::pull_scope(repo),
+        )
+        .await
+        .map_err(|e| match e {
+            ClientError::NotFound(_) => {
+                ClientError::NotFound(format!("repository {}/{repo}", self.registry))
+            }
+            e => e,
+        })
+    }
+
+    /// Every repository of the registry (`/v2/_catalog`).
+    pub async fn catalog(&self) -> Result<Vec<String>> {
+        self.paginated(
+            "/v2/_catalog",
+            "repositories",
+            &["registry:catalog:*".to_string()],
+        )
+        .await
     }
 
     /// Manifests whose subject is `digest` (OCI referrers API). Registries without the

@@ -172,11 +172,11 @@ mod tests {
     }
 }
 
-/// Keys whose values say *where* a service is, not how to get in: a registry's host and
-/// port appear in every log line about it, and masking them makes logs useless while
-/// protecting nothing (ZUUL.md §9's `buildset_registry` is secret data because of its
-/// password and certificate).
-const NOT_SECRET_KEYS: &[&str] = &["host", "port"];
+/// Keys whose values say *where* or *what*, not how to get in: a registry's host and port
+/// appear in every log line about it, and a credentials' `repository` regex in the error
+/// that refuses an upload; masking them makes logs useless while protecting nothing
+/// (ZUUL.md §9's `buildset_registry` is secret data because of its password and cert).
+const NOT_SECRET_KEYS: &[&str] = &["host", "port", "repository"];
 
 /// The strings of a secret value that must never be logged: every string leaf, except
 /// the values of [`NOT_SECRET_KEYS`] in a mapping.

@@ -553,3 +553,44 @@ mod reqwest {
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
+
+#[test]
+fn tags_and_catalog_follow_link_pagination() {
+    let s = GantryServer::registry(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    image::single_image_layout(&src, "v1", &[common::random_bytes(10, 77)]);
+    for (repo, tag) in [
+        ("a/one", "t1"),
+        ("a/one", "t2"),
+        ("a/one", "t3"),
+        ("b/two", "x"),
+        ("c", "y"),
+    ] {
+        run(gantry()
+            .args(["image", "copy", "-q"])
+            .arg(format!("oci:{}:v1", src.display()))
+            .arg(format!("{}/{repo}:{tag}", s.host())));
+    }
+    let before = s.requests().len();
+    let out = run(gantry()
+        .env("GANTRY_PAGE_SIZE", "2")
+        .args(["image", "ls"])
+        .arg(format!("{}/a/one", s.host())));
+    assert_eq!(out.trim(), "t1\nt2\nt3");
+    let out = run(gantry()
+        .env("GANTRY_PAGE_SIZE", "2")
+        .args(["image", "catalog"])
+        .arg(s.host()));
+    assert_eq!(out.trim(), "a/one\nb/two\nc");
+    let pages = requests_since(&s, before)
+        .iter()
+        .filter(|r| r.contains("tags/list") || r.contains("_catalog"))
+        .count();
+    assert_eq!(
+        pages,
+        4,
+        "two pages each: {:#?}",
+        requests_since(&s, before)
+    );
+}

@@ -296,9 +296,9 @@ fn ctrl_c_runs_cleanup_and_leaves_nothing_behind() {
         0,
         "the buildset registry and its directory are gone"
     );
-    // No `sleep 30` left running.
+    // No `sleep 31` left running.
     let ps = run(Command::new("ps").args(["-eo", "args"]));
-    assert!(!ps.lines().any(|l| l.trim() == "sleep 30"), "{ps}");
+    assert!(!ps.lines().any(|l| l.trim() == "sleep 31"), "{ps}");
 }
 
 #[test]
@@ -340,6 +340,48 @@ fn the_registry_job_resumes_only_after_its_dependents() {
     assert!(consumer_log.contains("consumed"), "{consumer_log}");
     // The consumer finished before the registry did.
     assert!(registry["duration_ms"].as_u64().unwrap() >= consumer["duration_ms"].as_u64().unwrap());
+    // use-buildset-registry wrote the host configuration under the host root.
+    let host = tmp.path().join("host");
+    let certs: Vec<_> = std::fs::read_dir(host.join("etc/docker/certs.d"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        certs.iter().any(|c| c.starts_with("127.0.0.1:"))
+            && certs
+                .iter()
+                .any(|c| c.starts_with("zuul-jobs.buildset-registry:")),
+        "{certs:?}"
+    );
+    for c in &certs {
+        let pem = std::fs::read_to_string(host.join("etc/docker/certs.d").join(c).join("ca.crt"))
+            .unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+    let conf = std::fs::read_to_string(host.join("etc/containers/registries.conf")).unwrap();
+    assert!(
+        conf.contains("prefix = \"docker.io\"")
+            && conf.contains("[[registry.mirror]]")
+            && conf.contains("/quay.io\""),
+        "{conf}"
+    );
+    let docker_config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(host.join("root/.docker/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        docker_config["auths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("127.0.0.1:"))
+    );
+    assert!(
+        host.join("etc/containerd/certs.d/docker.io/hosts.toml")
+            .exists()
+    );
+    assert!(host.join("etc/buildkit/buildkitd.toml").exists());
 }
 
 #[test]
@@ -378,4 +420,97 @@ fn the_reference_configuration_runs_unchanged() {
         .args(["image", "ls"])
         .arg(format!("{}/example/app", publication.host())));
     assert_eq!(tags.trim(), "latest");
+}
+
+#[test]
+fn a_job_past_its_timeout_is_timed_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let (out, _, code) = run_fail(&mut gantry_run(
+        tmp.path(),
+        &[fixture("timeout").to_str().unwrap(), "--pipeline", "check"],
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "the sleep was stopped"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("slow ") && l.contains("TIMED_OUT")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("after-slow") && l.contains("Skipped due to failed job slow")),
+        "{out}"
+    );
+}
+
+#[test]
+fn upload_refuses_a_repository_the_credentials_do_not_permit() {
+    let publication = GantryServer::registry(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, _, code) = run_fail(
+        gantry_run(
+            tmp.path(),
+            &[
+                fixture("notpermitted").to_str().unwrap(),
+                "--pipeline",
+                "gate",
+                "--change",
+                "3",
+                "--publish-to",
+                &format!("docker.io={}", publication.host()),
+            ],
+        )
+        .env("GANTRY_BUILDER", "native"),
+    );
+    assert_eq!(code, 1);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("upload "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("POST_FAILURE") && line.contains("example/app not permitted by ^other/.*"),
+        "{out}"
+    );
+    assert!(!out.contains("Up-Load-Pass-77"));
+}
+
+#[test]
+fn job_graph_dot_output_renders_with_graphviz() {
+    if !common::require_tool("dot", &["-V"]) {
+        return;
+    }
+    let dot = run(Command::new(common::gantry_bin())
+        .args(["job", "graph", "--pipeline", "check", "--format", "dot"])
+        .arg(fixture("failing")));
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    // SVG escapes "-" as &#45;.
+    let svg = String::from_utf8_lossy(&out.stdout)
+        .replace("&#45;", "-")
+        .replace("&gt;", ">");
+    for title in [
+        "<title>broken</title>",
+        "<title>after-broken</title>",
+        "<title>independent</title>",
+        "<title>broken->after-broken</title>",
+    ] {
+        assert!(svg.contains(title), "{title} in {svg}");
+    }
 }
