@@ -17,9 +17,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::log::BuildLog;
 use super::vars::{VarLayers, assemble};
-use super::{BuildReport, BuildsetCtx, Event, Msg, PlaybookResult, PlaybookRun, ms};
+use super::{BuildReport, BuildsetCtx, Event, Msg, ms};
 use crate::job::{BuildResult, FrozenJob, FrozenPlaybook, ParentData, Returned};
-use crate::playbook::LogSink;
+use crate::playbook::{LogSink, PlaybookContext, PlaybookOutcome};
 
 struct Build {
     ctx: Arc<BuildsetCtx>,
@@ -99,7 +99,7 @@ impl Build {
         pb: &FrozenPlaybook,
         success: Option<bool>,
         cancel: tokio_util::sync::CancellationToken,
-    ) -> PlaybookResult {
+    ) -> PlaybookOutcome {
         let path = pb.root.join(&pb.path);
         self.log.line(&format!(
             "PLAYBOOK [{}] ({} from {})",
@@ -108,10 +108,10 @@ impl Build {
         let secrets = match self.secrets_for(pb) {
             Ok(s) => s,
             Err(e) => {
-                return PlaybookResult {
+                return PlaybookOutcome {
                     ok: false,
                     error: Some(e),
-                    ..PlaybookResult::default()
+                    ..PlaybookOutcome::default()
                 };
             }
         };
@@ -129,7 +129,7 @@ impl Build {
             zuul: &self.zuul,
             success,
         });
-        let run = PlaybookRun {
+        let run = PlaybookContext {
             project_dir: &pb.root,
             work_dir: &self.work,
             vars,
@@ -156,10 +156,10 @@ impl Build {
             }
             Err(e) => {
                 self.log.line(&format!("playbook error: {e}"));
-                PlaybookResult {
+                PlaybookOutcome {
                     ok: false,
                     error: Some(e),
-                    ..PlaybookResult::default()
+                    ..PlaybookOutcome::default()
                 }
             }
         }

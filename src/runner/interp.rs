@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{PlaybookExecutor, PlaybookResult, PlaybookRun};
-use crate::playbook::{PlaybookContext, run_playbook};
+use super::PlaybookExecutor;
+use crate::playbook::{PlaybookContext, PlaybookOutcome, run_playbook};
 
 /// The playbook interpreter `gantry run` uses.
 pub fn interpreter() -> Arc<dyn PlaybookExecutor> {
@@ -20,26 +20,12 @@ impl PlaybookExecutor for Interpreter {
     fn run<'a>(
         &'a self,
         playbook: &'a Path,
-        run: PlaybookRun<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookResult, String>> {
+        ctx: PlaybookContext<'a>,
+    ) -> BoxFuture<'a, Result<PlaybookOutcome, String>> {
         Box::pin(async move {
-            let ctx = PlaybookContext {
-                project_dir: run.project_dir,
-                work_dir: run.work_dir,
-                vars: run.vars,
-                native: run.native,
-                log: run.log,
-                cancel: run.cancel,
-            };
-            let outcome = run_playbook(playbook, &ctx)
+            run_playbook(playbook, &ctx)
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok(PlaybookResult {
-                ok: outcome.ok,
-                error: outcome.error,
-                returned: outcome.returned,
-                facts: outcome.facts,
-            })
+                .map_err(|e| e.to_string())
         })
     }
 }

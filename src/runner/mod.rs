@@ -34,7 +34,7 @@ use crate::job::{
     BuildResult, BuildState, Config, ItemRef, JobGraph, QueueChange, Requirements, Returned,
     resolve_requirements,
 };
-use crate::playbook::{LogSink, NativeRoles, Vars};
+use crate::playbook::{PlaybookContext, PlaybookOutcome};
 use crate::roles::RoleEnv;
 
 /// What happens during a buildset, for reporters.
@@ -73,32 +73,15 @@ pub enum Event {
     },
 }
 
-/// One playbook to run, as the runner hands it to the interpreter.
-pub struct PlaybookRun<'a> {
-    pub project_dir: &'a Path,
-    pub work_dir: &'a Path,
-    pub vars: Vars,
-    pub native: &'a dyn NativeRoles,
-    pub log: &'a dyn LogSink,
-    pub cancel: CancellationToken,
-}
-
-/// What a playbook did.
-#[derive(Clone, Debug, Default)]
-pub struct PlaybookResult {
-    pub ok: bool,
-    pub error: Option<String>,
-    pub returned: Returned,
-    pub facts: Map<String, Value>,
-}
-
-/// The playbook interpreter, as the runner needs it.
+/// The playbook interpreter, as the runner needs it: a playbook and its context in, its
+/// outcome out; `Err` when the playbook itself is invalid. A trait so the driver's
+/// semantics can be tested with scripted playbooks.
 pub trait PlaybookExecutor: Send + Sync {
     fn run<'a>(
         &'a self,
         playbook: &'a Path,
-        run: PlaybookRun<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookResult, String>>;
+        ctx: PlaybookContext<'a>,
+    ) -> BoxFuture<'a, Result<PlaybookOutcome, String>>;
 }
 
 /// Everything about one `gantry run` that is not configuration.
@@ -472,8 +455,8 @@ mod tests {
         fn run<'a>(
             &'a self,
             playbook: &'a Path,
-            run: PlaybookRun<'a>,
-        ) -> BoxFuture<'a, Result<PlaybookResult, String>> {
+            run: PlaybookContext<'a>,
+        ) -> BoxFuture<'a, Result<PlaybookOutcome, String>> {
             Box::pin(async move {
                 let name = playbook.file_name().unwrap().to_string_lossy().to_string();
                 let job = run
@@ -484,9 +467,9 @@ mod tests {
                     .unwrap_or("")
                     .to_string();
                 self.calls.lock().unwrap().push(format!("{job}:{name}"));
-                let mut r = PlaybookResult {
+                let mut r = PlaybookOutcome {
                     ok: true,
-                    ..PlaybookResult::default()
+                    ..PlaybookOutcome::default()
                 };
                 match name.as_str() {
                     "fail.yaml" => {
