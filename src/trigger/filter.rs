@@ -196,7 +196,17 @@ impl Range {
         Ok(Range(out))
     }
 
+    /// As npm/cargo do, a pre-release is only in a range that names a pre-release of the
+    /// same version (`<2` does not admit `2.0.0-rc1`).
     fn contains(&self, v: &Semver) -> bool {
+        if v.pre.is_some()
+            && !self
+                .0
+                .iter()
+                .any(|(_, b)| b.pre.is_some() && b.nums == v.nums)
+        {
+            return false;
+        }
         self.0.iter().all(|(op, b)| match op.as_str() {
             ">=" => v >= b,
             ">" => v > b,

@@ -43,9 +43,36 @@ fn json(body: &[u8]) -> Result<Value, TriggerError> {
     serde_json::from_slice(body).map_err(|e| bad(format!("not JSON: {e}")))
 }
 
+/// Docker Hub's own documented example escapes `[` and `]` (`\[`), which JSON does not
+/// allow; senders copied from it do the same. Invalid escapes are read as the character.
+fn lenient_json(body: &[u8]) -> Result<Value, TriggerError> {
+    let strict = match json(body) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let text = std::str::from_utf8(body).map_err(|_| strict)?;
+    let mut fixed = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            fixed.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(n @ ('"' | '\\' | '/' | 'b' | 'f' | 'n' | 'r' | 't' | 'u')) => {
+                fixed.push('\\');
+                fixed.push(n);
+            }
+            Some(n) => fixed.push(n),
+            None => fixed.push('\\'),
+        }
+    }
+    json(fixed.as_bytes())
+}
+
 /// Docker Hub's webhook body.
 pub fn dockerhub(body: &[u8]) -> Result<Push, TriggerError> {
-    let v = json(body)?;
+    let v = lenient_json(body)?;
     let repo = v
         .get("repository")
         .filter(|r| r.is_object())
@@ -158,6 +185,8 @@ mod tests {
                 .unwrap();
         assert_eq!(p.repository, "a/b");
         assert!(dockerhub(b"{").is_err());
+        let p = dockerhub(br#"{"repository":{"repo_name":"a/b","dockerfile":"[\/x\]"}}"#).unwrap();
+        assert_eq!(p.repository, "a/b");
         assert!(dockerhub(b"[]").is_err());
     }
 
