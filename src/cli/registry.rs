@@ -58,6 +58,12 @@ pub struct ServeArgs {
     /// Allow pulls without credentials.
     #[arg(long)]
     pub anonymous_read: bool,
+    /// Send distribution notifications (manifest pushes with a tag) to this URL, from a
+    /// persistent queue under the data dir, with retries; repeatable.
+    ///
+    /// Example: --notify 'http://127.0.0.1:8080/hooks/registry/app?token=s3cret'
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
     /// TLS certificate (PEM).
     #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
     pub tls_cert: Option<PathBuf>,
@@ -177,6 +183,7 @@ async fn serve(args: ServeArgs) -> Result<Exit, CliError> {
     config.read_only = args.read_only;
     config.tls = tls;
     config.max_manifest_size = args.max_manifest_size;
+    config.notify = args.notify.clone();
     let registry = Registry::new(config).usage()?;
     {
         let mut out = std::io::stdout().lock();

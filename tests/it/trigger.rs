@@ -554,3 +554,36 @@ fn trigger_distribution_envelope_from_docker_registry_after_skopeo_copy() {
     );
     assert_eq!(got["source"], "registry");
 }
+
+#[test]
+fn trigger_gantry_registry_notify_starts_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(
+        tmp.path(),
+        &[],
+        "  - name: own\n    source: registry\n    token: n0tify\n    image: 'team/.*'\n    project: PROJECT\n    pipeline: check\n    parameters: {out: OUT}\n",
+        &[],
+    );
+    let notify = s.url("/hooks/registry/own?token=n0tify");
+    let reg = GantryServer::registry(&["--notify", &notify]);
+    // A blob-only or untagged push sends nothing; the tagged manifest push does.
+    let digest = push_image(&reg.host(), "team/app", "v2", 30);
+    let x = wait_for(60, "a run from gantry's registry notification", || {
+        s.executions()
+            .into_iter()
+            .find(|x| x["status"] != "RUNNING")
+    });
+    assert_eq!(x["status"], "SUCCESS", "{x}");
+    assert_eq!(x["digest"], digest.as_str());
+    assert_eq!(x["registry"], reg.host().as_str());
+    let got = s.recorded(x["event_id"].as_i64().unwrap());
+    assert_eq!(
+        got["reference"],
+        format!("{}/team/app@{digest}", reg.host()).as_str()
+    );
+    // Delivered notifications leave the queue.
+    let queue = reg.data.join("notifications");
+    wait_for(10, "an empty notification queue", || {
+        (std::fs::read_dir(&queue).unwrap().count() == 0).then_some(())
+    });
+}
