@@ -20,7 +20,7 @@ pub enum RegistryCommand {
     ///   --tls-self-signed /var/lib/gantry/tls --htpasswd /etc/gantry/htpasswd
     ///
     /// The first line on stdout is `listening on ADDR`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Delete blobs, manifests and upload sessions no tag reaches.
     ///
     /// Example: gantry registry gc --data-dir /var/lib/gantry --dry-run
@@ -135,7 +135,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(cmd: RegistryCommand) -> Result<Exit, CliError> {
     match cmd {
-        RegistryCommand::Serve(args) => serve(args).await,
+        RegistryCommand::Serve(args) => serve(*args).await,
         RegistryCommand::Gc(args) => gc(args).await,
         RegistryCommand::Htpasswd(args) => htpasswd(args),
     }
