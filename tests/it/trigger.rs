@@ -239,6 +239,8 @@ fn trigger_dockerhub_seed_body_with_right_and_wrong_token() {
         got["environment"]["GO_PACKAGE_HUB_APP_LABEL"], "latest",
         "{got}"
     );
+    let shell_env = std::fs::read_to_string(s.out.join(format!("{id}.env"))).unwrap();
+    assert_eq!(shell_env, format!("latest {digest}"));
     let env = got["environment"].to_string();
     assert!(!env.to_lowercase().contains("password"), "{env}");
     let ev = s.event(id);
