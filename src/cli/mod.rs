@@ -3,6 +3,7 @@
 
 mod build;
 mod config;
+mod endpoint;
 mod events;
 mod image;
 mod job;
@@ -112,6 +113,9 @@ pub enum Command {
     /// Enable, disable and test the triggers of `gantry serve`.
     #[command(subcommand)]
     Trigger(trigger::TriggerCommand),
+    /// Registry endpoints of `gantry serve`.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
 }
 
 impl Cli {
@@ -163,5 +167,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Serve(args) => serve::run(args).await,
         Command::Events(cmd) => events::run(cmd),
         Command::Trigger(cmd) => trigger::run(cmd),
+        Command::Endpoint(cmd) => endpoint::run(cmd).await,
     }
 }

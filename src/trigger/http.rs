@@ -148,6 +148,7 @@ async fn intake(
         ("done", "disabled")
     };
     let source_name = trigger.source.as_str();
+    let announced = pushes.len();
     let svc2 = svc.clone();
     let name2 = name.clone();
     // The commit (fsync) blocks: keep it off the async workers.
@@ -170,6 +171,9 @@ async fn intake(
     }
     let outcome = if !enabled {
         "disabled"
+    } else if ids.is_empty() && announced > 0 {
+        // Every push carried an idempotency key seen before: a redelivery.
+        "duplicate delivery"
     } else if ids.is_empty() {
         "nothing to do"
     } else {

@@ -589,3 +589,114 @@ fn trigger_gantry_registry_notify_starts_a_run() {
         (std::fs::read_dir(&queue).unwrap().count() == 0).then_some(())
     });
 }
+
+#[test]
+fn trigger_page_in_headless_chromium_shows_the_run_and_its_timeline() {
+    if !common::require_tool("chromium", &["--version"]) {
+        return;
+    }
+    let reg = GantryServer::registry(&[]);
+    push_image(&reg.host(), "svendowideit/testhook", "latest", 40);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(
+        tmp.path(),
+        &[("reg", format!("http://{}", reg.host()))],
+        &hub_trigger("hub-app", ""),
+        &[],
+    );
+    let (code, _) = http(
+        "POST",
+        &s.url("/hooks/dockerhub/hub-app?token=s3cret"),
+        &[],
+        seed_body(),
+    );
+    assert_eq!(code, 202);
+    let x = s.finished_execution(1);
+    let chromium = |extra: &[&str]| {
+        let mut c = Command::new("chromium");
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=5000",
+            "--window-size=1200,800",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            tmp.path().join("chromium").display()
+        ))
+        .args(extra)
+        .arg(s.url("/"));
+        c
+    };
+    let dom = run(&mut chromium(&["--dump-dom"]));
+    assert!(dom.contains("svendowideit/testhook:latest"), "{dom}");
+    assert!(dom.contains("record-trigger"), "the job timeline: {dom}");
+    assert!(dom.contains("class=\"bar SUCCESS\""), "{dom}");
+    assert!(dom.contains(&x["id"].as_str().unwrap()[..12]), "{dom}");
+    // A screenshot for people (kept next to the test's target dir).
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gantry-serve-page.png");
+    let _ = std::fs::remove_file(&shot);
+    run(&mut chromium(&[&format!(
+        "--screenshot={}",
+        shot.display()
+    )]));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{}", shot.display());
+}
+
+#[test]
+fn trigger_gitlab_tag_push_with_idempotency_key() {
+    let reg = GantryServer::registry(&[]);
+    let digest = push_image(&reg.host(), "team/app", "v1", 50);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(
+        tmp.path(),
+        &[("reg", format!("http://{}", reg.host()))],
+        "  - name: gl\n    source: gitlab\n    endpoint: reg\n    token: gl-secret\n    project: PROJECT\n    pipeline: check\n    parameters: {out: OUT}\n",
+        &[],
+    );
+    let body = std::fs::read(fixtures().join("gitlab-tag-push.json")).unwrap();
+    let url = s.url("/hooks/gitlab/gl");
+    let (code, _) = http("POST", &url, &[("X-Gitlab-Token", "nope")], body.clone());
+    assert_eq!(code, 401);
+    let headers = [("X-Gitlab-Token", "gl-secret"), ("Idempotency-Key", "k-1")];
+    let (code, first) = http("POST", &url, &headers, body.clone());
+    assert_eq!(code, 202, "{first}");
+    // GitLab retries a delivery with the same key: accepted, not logged twice.
+    let (code, again) = http("POST", &url, &headers, body.clone());
+    assert_eq!(code, 202);
+    assert!(again.contains("\"events\":[]"), "{again}");
+    let x = s.finished_execution(1);
+    assert_eq!(x["status"], "SUCCESS", "{x}");
+    assert_eq!(x["repository"], "team/app");
+    assert_eq!(x["digest"], digest.as_str());
+    assert_eq!(s.events().len(), 1);
+}
+
+#[test]
+fn trigger_endpoint_check() {
+    let reg = GantryServer::registry(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gantry-serve.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "endpoints:\n  - name: up\n    url: http://{}\n  - name: down\n    url: http://127.0.0.1:9\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let out = run(gantry()
+        .args(["endpoint", "check", "up", "--config"])
+        .arg(&cfg));
+    assert!(out.contains("connection OK"), "{out}");
+    let (out, _, code) = run_fail(
+        gantry()
+            .args(["endpoint", "check", "down", "--config"])
+            .arg(&cfg),
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("connection failed"), "{out}");
+}
