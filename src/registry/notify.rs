@@ -256,6 +256,43 @@ fn redact(url: &str) -> &str {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_unreachable_endpoint_keeps_the_notification_queued() {
+        let d = tempfile::tempdir().unwrap();
+        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        let n = Notifier::new(d.path(), vec!["http://127.0.0.1:9/hook".into()]).unwrap();
+        n.pushed(&Pushed {
+            repository: "a/b",
+            tag: "t",
+            digest: "sha256:00",
+            media_type: "application/vnd.oci.image.manifest.v1+json",
+            size: 2,
+            host: "h:1",
+            scheme: "http",
+            user: None,
+            user_agent: None,
+        })
+        .unwrap();
+        let next = n.deliver_due().await.unwrap();
+        assert!(next.is_some(), "a retry is scheduled");
+        let files: Vec<_> = std::fs::read_dir(d.path().join("notifications"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let q: Queued = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+        assert_eq!(q.attempts, 1);
+        assert_eq!(q.envelope["events"][0]["target"]["tag"], "t");
+        // Not due yet: a second pass sends nothing and keeps it.
+        n.deliver_due().await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(d.path().join("notifications"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");

@@ -7,6 +7,7 @@
 //!     credentials: user:pass       # optional; never handed to pipelines
 //!     ca: /etc/ssl/my-ca.pem       # optional
 //!     insecure: false
+//!     rate_limit: 5                # polls: at most 5 requests/s to this registry
 //! triggers:
 //!   - name: app
 //!     source: dockerhub            # dockerhub | registry | gitlab | poll
@@ -69,6 +70,8 @@ struct RawEndpoint {
     ca: Option<PathBuf>,
     #[serde(default)]
     insecure: bool,
+    #[serde(default)]
+    rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -131,6 +134,8 @@ pub struct Endpoint {
     /// `host:port` as references name it.
     pub host: String,
     pub options: ClientOptions,
+    /// Polls send at most this many requests per second to this registry.
+    pub rate_limit: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -285,10 +290,14 @@ impl ServeConfig {
             if endpoints.iter().any(|x: &Endpoint| x.name == e.name) {
                 errors.push(format!("{at}: endpoint {} is defined twice", e.name));
             }
+            if e.rate_limit.is_some_and(|r| r <= 0.0) {
+                errors.push(format!("{at}: endpoint {}: rate_limit must be > 0", e.name));
+            }
             endpoints.push(Endpoint {
                 name: e.name,
                 host,
                 options,
+                rate_limit: e.rate_limit,
             });
         }
 

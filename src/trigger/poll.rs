@@ -4,7 +4,8 @@
 //! 1. first poll of a trigger (nothing seen yet): the latest tag by the trigger's ordering
 //!    fires, as GoCD's poller does; every other tag is only remembered;
 //! 2. later polls: a new tag, or a known tag whose digest changed (re-pushed), fires;
-//! 3. a 429 (or any registry error) doubles the wait, up to 16 intervals; success resets it.
+//! 3. a 429 (or any registry error) doubles the wait, up to 16 intervals; success resets it;
+//!    an endpoint's `rate_limit` spaces the requests of one poll.
 //!
 //! The trigger's `image` is the repository name (literally) for polls.
 
@@ -75,7 +76,16 @@ pub async fn poll_once(svc: &Service, trigger: &Trigger) -> Result<usize, Trigge
         .latest(tags.iter().map(String::as_str))
         .map(str::to_string);
     let mut fired = 0;
+    // The endpoint's request-rate limit, between the HEADs of one poll.
+    let gap = trigger
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.rate_limit)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     for tag in &tags {
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
         let Some(digest) = client
             .head_manifest(&repository, tag)
             .await
