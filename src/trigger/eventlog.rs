@@ -92,6 +92,11 @@ pub struct BuildRow {
     pub start_ms: i64,
     pub duration_ms: Option<i64>,
     pub message: Option<String>,
+    /// The build's log file on the server (served at `/api/executions/<id>/logs/<uuid>`).
+    #[serde(default)]
+    pub log: Option<String>,
+    #[serde(default)]
+    pub artifacts: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -56,6 +56,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/api/events/{id}", get(event))
         .route("/api/executions", get(executions))
         .route("/api/executions/{id}", get(execution))
+        .route("/api/executions/{id}/logs/{uuid}", get(build_log))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(log_request))
         .with_state(svc)
@@ -225,6 +226,25 @@ async fn execution(
             format!("no execution {id}"),
         )),
     }
+}
+
+/// A build's log, found through the execution's record (never a path from the request).
+async fn build_log(
+    State(svc): State<Arc<Service>>,
+    Path((id, uuid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no log for build {uuid}"));
+    let x = svc.log.execution(&id)?.ok_or_else(missing)?;
+    let path = x
+        .builds
+        .iter()
+        .find(|b| b.uuid == uuid)
+        .and_then(|b| b.log.clone())
+        .ok_or_else(missing)?;
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|_| missing())?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 #[cfg(test)]

@@ -203,6 +203,8 @@ async fn execute(svc: Arc<Service>, id: String, req: PipelineRequest, cancel: Ca
                         start_ms: at,
                         duration_ms: None,
                         message: None,
+                        log: None,
+                        artifacts: vec![],
                     }),
                     Event::BuildFinished {
                         job,
@@ -228,6 +230,8 @@ async fn execute(svc: Arc<Service>, id: String, req: PipelineRequest, cancel: Ca
                                 start_ms: (at - d).max(0),
                                 duration_ms: Some(d),
                                 message,
+                                log: None,
+                                artifacts: vec![],
                             }),
                         }
                     }
@@ -238,6 +242,8 @@ async fn execute(svc: Arc<Service>, id: String, req: PipelineRequest, cancel: Ca
                         start_ms: at,
                         duration_ms: Some(0),
                         message: Some(reason),
+                        log: None,
+                        artifacts: vec![],
                     }),
                     _ => continue,
                 }
@@ -253,9 +259,16 @@ async fn execute(svc: Arc<Service>, id: String, req: PipelineRequest, cancel: Ca
     };
     let note = |line: String| tracing::info!("{line}");
     let outcome = run_pipeline(req, tx, cancel, &note).await;
-    let builds = recorder.await.unwrap_or_default();
+    let mut builds = recorder.await.unwrap_or_default();
     let (status, message) = match outcome {
         Ok(o) => {
+            // Logs and artifacts are known once the buildset is done.
+            for r in &o.report.builds {
+                if let Some(b) = builds.iter_mut().find(|b| b.uuid == r.uuid) {
+                    b.log = r.log.as_ref().map(|p| p.display().to_string());
+                    b.artifacts = r.artifacts.clone();
+                }
+            }
             if let Some((_, task)) = o.local_registry {
                 task.abort();
             }

@@ -243,6 +243,18 @@ fn trigger_dockerhub_seed_body_with_right_and_wrong_token() {
     assert_eq!(shell_env, format!("latest {digest}"));
     let env = got["environment"].to_string();
     assert!(!env.to_lowercase().contains("password"), "{env}");
+    let uuid = x["builds"][0]["uuid"].as_str().unwrap();
+    let (code, log) = http(
+        "GET",
+        &s.url(&format!(
+            "/api/executions/{}/logs/{uuid}",
+            x["id"].as_str().unwrap()
+        )),
+        &[],
+        vec![],
+    );
+    assert_eq!(code, 200);
+    assert!(log.contains("Write what the trigger handed over"), "{log}");
     let ev = s.event(id);
     assert_eq!(ev["outcome"], "started");
     assert_eq!(ev["execution"], x["id"]);
