@@ -11,6 +11,10 @@
 #             duplicates), so intake competes with the worker for the log.
 # Reports events/s, p50/p99 latency and the number of events in the log afterwards.
 #
+# Measured (2 shared cores, VM disk, release build, 30 s, 16 connections):
+#   intake  4162 events/s  p50 3.77 ms  p99 7.74 ms  (124,929 events logged, no non-2xx)
+#   worker  3677 events/s  p50 4.24 ms  p99 9.35 ms  (110,426 events logged, no non-2xx)
+#
 # usage: bench/serve.sh [DURATION] [CONNECTIONS]   (default 30 s, 16; needs wrk, python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +37,7 @@ mkfifo "$WORK/reg.out"
 $GANTRY registry serve --listen 127.0.0.1:0 --data-dir "$WORK/reg" >"$WORK/reg.out" 2>"$WORK/reg.log" &
 read -r _ _ REG <"$WORK/reg.out"
 python3 bench/mklayout.py "$WORK/layout" latest 1 4096 >/dev/null
-$GANTRY image copy -q "oci:$WORK/layout:latest" "$REG/svendowideit/testhook:latest"
+$GANTRY image copy -q "oci:$WORK/layout:latest" "$REG/svendowideit/testhook:latest" >/dev/null
 
 cat >"$WORK/gantry-serve.yaml" <<EOF
 endpoints:
