@@ -77,9 +77,16 @@ impl Service {
         run: RunSettings,
     ) -> Result<Arc<Service>, TriggerError> {
         let log = Arc::new(EventLog::open(&state_dir)?);
-        let mut clients = crate::client::StoreFactory::new(crate::client::ClientOptions::default());
+        // The worker and the polls have their own retry schedules (kept in the event log);
+        // a client that retried too would hold the worker on one unreachable registry.
+        let no_retry = |o: &crate::client::ClientOptions| crate::client::ClientOptions {
+            retries: 0,
+            ..o.clone()
+        };
+        let mut clients =
+            crate::client::StoreFactory::new(no_retry(&crate::client::ClientOptions::default()));
         for e in &config.endpoints {
-            clients = clients.with_registry_options(&e.host, e.options.clone());
+            clients = clients.with_registry_options(&e.host, no_retry(&e.options));
         }
         Ok(Arc::new(Service {
             config,
