@@ -311,6 +311,15 @@ fn trigger_burst_of_six_identical_hooks_starts_one_run() {
     assert_eq!((started, dups), (1, 5), "{events:?}");
     s.finished_execution(1);
     assert_eq!(s.executions().len(), 1);
+    // A replay is never a duplicate: the running server starts a second run.
+    let dup = events.iter().find(|e| e["outcome"] != "started").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    run(gantry()
+        .args(["events", "replay", &dup.to_string(), "--state-dir"])
+        .arg(&s.state));
+    s.finished_execution(2);
+    assert_eq!(s.event(dup)["outcome"], "started");
 }
 
 #[test]
