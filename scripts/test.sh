@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included. On a fresh machine it installs and starts what the
 # interop tests drive (skopeo, the Docker engine, Debian's docker-registry, busybox-static
-# for local base images, openssl, graphviz), then runs every test. `.ci/run` calls exactly this.
+# for local base images, openssl, graphviz, chromium), then runs every test. `.ci/run` calls exactly this.
 #
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -15,6 +15,8 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
 command -v tar >/dev/null 2>&1 || need+=(tar)
+# gantry serve's executions page is tested in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   sudo=""

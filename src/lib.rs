@@ -14,3 +14,4 @@ pub mod registry;
 pub mod report;
 pub mod roles;
 pub mod runner;
+pub mod trigger;

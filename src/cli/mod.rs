@@ -3,11 +3,15 @@
 
 mod build;
 mod config;
+mod endpoint;
+mod events;
 mod image;
 mod job;
 mod registry;
 mod run;
 mod secret;
+mod serve;
+mod trigger;
 
 use clap::{Parser, Subcommand};
 
@@ -98,6 +102,20 @@ pub enum Command {
     Secret(secret::SecretCommand),
     /// Build an image from a Dockerfile and push it (docker engine or daemonless).
     Build(Box<build::BuildArgs>),
+    /// Start pipeline runs when images change in registries (webhooks, notifications,
+    /// polls), with a durable event log and an executions page.
+    ///
+    /// Example: gantry serve --config gantry-serve.yaml --listen 127.0.0.1:8080
+    Serve(serve::ServeArgs),
+    /// The event log of `gantry serve`.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Enable, disable and test the triggers of `gantry serve`.
+    #[command(subcommand)]
+    Trigger(trigger::TriggerCommand),
+    /// Registry endpoints of `gantry serve`.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
 }
 
 impl Cli {
@@ -105,7 +123,7 @@ impl Cli {
     /// and log only warnings, so embedded registries stay quiet.
     fn default_level(&self) -> &'static str {
         match &self.command {
-            Command::Registry(registry::RegistryCommand::Serve(_)) => "info",
+            Command::Registry(registry::RegistryCommand::Serve(_)) | Command::Serve(_) => "info",
             _ => "warn",
         }
     }
@@ -146,5 +164,9 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Job(cmd) => job::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
         Command::Build(args) => build::run(*args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Events(cmd) => events::run(cmd),
+        Command::Trigger(cmd) => trigger::run(cmd),
+        Command::Endpoint(cmd) => endpoint::run(cmd).await,
     }
 }

@@ -20,7 +20,7 @@ pub enum RegistryCommand {
     ///   --tls-self-signed /var/lib/gantry/tls --htpasswd /etc/gantry/htpasswd
     ///
     /// The first line on stdout is `listening on ADDR`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Delete blobs, manifests and upload sessions no tag reaches.
     ///
     /// Example: gantry registry gc --data-dir /var/lib/gantry --dry-run
@@ -58,6 +58,12 @@ pub struct ServeArgs {
     /// Allow pulls without credentials.
     #[arg(long)]
     pub anonymous_read: bool,
+    /// Send distribution notifications (manifest pushes with a tag) to this URL, from a
+    /// persistent queue under the data dir, with retries; repeatable.
+    ///
+    /// Example: --notify 'http://127.0.0.1:8080/hooks/registry/app?token=s3cret'
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
     /// TLS certificate (PEM).
     #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
     pub tls_cert: Option<PathBuf>,
@@ -129,7 +135,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(cmd: RegistryCommand) -> Result<Exit, CliError> {
     match cmd {
-        RegistryCommand::Serve(args) => serve(args).await,
+        RegistryCommand::Serve(args) => serve(*args).await,
         RegistryCommand::Gc(args) => gc(args).await,
         RegistryCommand::Htpasswd(args) => htpasswd(args),
     }
@@ -177,6 +183,7 @@ async fn serve(args: ServeArgs) -> Result<Exit, CliError> {
     config.read_only = args.read_only;
     config.tls = tls;
     config.max_manifest_size = args.max_manifest_size;
+    config.notify = args.notify.clone();
     let registry = Registry::new(config).usage()?;
     {
         let mut out = std::io::stdout().lock();

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::anyhow;
 use clap::Args;
@@ -10,11 +9,11 @@ use serde_json::{Map, Value};
 
 use super::{CliError, Exit, UsageExt};
 use crate::client::{ClientOptions, Credentials};
-use crate::job::{JobGraph, LoadOptions, QueueChange};
 use crate::registry::{Registry, RegistryConfig};
 use crate::report::console::{self, ConsoleOptions};
-use crate::roles::{Endpoint, RoleEnv};
-use crate::runner::{self, RunOptions, records};
+use crate::roles::Endpoint;
+use crate::runner::pipeline::{self, PipelineRequest};
+use crate::runner::records;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -78,7 +77,7 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
+pub(crate) fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
     if let Some(d) = arg {
         return Ok(d.clone());
     }
@@ -90,7 +89,7 @@ fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
         .usage()
 }
 
-fn key_dir(arg: &Option<PathBuf>) -> Option<PathBuf> {
+pub(crate) fn key_dir(arg: &Option<PathBuf>) -> Option<PathBuf> {
     arg.clone().or_else(|| {
         std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
@@ -99,7 +98,7 @@ fn key_dir(arg: &Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-fn parse_vars(vars: &[String]) -> Result<Map<String, Value>, CliError> {
+pub(crate) fn parse_vars(vars: &[String]) -> Result<Map<String, Value>, CliError> {
     let mut out = Map::new();
     for v in vars {
         let (k, val) = v
@@ -113,54 +112,9 @@ fn parse_vars(vars: &[String]) -> Result<Map<String, Value>, CliError> {
     Ok(out)
 }
 
-/// A project name from a `--ahead` part: a directory's name, or the name itself.
-fn project_name(s: &str) -> String {
-    let p = std::path::Path::new(s);
-    if p.is_dir() {
-        p.canonicalize()
-            .ok()
-            .and_then(|c| c.file_name().map(|n| n.to_string_lossy().to_string()))
-            .unwrap_or_else(|| s.to_string())
-    } else {
-        s.to_string()
-    }
-}
-
 pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliError> {
     let state = state_dir(&args.state_dir)?;
-    std::fs::create_dir_all(&state)
-        .map_err(|e| anyhow!("creating {}: {e}", state.display()))
-        .usage()?;
-    let project_dir = args
-        .project_dir
-        .canonicalize()
-        .map_err(|e| anyhow!("project directory {}: {e}", args.project_dir.display()))
-        .usage()?;
-    let project = args
-        .project
-        .clone()
-        .unwrap_or_else(|| project_name(&project_dir.display().to_string()));
-    let library = args
-        .jobs_dir
-        .clone()
-        .or_else(super::config::default_library_dir);
-    let config = crate::job::load(
-        &project_dir,
-        &LoadOptions {
-            library_dir: library,
-            project_name: Some(project.clone()),
-            allow_external: false,
-        },
-    )
-    .map_err(|e| anyhow!("{e}"))
-    .usage()?;
-    let graph = JobGraph::build(&config, &project, &args.pipeline)
-        .map_err(|e| anyhow!("{e}"))
-        .usage()?;
     let extra_vars = parse_vars(&args.vars)?;
-
-    // The intermediate registry: the one given, or gantry's own, kept in the state dir.
-    let mut local_registry = None;
     let intermediate = match &args.intermediate_registry {
         Some(host) => {
             let mut o = ClientOptions::default();
@@ -168,90 +122,40 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
                 o.credentials = Some(Credentials::parse(c).usage()?);
             }
             o.ca_certs.extend(args.intermediate_ca.clone());
-            Endpoint {
+            Some(Endpoint {
                 host: host.clone(),
                 options: o,
-            }
+            })
         }
-        None => {
-            let reg = Registry::new(RegistryConfig::new(state.join("intermediate")))
-                .map_err(|e| anyhow!("{e}"))?;
-            let (addr, task) = reg
-                .spawn("127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?)
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
-            local_registry = Some((addr, task));
-            Endpoint {
-                host: addr.to_string(),
-                options: ClientOptions::default(),
-            }
-        }
+        None => None,
     };
-
-    // Changes ahead: their build records.
-    let mut ahead: Vec<QueueChange> = Vec::new();
-    for spec in &args.ahead {
-        let (p, c) = match spec.rsplit_once(':') {
-            Some((p, c)) => (project_name(p), c.to_string()),
-            None => (project.clone(), spec.clone()),
-        };
-        match records::read(&intermediate, &p, &args.pipeline, Some(&c), None).await {
-            Ok(Some(r)) => ahead.push(r.into()),
-            Ok(None) => {
-                if !quiet {
-                    eprintln!(
-                        "note: change {c} of {p} has no {} builds on record; treated as merged",
-                        args.pipeline
-                    );
-                }
-                ahead.push(QueueChange {
-                    project: p,
-                    change: Some(c),
-                    patchset: None,
-                    builds: vec![],
-                });
-            }
-            Err(e) => return Err(anyhow!("reading build records of {p} change {c}: {e}")).usage(),
-        }
-    }
-
     let mut publish_to = HashMap::new();
     for p in &args.publish_to {
         let (reg, host) = p
             .split_once('=')
             .ok_or_else(|| anyhow!("--publish-to {p:?}: expected REGISTRY=HOST:PORT"))
             .usage()?;
-        publish_to.insert(
-            reg.to_string(),
-            Endpoint {
-                host: host.to_string(),
-                options: ClientOptions {
-                    ca_certs: args.ca_certs.clone(),
-                    ..ClientOptions::default()
-                },
-            },
-        );
+        publish_to.insert(reg.to_string(), host.to_string());
     }
-    let mut env = RoleEnv::new(
-        Some(intermediate.clone()),
-        args.host_root.clone().unwrap_or_else(|| state.join("host")),
-        ClientOptions {
-            ca_certs: args.ca_certs.clone(),
-            ..ClientOptions::default()
-        },
-    );
-    env.publish_to = publish_to;
-    let env = Arc::new(env);
-
-    let opts = RunOptions {
-        project_dir: project_dir.clone(),
+    let req = PipelineRequest {
+        project_dir: args.project_dir.clone(),
+        project: args.project.clone(),
         pipeline: args.pipeline.clone(),
         change: args.change.clone(),
-        patchset: args.change.as_ref().map(|_| args.patchset.clone()),
+        patchset: args.patchset.clone(),
+        ahead: args.ahead.clone(),
         concurrency: args.concurrency,
         extra_vars,
-        state_dir: state.clone(),
+        intermediate,
+        publish_to,
+        state_dir: state,
+        host_root: args.host_root.clone(),
         key_dir: key_dir(&args.key_dir),
+        library_dir: args
+            .jobs_dir
+            .clone()
+            .or_else(super::config::default_library_dir),
+        ca_certs: args.ca_certs.clone(),
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     {
@@ -270,66 +174,31 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
             verbose,
         },
     ));
-    let exec = runner::interpreter();
-    let config = Arc::new(config);
-    let report = runner::run_buildset(
-        config.clone(),
-        &graph,
-        opts,
-        env.clone(),
-        exec,
-        &ahead,
-        tx,
-        cancel.clone(),
-    )
-    .await;
-    let _ = reporter.await;
-
-    // Build records, so changes behind this one find its artifacts.
-    let record = records::BuildsetRecord {
-        project: project.clone(),
-        change: args.change.clone(),
-        patchset: args.change.as_ref().map(|_| args.patchset.clone()),
-        pipeline: args.pipeline.clone(),
-        buildset: report.buildset.clone(),
-        builds: report
-            .builds
-            .iter()
-            .filter(|b| !b.uuid.is_empty())
-            .map(|b| crate::job::BuildRecord {
-                job: b.job.clone(),
-                uuid: b.uuid.clone(),
-                result: Some(b.result),
-                paused: false,
-                artifacts: b
-                    .artifacts
-                    .iter()
-                    .filter_map(|a| serde_json::from_value(a.clone()).ok())
-                    .collect(),
-                project: project.clone(),
-                change: args.change.clone(),
-                patchset: args.change.as_ref().map(|_| args.patchset.clone()),
-                pipeline: args.pipeline.clone(),
-                provides: graph
-                    .job(&b.job)
-                    .map(|j| j.provides.iter().cloned().collect())
-                    .unwrap_or_default(),
-            })
-            .collect(),
+    let note = move |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
     };
-    if let Err(e) = records::write(&intermediate, &record).await {
+    let outcome = pipeline::run_pipeline(req, tx, cancel.clone(), &note).await;
+    let _ = reporter.await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) if e.is_usage() => return Err(anyhow!("{e}")).usage(),
+        Err(e) => return Err(anyhow!("{e}").into()),
+    };
+    if let Some(w) = &outcome.record_warning {
         eprintln!(
-            "warning: writing build records to {}: {e}",
-            intermediate.host
+            "warning: writing build records to {}: {w}",
+            outcome.intermediate
         );
     }
+    let report = outcome.report;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", console::table(&report));
     }
-    drop(env);
-    if let Some((addr, task)) = local_registry {
+    if let Some((addr, task)) = outcome.local_registry {
         if args.keep_registry && !cancel.is_cancelled() {
             eprintln!("intermediate registry still serving on {addr} (Ctrl-C to stop)");
             super::registry::shutdown_signal().await;

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod gc;
 mod handlers;
+pub mod notify;
 pub mod path;
 pub mod storage;
 pub mod tls;
@@ -41,6 +42,8 @@ pub struct RegistryConfig {
     /// TLS server configuration; `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_manifest_size: usize,
+    /// Endpoints to send distribution notifications to (`--notify URL`).
+    pub notify: Vec<String>,
 }
 
 impl RegistryConfig {
@@ -51,6 +54,7 @@ impl RegistryConfig {
             read_only: false,
             tls: None,
             max_manifest_size: DEFAULT_MAX_MANIFEST,
+            notify: Vec::new(),
         }
     }
 }
@@ -61,6 +65,7 @@ pub(crate) struct Inner {
     pub read_only: bool,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_manifest_size: usize,
+    pub notifier: Option<Arc<notify::Notifier>>,
 }
 
 /// A registry instance: build its router, or serve it on a listener.
@@ -75,11 +80,21 @@ pub enum ServeError {
     Storage(#[from] storage::StorageError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
 }
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Result<Registry, ServeError> {
         let storage = Storage::open(&config.data_dir)?;
+        let notifier = if config.notify.is_empty() {
+            None
+        } else {
+            Some(notify::Notifier::new(
+                &config.data_dir,
+                config.notify.clone(),
+            )?)
+        };
         Ok(Registry {
             inner: Arc::new(Inner {
                 storage,
@@ -87,6 +102,7 @@ impl Registry {
                 read_only: config.read_only,
                 tls: config.tls,
                 max_manifest_size: config.max_manifest_size,
+                notifier,
             }),
         })
     }
@@ -114,6 +130,9 @@ impl Registry {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         listener.set_nonblocking(true)?;
+        if let Some(n) = &self.inner.notifier {
+            tokio::spawn(n.clone().deliver());
+        }
         let app = self.router();
         match self.inner.tls.clone() {
             Some(cfg) => {

@@ -15,6 +15,7 @@
 mod build;
 mod interp;
 pub mod log;
+pub mod pipeline;
 pub mod records;
 pub mod vars;
 

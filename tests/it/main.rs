@@ -9,3 +9,4 @@ mod registry_gc;
 mod registry_interop;
 mod registry_spec;
 mod run;
+mod trigger;

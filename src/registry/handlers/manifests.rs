@@ -245,6 +245,24 @@ pub(super) async fn put(
             .set_tag(name, tag, &digest)
             .await
             .map_err(storage_err)?;
+        // 6. notify (queued durably; delivery never fails the push).
+        if let Some(n) = &reg.notifier {
+            let h = |k: header::HeaderName| headers.get(k).and_then(|v| v.to_str().ok());
+            let pushed = crate::registry::notify::Pushed {
+                repository: name,
+                tag,
+                digest: &digest.to_string(),
+                media_type: &manifest.media_type.to_string(),
+                size,
+                host: h(header::HOST).unwrap_or(""),
+                scheme: if reg.tls.is_some() { "https" } else { "http" },
+                user: None,
+                user_agent: h(header::USER_AGENT),
+            };
+            if let Err(e) = n.pushed(&pushed) {
+                tracing::error!("queueing a notification for {name}:{tag}: {e}");
+            }
+        }
     }
     let mut resp = (
         StatusCode::CREATED,

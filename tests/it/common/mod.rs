@@ -156,6 +156,15 @@ pub struct DockerRegistry {
 impl DockerRegistry {
     /// `tls`: (cert, key) PEM files; `htpasswd`: a bcrypt htpasswd file.
     pub fn start(tls: Option<(&Path, &Path)>, htpasswd: Option<&Path>) -> DockerRegistry {
+        Self::start_with(tls, htpasswd, "")
+    }
+
+    /// Same, with `extra` appended to the configuration (e.g. a `notifications:` block).
+    pub fn start_with(
+        tls: Option<(&Path, &Path)>,
+        htpasswd: Option<&Path>,
+        extra: &str,
+    ) -> DockerRegistry {
         let tmp = tempfile::tempdir().unwrap();
         let mut cfg = format!(
             "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:0\n",
@@ -174,6 +183,7 @@ impl DockerRegistry {
                 h.display()
             ));
         }
+        cfg.push_str(extra);
         let cfg_path = tmp.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = tmp.path().join("registry.log");

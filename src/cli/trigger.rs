@@ -1,0 +1,133 @@
+//! `gantry trigger enable|disable|test`: switch a trigger of `gantry serve` on or off
+//! (kept in its state directory, read by a running server at each event) and explain which
+//! filters a tag passes.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Subcommand;
+
+use super::events::{StateArgs, open};
+use super::{CliError, Exit, UsageExt};
+use crate::trigger::ServeConfig;
+
+#[derive(Subcommand, Debug)]
+pub enum TriggerCommand {
+    /// Let a trigger start runs again.
+    ///
+    /// Example: gantry trigger enable app --state-dir /var/lib/gantry
+    Enable {
+        name: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Record a trigger's events as "disabled" without running anything.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Explain whether a tag (and image) would start a run, filter by filter.
+    ///
+    /// Example: gantry trigger test app --tag v1.2.3 --config gantry-serve.yaml
+    Test {
+        name: String,
+        #[arg(long)]
+        tag: String,
+        /// Repository to check against the image regex (default: skip that check).
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long, default_value = "gantry-serve.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: TriggerCommand) -> Result<Exit, CliError> {
+    match cmd {
+        TriggerCommand::Enable { name, state } => set_enabled(&name, &state, true),
+        TriggerCommand::Disable { name, state } => set_enabled(&name, &state, false),
+        TriggerCommand::Test {
+            name,
+            tag,
+            image,
+            config,
+            json,
+        } => test(&name, &tag, image.as_deref(), &config, json),
+    }
+}
+
+fn set_enabled(name: &str, state: &StateArgs, enabled: bool) -> Result<Exit, CliError> {
+    let log = open(state)?;
+    log.set_enabled(name, enabled)?;
+    eprintln!(
+        "trigger {name} {}",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(Exit::Success)
+}
+
+fn test(
+    name: &str,
+    tag: &str,
+    image: Option<&str>,
+    config: &std::path::Path,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let cfg = ServeConfig::load(config).usage()?;
+    let t = cfg
+        .triggers
+        .get(name)
+        .ok_or_else(|| anyhow!("{}: no trigger {name:?}", config.display()))
+        .usage()?;
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    if let Some(img) = image {
+        checks.push((
+            format!(
+                "image /{}/ matches {img}",
+                t.image_text.as_deref().unwrap_or(".*")
+            ),
+            t.image_matches(img),
+        ));
+    }
+    for c in t.tags.explain(tag) {
+        checks.push((c.check, c.pass));
+    }
+    if let Some(p) = &t.poll {
+        checks.push((
+            format!("poll order {} admits the tag", p.order.describe()),
+            p.order.admits(tag),
+        ));
+    }
+    checks.push((
+        format!("trigger enabled in {}", config.display()),
+        t.enabled,
+    ));
+    let pass = checks.iter().all(|(_, p)| *p);
+    if json {
+        let v: Vec<_> = checks
+            .iter()
+            .map(|(c, p)| serde_json::json!({"check": c, "pass": p}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"trigger": name, "tag": tag, "pass": pass, "checks": v})
+            )?
+        );
+    } else {
+        for (c, p) in &checks {
+            println!("{}  {c}", if *p { "pass" } else { "FAIL" });
+        }
+        println!(
+            "{name}: tag {tag} {}",
+            if pass {
+                "would start a run"
+            } else {
+                "would not start a run"
+            }
+        );
+    }
+    Ok(if pass { Exit::Success } else { Exit::Failure })
+}

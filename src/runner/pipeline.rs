@@ -1,0 +1,278 @@
+//! One pipeline run for one change, from a project directory to a [`BuildsetReport`]: what
+//! `gantry run` does and what `gantry serve` does when a trigger fires.
+//!
+//! Steps:
+//! 1. load the project's Zuul configuration (with the shipped job library) and build the
+//!    job graph of the pipeline;
+//! 2. choose the intermediate registry: the one given, or gantry's own started in-process
+//!    on `<state>/intermediate` (kept running when the caller asks);
+//! 3. read the build records of the changes ahead;
+//! 4. run the buildset, sending [`Event`]s to the caller's reporter;
+//! 5. write this buildset's build records, so changes behind it find its artifacts.
+//!
+//! Must not: print (notes go through the caller's `note` callback), parse command lines.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::{BuildsetReport, Event, RunOptions, records};
+use crate::client::ClientOptions;
+use crate::job::{JobGraph, LoadOptions, QueueChange};
+use crate::registry::{Registry, RegistryConfig};
+use crate::roles::{Endpoint, RoleEnv};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The project's configuration or the request is wrong (the user's to fix).
+    #[error("{0}")]
+    Config(String),
+    #[error("starting the local intermediate registry in {path}: {message}")]
+    Registry { path: PathBuf, message: String },
+    #[error("reading build records of {project} change {change}: {message}")]
+    Ahead {
+        project: String,
+        change: String,
+        message: String,
+    },
+}
+
+impl PipelineError {
+    /// True when the user can fix it (exit status 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, PipelineError::Config(_) | PipelineError::Ahead { .. })
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct PipelineRequest {
+    pub project_dir: PathBuf,
+    /// Project name (default: the directory's name).
+    pub project: Option<String>,
+    pub pipeline: String,
+    pub change: Option<String>,
+    pub patchset: String,
+    /// Changes ahead, `[PROJECT:]CHANGE`, furthest first.
+    pub ahead: Vec<String>,
+    pub concurrency: usize,
+    pub extra_vars: Map<String, Value>,
+    /// `None`: gantry's own, in `<state>/intermediate`.
+    pub intermediate: Option<Endpoint>,
+    /// Stand-in publication registries (`docker.io` → host:port).
+    pub publish_to: HashMap<String, String>,
+    pub state_dir: PathBuf,
+    pub host_root: Option<PathBuf>,
+    pub key_dir: Option<PathBuf>,
+    pub library_dir: Option<PathBuf>,
+    pub ca_certs: Vec<PathBuf>,
+}
+
+/// A finished run.
+pub struct PipelineOutcome {
+    pub report: BuildsetReport,
+    /// gantry's local intermediate registry, still serving (the caller stops it).
+    pub local_registry: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    /// Where build records went.
+    pub intermediate: String,
+    /// Writing build records failed (the run itself is still valid).
+    pub record_warning: Option<String>,
+}
+
+/// A project name from a `--ahead` part: a directory's name, or the name itself.
+pub fn project_name(s: &str) -> String {
+    let p = Path::new(s);
+    if p.is_dir() {
+        p.canonicalize()
+            .ok()
+            .and_then(|c| c.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_else(|| s.to_string())
+    } else {
+        s.to_string()
+    }
+}
+
+/// Runs `req` (steps in the module doc). `note` receives remarks for the user.
+pub async fn run_pipeline(
+    req: PipelineRequest,
+    events: UnboundedSender<Event>,
+    cancel: CancellationToken,
+    note: &(dyn Fn(String) + Send + Sync),
+) -> Result<PipelineOutcome, PipelineError> {
+    // 1. configuration and job graph
+    std::fs::create_dir_all(&req.state_dir)
+        .map_err(|e| PipelineError::Config(format!("creating {}: {e}", req.state_dir.display())))?;
+    let project_dir = req.project_dir.canonicalize().map_err(|e| {
+        PipelineError::Config(format!(
+            "project directory {}: {e}",
+            req.project_dir.display()
+        ))
+    })?;
+    let project = req
+        .project
+        .clone()
+        .unwrap_or_else(|| project_name(&project_dir.display().to_string()));
+    let config = crate::job::load(
+        &project_dir,
+        &LoadOptions {
+            library_dir: req.library_dir.clone(),
+            project_name: Some(project.clone()),
+            allow_external: false,
+        },
+    )
+    .map_err(|e| PipelineError::Config(e.to_string()))?;
+    let graph = JobGraph::build(&config, &project, &req.pipeline)
+        .map_err(|e| PipelineError::Config(e.to_string()))?;
+
+    // 2. intermediate registry
+    let mut local_registry = None;
+    let intermediate = match &req.intermediate {
+        Some(ep) => ep.clone(),
+        None => {
+            let path = req.state_dir.join("intermediate");
+            let reg_err = |message: String| PipelineError::Registry {
+                path: path.clone(),
+                message,
+            };
+            let reg = Registry::new(RegistryConfig::new(path.clone()))
+                .map_err(|e| reg_err(e.to_string()))?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            let (addr, task) = reg.spawn(addr).await.map_err(|e| reg_err(e.to_string()))?;
+            local_registry = Some((addr, task));
+            Endpoint {
+                host: addr.to_string(),
+                options: ClientOptions::default(),
+            }
+        }
+    };
+
+    // 3. changes ahead
+    let mut ahead: Vec<QueueChange> = Vec::new();
+    for spec in &req.ahead {
+        let (p, c) = match spec.rsplit_once(':') {
+            Some((p, c)) => (project_name(p), c.to_string()),
+            None => (project.clone(), spec.clone()),
+        };
+        match records::read(&intermediate, &p, &req.pipeline, Some(&c), None).await {
+            Ok(Some(r)) => ahead.push(r.into()),
+            Ok(None) => {
+                note(format!(
+                    "note: change {c} of {p} has no {} builds on record; treated as merged",
+                    req.pipeline
+                ));
+                ahead.push(QueueChange {
+                    project: p,
+                    change: Some(c),
+                    patchset: None,
+                    builds: vec![],
+                });
+            }
+            Err(e) => {
+                return Err(PipelineError::Ahead {
+                    project: p,
+                    change: c,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+
+    // 4. the buildset
+    let publication = ClientOptions {
+        ca_certs: req.ca_certs.clone(),
+        ..ClientOptions::default()
+    };
+    let mut env = RoleEnv::new(
+        Some(intermediate.clone()),
+        req.host_root
+            .clone()
+            .unwrap_or_else(|| req.state_dir.join("host")),
+        publication.clone(),
+    );
+    env.publish_to = req
+        .publish_to
+        .iter()
+        .map(|(reg, host)| {
+            (
+                reg.clone(),
+                Endpoint {
+                    host: host.clone(),
+                    options: publication.clone(),
+                },
+            )
+        })
+        .collect();
+    let env = Arc::new(env);
+    let patchset = req.change.as_ref().map(|_| req.patchset.clone());
+    let opts = RunOptions {
+        project_dir: project_dir.clone(),
+        pipeline: req.pipeline.clone(),
+        change: req.change.clone(),
+        patchset: patchset.clone(),
+        concurrency: req.concurrency,
+        extra_vars: req.extra_vars.clone(),
+        state_dir: req.state_dir.clone(),
+        key_dir: req.key_dir.clone(),
+    };
+    let config = Arc::new(config);
+    let report = super::run_buildset(
+        config,
+        &graph,
+        opts,
+        env.clone(),
+        super::interpreter(),
+        &ahead,
+        events,
+        cancel,
+    )
+    .await;
+
+    // 5. build records
+    let record = records::BuildsetRecord {
+        project: project.clone(),
+        change: req.change.clone(),
+        patchset: patchset.clone(),
+        pipeline: req.pipeline.clone(),
+        buildset: report.buildset.clone(),
+        builds: report
+            .builds
+            .iter()
+            .filter(|b| !b.uuid.is_empty())
+            .map(|b| crate::job::BuildRecord {
+                job: b.job.clone(),
+                uuid: b.uuid.clone(),
+                result: Some(b.result),
+                paused: false,
+                artifacts: b
+                    .artifacts
+                    .iter()
+                    .filter_map(|a| serde_json::from_value(a.clone()).ok())
+                    .collect(),
+                project: project.clone(),
+                change: req.change.clone(),
+                patchset: patchset.clone(),
+                pipeline: req.pipeline.clone(),
+                provides: graph
+                    .job(&b.job)
+                    .map(|j| j.provides.iter().cloned().collect())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    };
+    let record_warning = records::write(&intermediate, &record)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    drop(env);
+    Ok(PipelineOutcome {
+        report,
+        local_registry,
+        intermediate: intermediate.host,
+        record_warning,
+    })
+}

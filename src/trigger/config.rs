@@ -1,0 +1,453 @@
+//! `gantry-serve.yaml`: registry endpoints and triggers, validated before anything serves.
+//!
+//! ```yaml
+//! endpoints:
+//!   - name: hub                    # referenced by triggers
+//!     url: http://127.0.0.1:5000   # or host:port; plain http needs `insecure` off loopback
+//!     credentials: user:pass       # optional; never handed to pipelines
+//!     ca: /etc/ssl/my-ca.pem       # optional
+//!     insecure: false
+//!     rate_limit: 5                # polls: at most 5 requests/s to this registry
+//! triggers:
+//!   - name: app
+//!     source: dockerhub            # dockerhub | registry | gitlab | poll
+//!     endpoint: hub                # where tags are resolved to digests (and polled)
+//!     token: s3cret                # webhook secret (?token=, X-Gitlab-Token, Bearer)
+//!     image: 'team/app'            # repository regex, whole name
+//!     tags: {include: 'v[0-9.]+', match: full, exclude: ['sha256-*.sig']}
+//!     project: ./project           # project directory, relative to this file
+//!     pipeline: check
+//!     change: null
+//!     parameters: {env: dev}       # handed to the run as variables
+//!     enabled: true
+//!     debounce: 60                 # seconds: same (registry, repo, tag, digest) runs once
+//!     poll: {interval: 60, order: semver, range: '>=1.0.0'}
+//! ```
+//!
+//! Owns: reading and validating the file, reporting every problem as `file:line:column`.
+//! Must not: do I/O beyond reading the file, start anything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::TriggerError;
+use super::filter::{Order, TagFilter};
+use crate::client::{ClientOptions, Credentials};
+use crate::job::yaml::{self, Node};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Dockerhub,
+    Registry,
+    Gitlab,
+    Poll,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Dockerhub => "dockerhub",
+            Source::Registry => "registry",
+            Source::Gitlab => "gitlab",
+            Source::Poll => "poll",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    url: String,
+    #[serde(default)]
+    credentials: Option<String>,
+    #[serde(default)]
+    ca: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    rate_limit: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTags {
+    #[serde(default)]
+    include: Option<String>,
+    #[serde(default, rename = "match")]
+    match_: Option<String>,
+    #[serde(default)]
+    exclude: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoll {
+    #[serde(default)]
+    interval: Option<f64>,
+    #[serde(default)]
+    order: Option<String>,
+    #[serde(default)]
+    range: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    name: String,
+    source: Source,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    tags: RawTags,
+    project: PathBuf,
+    pipeline: String,
+    #[serde(default)]
+    change: Option<String>,
+    #[serde(default)]
+    parameters: serde_json::Map<String, Value>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    debounce: Option<f64>,
+    #[serde(default)]
+    poll: Option<RawPoll>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A registry as triggers reach it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    /// `host:port` as references name it.
+    pub host: String,
+    pub options: ClientOptions,
+    /// Polls send at most this many requests per second to this registry.
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub order: Order,
+}
+
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    pub name: String,
+    pub source: Source,
+    pub endpoint: Option<Endpoint>,
+    pub token: Option<String>,
+    /// Whole-name repository regex (`None`: any).
+    pub image: Option<regex::Regex>,
+    /// The `image` as written (a poll's repository name).
+    pub image_text: Option<String>,
+    pub tags: TagFilter,
+    pub project_dir: PathBuf,
+    pub pipeline: String,
+    pub change: Option<String>,
+    pub parameters: serde_json::Map<String, Value>,
+    pub enabled: bool,
+    pub debounce: Duration,
+    pub poll: Option<PollSettings>,
+}
+
+impl Trigger {
+    /// The registry this trigger's images live in.
+    pub fn registry(&self) -> String {
+        match (&self.endpoint, self.source) {
+            (Some(e), _) => e.host.clone(),
+            (None, _) => crate::oci::DOCKER_HUB.to_string(),
+        }
+    }
+
+    /// Does the repository name pass the image regex?
+    pub fn image_matches(&self, repository: &str) -> bool {
+        self.image.as_ref().is_none_or(|r| r.is_match(repository))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub path: PathBuf,
+    pub endpoints: Vec<Endpoint>,
+    pub triggers: BTreeMap<String, Trigger>,
+}
+
+/// The default debounce: Docker Hub sends one hook per pushed platform within seconds.
+const DEFAULT_DEBOUNCE_SECS: f64 = 60.0;
+/// The default poll interval (Docker Hub's anonymous rate limit is 100 pulls / 6 h; a HEAD
+/// is not counted, but tags/list is).
+const DEFAULT_POLL_SECS: f64 = 300.0;
+
+impl ServeConfig {
+    pub fn load(path: &Path) -> Result<ServeConfig, TriggerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TriggerError::Io {
+            context: format!("reading {}", path.display()),
+            source: e,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Every problem in the file, each `file:line:column: message`.
+    pub fn parse(path: &Path, text: &str) -> Result<ServeConfig, TriggerError> {
+        let file = path.display().to_string();
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut errors: Vec<String> = Vec::new();
+        let root = match yaml::parse(text) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                return Err(TriggerError::Config(vec![format!(
+                    "{file}:1:1: empty configuration"
+                )]));
+            }
+            Err(e) => {
+                return Err(TriggerError::Config(vec![format!(
+                    "{file}:{}: {}",
+                    e.mark, e.message
+                )]));
+            }
+        };
+        let yaml::Value::Map(entries) = &root.value else {
+            return Err(TriggerError::Config(vec![format!(
+                "{file}:{}: expected a mapping with `endpoints` and `triggers`",
+                root.mark
+            )]));
+        };
+        let mut raw_endpoints: Vec<(Node, RawEndpoint)> = Vec::new();
+        let mut raw_triggers: Vec<(Node, RawTrigger)> = Vec::new();
+        for (k, v) in entries {
+            let key = k.key_text();
+            let items: Vec<Node> = match &v.value {
+                yaml::Value::Seq(items) => items.clone(),
+                yaml::Value::Null => vec![],
+                _ => {
+                    errors.push(format!(
+                        "{file}:{}: `{key}` must be a list, not {}",
+                        v.mark,
+                        v.kind()
+                    ));
+                    continue;
+                }
+            };
+            for item in items {
+                let json = item.to_json();
+                match key.as_str() {
+                    "endpoints" => match serde_json::from_value::<RawEndpoint>(json) {
+                        Ok(e) => raw_endpoints.push((item, e)),
+                        Err(e) => errors.push(format!("{file}:{}: endpoint: {e}", item.mark)),
+                    },
+                    "triggers" => match serde_json::from_value::<RawTrigger>(json) {
+                        Ok(t) => raw_triggers.push((item, t)),
+                        Err(e) => errors.push(format!("{file}:{}: trigger: {e}", item.mark)),
+                    },
+                    _ => {}
+                }
+            }
+            if key != "endpoints" && key != "triggers" {
+                errors.push(format!(
+                    "{file}:{}: unknown key `{key}` (expected endpoints, triggers)",
+                    k.mark
+                ));
+            }
+        }
+
+        let mut endpoints = Vec::new();
+        for (node, e) in raw_endpoints {
+            let at = format!("{file}:{}", node.mark);
+            let host = e
+                .url
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .trim_end_matches("/v2")
+                .to_string();
+            let mut options = ClientOptions {
+                insecure: e.insecure || e.url.starts_with("http://"),
+                ..ClientOptions::default()
+            };
+            if let Some(c) = &e.credentials {
+                match Credentials::parse(c) {
+                    Ok(c) => options.credentials = Some(c),
+                    Err(err) => errors.push(format!("{at}: endpoint {}: {err}", e.name)),
+                }
+            }
+            if let Some(ca) = &e.ca {
+                options.ca_certs.push(base.join(ca));
+            }
+            if endpoints.iter().any(|x: &Endpoint| x.name == e.name) {
+                errors.push(format!("{at}: endpoint {} is defined twice", e.name));
+            }
+            if e.rate_limit.is_some_and(|r| r <= 0.0) {
+                errors.push(format!("{at}: endpoint {}: rate_limit must be > 0", e.name));
+            }
+            endpoints.push(Endpoint {
+                name: e.name,
+                host,
+                options,
+                rate_limit: e.rate_limit,
+            });
+        }
+
+        let mut triggers = BTreeMap::new();
+        for (node, t) in raw_triggers {
+            let at = format!("{file}:{}", node.mark);
+            let endpoint = match &t.endpoint {
+                Some(name) => match endpoints.iter().find(|e| &e.name == name) {
+                    Some(e) => Some(e.clone()),
+                    None => {
+                        errors.push(format!(
+                            "{at}: trigger {}: unknown endpoint {name:?}",
+                            t.name
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let image = match &t.image {
+                Some(re) => match regex::Regex::new(&format!("^(?:{re})$")) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        errors.push(format!("{at}: trigger {}: image regex: {e}", t.name));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let tags = match TagFilter::new(
+                t.tags.include.as_deref(),
+                t.tags.match_.as_deref(),
+                t.tags.exclude.clone(),
+            ) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(format!("{at}: trigger {}: tags: {e}", t.name));
+                    TagFilter::default()
+                }
+            };
+            let poll = match (&t.poll, t.source) {
+                (p, Source::Poll) => {
+                    let order = match p
+                        .as_ref()
+                        .map(|p| Order::parse(p.order.as_deref(), p.range.as_deref()))
+                    {
+                        Some(Ok(o)) => o,
+                        Some(Err(e)) => {
+                            errors.push(format!("{at}: trigger {}: poll: {e}", t.name));
+                            Order::default()
+                        }
+                        None => Order::default(),
+                    };
+                    let secs = p
+                        .as_ref()
+                        .and_then(|p| p.interval)
+                        .unwrap_or(DEFAULT_POLL_SECS);
+                    if endpoint.is_none() {
+                        errors.push(format!(
+                            "{at}: trigger {}: a poll trigger needs an endpoint",
+                            t.name
+                        ));
+                    }
+                    Some(PollSettings {
+                        interval: Duration::from_secs_f64(secs.max(0.05)),
+                        order,
+                    })
+                }
+                (Some(_), s) => {
+                    errors.push(format!(
+                        "{at}: trigger {}: `poll` is only for source poll, not {}",
+                        t.name,
+                        s.as_str()
+                    ));
+                    None
+                }
+                (None, _) => None,
+            };
+            if matches!(t.source, Source::Dockerhub | Source::Gitlab) && t.token.is_none() {
+                errors.push(format!(
+                    "{at}: trigger {}: a {} trigger needs a `token`",
+                    t.name,
+                    t.source.as_str()
+                ));
+            }
+            if t.name.is_empty()
+                || !t
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                errors.push(format!(
+                    "{at}: trigger name {:?}: use letters, digits, - _ .",
+                    t.name
+                ));
+            }
+            if triggers.contains_key(&t.name) {
+                errors.push(format!("{at}: trigger {} is defined twice", t.name));
+            }
+            let trigger = Trigger {
+                name: t.name.clone(),
+                source: t.source,
+                endpoint,
+                token: t.token,
+                image,
+                image_text: t.image.clone(),
+                tags,
+                project_dir: base.join(&t.project),
+                pipeline: t.pipeline,
+                change: t.change,
+                parameters: t.parameters,
+                enabled: t.enabled,
+                debounce: Duration::from_secs_f64(
+                    t.debounce.unwrap_or(DEFAULT_DEBOUNCE_SECS).max(0.0),
+                ),
+                poll,
+            };
+            triggers.insert(t.name, trigger);
+        }
+        if errors.is_empty() {
+            Ok(ServeConfig {
+                path: path.to_path_buf(),
+                endpoints,
+                triggers,
+            })
+        } else {
+            Err(TriggerError::Config(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let text = "endpoints:\n  - name: a\n    url: http://127.0.0.1:1\ntriggers:\n  - name: t\n    source: dockerhub\n    project: .\n    pipeline: check\n  - name: u\n    source: ftp\n    project: .\n    pipeline: check\n";
+        let Err(TriggerError::Config(errs)) = ServeConfig::parse(Path::new("s.yaml"), text) else {
+            panic!("expected errors")
+        };
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("s.yaml:5:") && e.contains("token")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("s.yaml:9:") && e.contains("ftp")),
+            "{errs:?}"
+        );
+    }
+}

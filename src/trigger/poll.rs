@@ -1,0 +1,123 @@
+//! Poll triggers: every interval, list the repository's tags (`tags/list`, paginated by the
+//! client), HEAD the manifest of each tag that passes the filters (Docker Hub does not count
+//! a HEAD as a pull) and turn what changed into events:
+//! 1. first poll of a trigger (nothing seen yet): the latest tag by the trigger's ordering
+//!    fires, as GoCD's poller does; every other tag is only remembered;
+//! 2. later polls: a new tag, or a known tag whose digest changed (re-pushed), fires;
+//! 3. a 429 (or any registry error) doubles the wait, up to 16 intervals; success resets it;
+//!    an endpoint's `rate_limit` spaces the requests of one poll.
+//!
+//! The trigger's `image` is the repository name (literally) for polls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::config::Trigger;
+use super::payload::Push;
+use super::{Service, TriggerError};
+
+pub async fn run(svc: Arc<Service>, name: String, cancel: CancellationToken) {
+    let Some(trigger) = svc.config.triggers.get(&name) else {
+        return;
+    };
+    let Some(settings) = trigger.poll.clone() else {
+        return;
+    };
+    let mut wait = settings.interval;
+    loop {
+        if svc.enabled(trigger) {
+            match poll_once(&svc, trigger).await {
+                Ok(n) => {
+                    if n > 0 {
+                        svc.wake.notify_one();
+                    }
+                    wait = settings.interval;
+                }
+                Err(e) => {
+                    wait = (wait * 2).min(settings.interval * 16);
+                    tracing::warn!("poll {name}: {e}; next poll in {wait:?}");
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One poll; returns how many events it recorded.
+pub async fn poll_once(svc: &Service, trigger: &Trigger) -> Result<usize, TriggerError> {
+    let registry = trigger.registry();
+    let repository = trigger.image_text.clone().unwrap_or_default();
+    let reg_err = |e: crate::client::ClientError| TriggerError::Registry {
+        registry: registry.clone(),
+        message: e.to_string(),
+    };
+    let client = svc.clients.client(&registry).map_err(reg_err)?;
+    let order = trigger
+        .poll
+        .as_ref()
+        .map(|p| p.order.clone())
+        .unwrap_or_default();
+    let mut tags: Vec<String> = client
+        .tags(&repository)
+        .await
+        .map_err(reg_err)?
+        .into_iter()
+        .filter(|t| trigger.tags.matches(t) && order.admits(t))
+        .collect();
+    tags.sort_by(|a, b| order.cmp(a, b));
+    let seen = svc.log.poll_seen(&trigger.name)?;
+    let first = seen.is_empty();
+    let latest = order
+        .latest(tags.iter().map(String::as_str))
+        .map(str::to_string);
+    let mut fired = 0;
+    // The endpoint's request-rate limit, between the HEADs of one poll.
+    let gap = trigger
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.rate_limit)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    for tag in &tags {
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
+        let Some(digest) = client
+            .head_manifest(&repository, tag)
+            .await
+            .map_err(reg_err)?
+        else {
+            continue;
+        };
+        let digest = digest.to_string();
+        let fire = if first {
+            latest.as_deref() == Some(tag.as_str())
+        } else {
+            seen.get(tag) != Some(&digest)
+        };
+        if fire {
+            let push = Push {
+                registry: Some(registry.clone()),
+                repository: repository.clone(),
+                tag: tag.clone(),
+                digest: Some(digest.clone()),
+                owner: None,
+                pusher: None,
+            };
+            svc.log
+                .insert(&trigger.name, "poll", &push, None, "pending", "")?;
+            fired += 1;
+        }
+        svc.log.poll_saw(&trigger.name, tag, &digest)?;
+    }
+    Ok(fired)
+}
+
+/// The poll interval a trigger ends up with (for `gantry trigger test`).
+pub fn interval(t: &Trigger) -> Option<Duration> {
+    t.poll.as_ref().map(|p| p.interval)
+}
