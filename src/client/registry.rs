@@ -71,6 +71,14 @@ pub struct RegistryClient {
     retries: u32,
     /// Requests sent (for reports and tests).
     pub requests: AtomicU64,
+    /// The last `ratelimit-remaining` a response carried (Docker Hub: `N;w=SECONDS`);
+    /// `u64::MAX` while none has.
+    ratelimit_remaining: AtomicU64,
+}
+
+/// Parses a `ratelimit-remaining` header (`100;w=21600` or `100`).
+pub fn parse_ratelimit(v: &str) -> Option<u64> {
+    v.split(';').next()?.trim().parse().ok()
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -136,6 +144,7 @@ impl RegistryClient {
             basic: AtomicBool::new(false),
             retries: opts.retries,
             requests: AtomicU64::new(0),
+            ratelimit_remaining: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -333,6 +342,15 @@ impl RegistryClient {
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let result = build(req).send().await;
+            if let Ok(r) = &result
+                && let Some(n) = r
+                    .headers()
+                    .get("ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_ratelimit)
+            {
+                self.ratelimit_remaining.store(n, Ordering::Relaxed);
+            }
             if let Ok(r) = &result {
                 tracing::debug!(
                     "{method} {} -> {} (auth: {})",
@@ -406,6 +424,14 @@ impl RegistryClient {
             url: redact(&url),
             message: error_chain(&e),
         })
+    }
+
+    /// The pulls the registry says are left (`ratelimit-remaining`), once it has said.
+    pub fn ratelimit_remaining(&self) -> Option<u64> {
+        match self.ratelimit_remaining.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            n => Some(n),
+        }
     }
 
     // ---- scopes ------------------------------------------------------------------------
@@ -920,6 +946,13 @@ mod tests {
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("quay.io"));
         assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn ratelimit_header() {
+        assert_eq!(parse_ratelimit("100;w=21600"), Some(100));
+        assert_eq!(parse_ratelimit("7"), Some(7));
+        assert_eq!(parse_ratelimit("x"), None);
     }
 
     #[test]

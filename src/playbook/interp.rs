@@ -202,6 +202,9 @@ impl LogSink for Silent {
     fn line(&self, _: &str) {}
 }
 
+/// The variable whose mapping is the base environment of every command.
+pub const GANTRY_ENVIRONMENT: &str = "gantry_environment";
+
 const NO_LOG: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
 
@@ -648,7 +651,14 @@ impl Interp<'_, '_> {
 
     fn environment(&self, f: &Frame, vars: &Vars) -> Result<Vec<(String, String)>, String> {
         let mut env: Vec<(String, String)> = Vec::new();
-        for layer in &f.environment {
+        // `gantry_environment` (set by the runner, e.g. for a trigger's parameters) is the
+        // base environment of every command; plays, blocks and tasks add to it.
+        let base = vars
+            .get(GANTRY_ENVIRONMENT)
+            .cloned()
+            .map(|v| vec![v])
+            .unwrap_or_default();
+        for layer in base.iter().chain(f.environment.iter()) {
             let rendered = self
                 .templar
                 .render(layer, vars)

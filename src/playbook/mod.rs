@@ -23,7 +23,9 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
-pub use interp::{PlaybookContext, PlaybookOutcome, check_playbook, run_playbook};
+pub use interp::{
+    GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
+};
 pub use model::{PlaybookError, Pos};
 pub use redact::{MASK, Redactor, redactor, secret_leaves};
 pub use template::{Templar, TemplateError, Var, Vars};

@@ -8,6 +8,7 @@
 //!     ca: /etc/ssl/my-ca.pem       # optional
 //!     insecure: false
 //!     rate_limit: 5                # polls: at most 5 requests/s to this registry
+//!     poll_interval: 300           # default interval (s) of this endpoint's poll triggers
 //! triggers:
 //!   - name: app
 //!     source: dockerhub            # dockerhub | registry | gitlab | poll
@@ -72,6 +73,8 @@ struct RawEndpoint {
     insecure: bool,
     #[serde(default)]
     rate_limit: Option<f64>,
+    #[serde(default)]
+    poll_interval: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -136,6 +139,8 @@ pub struct Endpoint {
     pub options: ClientOptions,
     /// Polls send at most this many requests per second to this registry.
     pub rate_limit: Option<f64>,
+    /// Default poll interval of this endpoint's poll triggers, in seconds.
+    pub poll_interval: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -293,11 +298,18 @@ impl ServeConfig {
             if e.rate_limit.is_some_and(|r| r <= 0.0) {
                 errors.push(format!("{at}: endpoint {}: rate_limit must be > 0", e.name));
             }
+            if e.poll_interval.is_some_and(|r| r <= 0.0) {
+                errors.push(format!(
+                    "{at}: endpoint {}: poll_interval must be > 0",
+                    e.name
+                ));
+            }
             endpoints.push(Endpoint {
                 name: e.name,
                 host,
                 options,
                 rate_limit: e.rate_limit,
+                poll_interval: e.poll_interval,
             });
         }
 
@@ -351,9 +363,11 @@ impl ServeConfig {
                         }
                         None => Order::default(),
                     };
+                    // The trigger's interval, else its endpoint's, else the default.
                     let secs = p
                         .as_ref()
                         .and_then(|p| p.interval)
+                        .or_else(|| endpoint.as_ref().and_then(|e| e.poll_interval))
                         .unwrap_or(DEFAULT_POLL_SECS);
                     if endpoint.is_none() {
                         errors.push(format!(
@@ -449,5 +463,14 @@ mod tests {
                 .any(|e| e.starts_with("s.yaml:9:") && e.contains("ftp")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn poll_interval_from_the_trigger_else_the_endpoint() {
+        let text = "endpoints:\n  - name: a\n    url: http://127.0.0.1:1\n    poll_interval: 300\ntriggers:\n  - name: t\n    source: poll\n    endpoint: a\n    image: x\n    project: .\n    pipeline: check\n  - name: u\n    source: poll\n    endpoint: a\n    image: y\n    project: .\n    pipeline: check\n    poll: {interval: 5}\n";
+        let cfg = ServeConfig::parse(Path::new("s.yaml"), text).unwrap();
+        let interval = |n: &str| cfg.triggers[n].poll.as_ref().unwrap().interval;
+        assert_eq!(interval("t"), std::time::Duration::from_secs(300));
+        assert_eq!(interval("u"), std::time::Duration::from_secs(5));
     }
 }

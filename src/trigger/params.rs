@@ -81,6 +81,12 @@ pub fn variables(
         vars.insert(k.clone(), Value::String(v.clone()));
         env.insert(k, Value::String(v));
     }
+    // Every command of the run sees these in its environment; `trigger_environment` keeps
+    // them available to playbooks by name too.
+    vars.insert(
+        crate::playbook::GANTRY_ENVIRONMENT.into(),
+        Value::Object(env.clone()),
+    );
     vars.insert("trigger_environment".into(), Value::Object(env));
     vars
 }

@@ -5,7 +5,8 @@
 //!    fires, as GoCD's poller does; every other tag is only remembered;
 //! 2. later polls: a new tag, or a known tag whose digest changed (re-pushed), fires;
 //! 3. a 429 (or any registry error) doubles the wait, up to 16 intervals; success resets it;
-//!    an endpoint's `rate_limit` spaces the requests of one poll.
+//!    a registry that says few pulls are left (`ratelimit-remaining`, Docker Hub) stretches
+//!    the wait the same way; an endpoint's `rate_limit` spaces the requests of one poll.
 //!
 //! The trigger's `image` is the repository name (literally) for polls.
 
@@ -28,23 +29,48 @@ pub async fn run(svc: Arc<Service>, name: String, cancel: CancellationToken) {
     let mut wait = settings.interval;
     loop {
         if svc.enabled(trigger) {
-            match poll_once(&svc, trigger).await {
-                Ok(n) => {
-                    if n > 0 {
-                        svc.wake.notify_one();
-                    }
-                    wait = settings.interval;
-                }
-                Err(e) => {
-                    wait = (wait * 2).min(settings.interval * 16);
-                    tracing::warn!("poll {name}: {e}; next poll in {wait:?}");
-                }
+            let result = poll_once(&svc, trigger).await;
+            let remaining = svc
+                .clients
+                .client(&trigger.registry())
+                .ok()
+                .and_then(|c| c.ratelimit_remaining());
+            if let Ok(n) = &result
+                && *n > 0
+            {
+                svc.wake.notify_one();
             }
+            if let Err(e) = &result {
+                tracing::warn!("poll {name}: {e}");
+            }
+            wait = next_wait(settings.interval, wait, result.is_err(), remaining);
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Pulls left below which a poll backs off: a poll of a repository spends one HEAD per
+/// matching tag, so keep a margin for the pipelines' own pulls.
+const LOW_RATELIMIT: u64 = 20;
+
+/// The wait before the next poll: back to the interval after a good poll; doubled (up to
+/// 16 intervals) after an error or when the registry says few pulls are left; the longest
+/// wait when it says none are.
+pub fn next_wait(
+    interval: Duration,
+    current: Duration,
+    failed: bool,
+    remaining: Option<u64>,
+) -> Duration {
+    let longest = interval * 16;
+    match remaining {
+        Some(0) => longest,
+        Some(r) if r < LOW_RATELIMIT => (current * 2).min(longest),
+        _ if failed => (current * 2).min(longest),
+        _ => interval,
     }
 }
 
@@ -120,4 +146,21 @@ pub async fn poll_once(svc: &Service, trigger: &Trigger) -> Result<usize, Trigge
 /// The poll interval a trigger ends up with (for `gantry trigger test`).
 pub fn interval(t: &Trigger) -> Option<Duration> {
     t.poll.as_ref().map(|p| p.interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff() {
+        let i = Duration::from_secs(60);
+        assert_eq!(next_wait(i, i, false, None), i);
+        assert_eq!(next_wait(i, i, true, None), i * 2);
+        assert_eq!(next_wait(i, i * 16, true, None), i * 16);
+        assert_eq!(next_wait(i, i * 4, false, Some(1000)), i);
+        assert_eq!(next_wait(i, i, false, Some(5)), i * 2);
+        assert_eq!(next_wait(i, i, false, Some(0)), i * 16);
+    }
 }
