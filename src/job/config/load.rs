@@ -199,23 +199,10 @@ pub(crate) fn from_sources(
     }
     validate::validate(&mut config, &mut errors, options);
     // Report in file order, then by position.
-    let order = |file: &str| {
-        config
-            .files
-            .iter()
-            .position(|f| &*f.file == file)
-            .unwrap_or(usize::MAX)
-    };
-    errors.sort_by(|a, b| {
-        (order(&a.loc.file), a.loc.line, a.loc.column).cmp(&(
-            order(&b.loc.file),
-            b.loc.line,
-            b.loc.column,
-        ))
-    });
-    config
-        .warnings
-        .sort_by_key(|w| (order(&w.loc.file), w.loc.line));
+    validate::sort_errors(&config, &mut errors);
+    let mut warnings = std::mem::take(&mut config.warnings);
+    warnings.sort_by_key(|w| (validate::file_order(&config, &w.loc.file), w.loc.line));
+    config.warnings = warnings;
     if errors.is_empty() {
         Ok(config)
     } else {

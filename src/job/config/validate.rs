@@ -261,21 +261,22 @@ pub fn check_pipelines(config: &Config) -> Vec<ConfigError> {
             }
         }
     }
-    let order = |file: &str| {
-        config
-            .files
-            .iter()
-            .position(|f| &*f.file == file)
-            .unwrap_or(usize::MAX)
-    };
-    errors.sort_by(|a, b| {
-        (order(&a.loc.file), a.loc.line, a.loc.column).cmp(&(
-            order(&b.loc.file),
-            b.loc.line,
-            b.loc.column,
-        ))
-    });
+    sort_errors(config, &mut errors);
     errors
+}
+
+/// Errors in file order (the order files were read), then by position.
+pub(crate) fn sort_errors(config: &Config, errors: &mut [ConfigError]) {
+    errors.sort_by_key(|e| (file_order(config, &e.loc.file), e.loc.line, e.loc.column));
+}
+
+/// Where `file` stands in the load order.
+pub(crate) fn file_order(config: &Config, file: &str) -> usize {
+    config
+        .files
+        .iter()
+        .position(|f| &*f.file == file)
+        .unwrap_or(usize::MAX)
 }
 
 fn first_listing(config: &Config, project: &str, pipeline: &str, job: &str) -> Loc {
