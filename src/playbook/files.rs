@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::modules::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, resolve};
+use super::modules::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_str, resolve};
 
 /// A mode parameter: `"0644"`/`"644"` (octal text) or an integer (PyYAML reads an
 /// unquoted `0644` as the integer 420, which is the mode itself).
@@ -120,8 +120,7 @@ pub async fn copy(
     m: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<ModuleResult, ModuleError> {
-    let dest_arg =
-        opt_str(m, "dest")?.ok_or_else(|| ModuleError::Args("copy needs dest".into()))?;
+    let dest_arg = req_str(m, "dest", "copy needs dest")?;
     let dest = resolve(ctx.work_dir, &dest_arg);
     let force = opt_bool(m, "force")?.unwrap_or(true);
     let preserve = m.get("mode") == Some(&json!("preserve"));
@@ -146,8 +145,7 @@ pub async fn copy(
             .with("dest", json!(dest.display().to_string()))
             .with("size", json!(text.len())));
     }
-    let src_arg =
-        opt_str(m, "src")?.ok_or_else(|| ModuleError::Args("copy needs src or content".into()))?;
+    let src_arg = req_str(m, "src", "copy needs src or content")?;
     let src = if opt_bool(m, "remote_src")?.unwrap_or(false) {
         resolve(ctx.work_dir, &src_arg)
     } else {
@@ -232,10 +230,8 @@ pub async fn template(
     m: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<ModuleResult, ModuleError> {
-    let src_arg =
-        opt_str(m, "src")?.ok_or_else(|| ModuleError::Args("template needs src".into()))?;
-    let dest_arg =
-        opt_str(m, "dest")?.ok_or_else(|| ModuleError::Args("template needs dest".into()))?;
+    let src_arg = req_str(m, "src", "template needs src")?;
+    let dest_arg = req_str(m, "dest", "template needs dest")?;
     let src = find_src(&src_arg, "templates", ctx)?;
     let text = tokio::fs::read_to_string(&src)
         .await
@@ -264,9 +260,7 @@ pub async fn file(
         Some(p) => p,
         None => match opt_str(m, "dest")? {
             Some(p) => p,
-            None => {
-                opt_str(m, "name")?.ok_or_else(|| ModuleError::Args("file needs path".into()))?
-            }
+            None => req_str(m, "name", "file needs path")?,
         },
     };
     let path = resolve(ctx.work_dir, &path_arg);
@@ -334,8 +328,7 @@ pub async fn file(
             Some(_) => apply_mode(&path, mode).await?,
         },
         "link" => {
-            let src = opt_str(m, "src")?
-                .ok_or_else(|| ModuleError::Args("state=link needs src".into()))?;
+            let src = req_str(m, "src", "state=link needs src")?;
             let current = tokio::fs::read_link(&path).await.ok();
             if current.as_deref() == Some(Path::new(&src)) {
                 false
@@ -373,8 +366,7 @@ pub async fn stat(
     m: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<ModuleResult, ModuleError> {
-    let path_arg =
-        opt_str(m, "path")?.ok_or_else(|| ModuleError::Args("stat needs path".into()))?;
+    let path_arg = req_str(m, "path", "stat needs path")?;
     let path = resolve(ctx.work_dir, &path_arg);
     let follow = opt_bool(m, "follow")?.unwrap_or(false);
     let meta = if follow {

@@ -153,6 +153,11 @@ fn render_args(
 }
 
 /// A string parameter (numbers and booleans in their YAML spelling).
+/// A required string parameter; `missing` is the message when it is absent.
+pub fn req_str(m: &Map<String, Value>, key: &str, missing: &str) -> Result<String, ModuleError> {
+    opt_str(m, key)?.ok_or_else(|| ModuleError::Args(missing.to_string()))
+}
+
 pub fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ModuleError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),

@@ -64,22 +64,8 @@ struct FakeNative {
     calls: Mutex<Vec<(String, Value)>>,
 }
 
-const ZUUL_JOBS_ROLES: &[&str] = &[
-    "ensure-docker",
-    "ensure-podman",
-    "run-buildset-registry",
-    "use-buildset-registry",
-    "pull-from-intermediate-registry",
-    "push-to-intermediate-registry",
-    "build-docker-image",
-    "build-container-image",
-    "upload-docker-image",
-    "upload-container-image",
-    "promote-docker-image",
-    "promote-container-image",
-    "remove-registry-tag",
-    "failing-native",
-];
+/// The native role set, plus one that fails, for the interpreter's own tests.
+const FAILING_NATIVE: &str = "failing-native";
 
 impl FakeNative {
     fn new() -> FakeNative {
@@ -100,11 +86,16 @@ impl FakeNative {
 
 impl NativeRoles for FakeNative {
     fn has(&self, name: &str) -> bool {
-        ZUUL_JOBS_ROLES.contains(&name)
+        gantry::roles::ROLES.contains(&name) || name == FAILING_NATIVE
     }
 
     fn names(&self) -> Vec<String> {
-        ZUUL_JOBS_ROLES.iter().map(|s| s.to_string()).collect()
+        gantry::roles::ROLES
+            .iter()
+            .copied()
+            .chain([FAILING_NATIVE])
+            .map(String::from)
+            .collect()
     }
 
     fn run<'a>(
@@ -120,7 +111,7 @@ impl NativeRoles for FakeNative {
             self.calls.lock().unwrap().push((name.to_string(), seen));
             call.log.line(&format!("native {name} ran"));
             match name {
-                "failing-native" => Err("the native role failed".to_string()),
+                FAILING_NATIVE => Err("the native role failed".to_string()),
                 "run-buildset-registry" => {
                     let registry =
                         json!({"host": "127.0.0.1", "port": 5000, "password": "pw-native-1"});

@@ -39,6 +39,26 @@ impl Checker<'_> {
         self.error(node.mark, message);
     }
 
+    /// The string value of `field` in a mapping whose keys are all in `allowed` (e.g. the
+    /// `name` of `{name: x, resources-first: true}`); other problems are reported.
+    pub fn field_string(
+        &mut self,
+        node: &Node,
+        what: &str,
+        allowed: &[&str],
+        field: &str,
+        attr: &str,
+    ) -> Option<String> {
+        let fields = self.fields(node, what, allowed)?;
+        let mut out = None;
+        for (k, _, v) in fields {
+            if k == field {
+                out = self.string(v, attr);
+            }
+        }
+        out
+    }
+
     /// The entries of a mapping whose keys are all in `allowed`; unknown and repeated keys
     /// are reported (with a suggestion) and left out. `None` if the node is not a mapping.
     pub fn fields<'n>(

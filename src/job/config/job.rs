@@ -413,17 +413,13 @@ fn parse_attribute(ck: &mut Checker<'_>, job: &mut JobDef, key: &str, v: &Node) 
                     Value::Str(s) => items.push(s.clone()),
                     // `files: [{regex: ..., negate: true}]` (Zuul 10+): kept as its regex.
                     Value::Map(_) if key.contains("files") => {
-                        if let Some(fields) =
-                            ck.fields(item, "a file matcher", &["regex", "negate"])
-                        {
-                            for (k, _, fv) in fields {
-                                if k == "regex"
-                                    && let Some(r) = ck.string(fv, "regex")
-                                {
-                                    items.push(r);
-                                }
-                            }
-                        }
+                        items.extend(ck.field_string(
+                            item,
+                            "a file matcher",
+                            &["regex", "negate"],
+                            "regex",
+                            "regex",
+                        ));
                     }
                     _ => ck.error(
                         item.mark,
@@ -468,17 +464,13 @@ fn parse_attribute(ck: &mut Checker<'_>, job: &mut JobDef, key: &str, v: &Node) 
                 match &item.value {
                     Value::Str(s) => out.push(s.clone()),
                     Value::Map(_) => {
-                        if let Some(fields) =
-                            ck.fields(item, "a semaphore", &["name", "resources-first"])
-                        {
-                            for (k, _, fv) in fields {
-                                if k == "name"
-                                    && let Some(n) = ck.string(fv, "semaphore name")
-                                {
-                                    out.push(n);
-                                }
-                            }
-                        }
+                        out.extend(ck.field_string(
+                            item,
+                            "a semaphore",
+                            &["name", "resources-first"],
+                            "name",
+                            "semaphore name",
+                        ));
                     }
                     _ => ck.error(
                         item.mark,
