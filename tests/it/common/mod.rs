@@ -288,3 +288,56 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// A tool from the test venv made by scripts/test.sh (`$GANTRY_TEST_VENV/bin/NAME`, else the
+/// default venv path, else PATH). `None` outside CI when it is missing (the test skips);
+/// with `CI=true` a missing tool fails the test.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("GANTRY_TEST_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry-test/venv"))
+        });
+    let candidate = venv
+        .map(|v| v.join("bin").join(name))
+        .filter(|p| p.is_file());
+    let found = candidate.or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    });
+    if found.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "required tool `{name}` is not available (CI=true: run scripts/test.sh, which makes the test venv)"
+            );
+        }
+        eprintln!("SKIPPED: `{name}` is not available; run scripts/test.sh to install it");
+    }
+    found
+}
+
+/// The directory holding PostgreSQL's server binaries (initdb, pg_ctl, postgres):
+/// `$GANTRY_TEST_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`. Same CI rule as above.
+pub fn pg_bin() -> Option<PathBuf> {
+    let dir = std::env::var_os("GANTRY_TEST_PG_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|d| d.join("initdb").is_file())
+                .collect();
+            dirs.sort();
+            dirs.pop()
+        });
+    if dir.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("PostgreSQL server binaries are not available (CI=true: run scripts/test.sh)");
+        }
+        eprintln!("SKIPPED: PostgreSQL is not installed; run scripts/test.sh to install it");
+    }
+    dir
+}
