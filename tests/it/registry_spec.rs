@@ -799,8 +799,18 @@ async fn invalid_names_and_path_traversal() {
             "{path}: {out}"
         );
     }
+    // A pull by an invalid tag is "unknown" (what clients and conformance suites
+    // expect); a push by one is "invalid".
     let r = reg
         .req(Method::GET, "/v2/a/manifests/..bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    let r = reg
+        .req(Method::PUT, "/v2/a/manifests/..bad")
+        .body("{}")
         .send()
         .await
         .unwrap();
