@@ -261,7 +261,7 @@ pub(super) async fn put(
                 user: None,
                 user_agent: h(header::USER_AGENT),
             };
-            if let Err(e) = n.pushed(&pushed) {
+            if let Err(e) = n.pushed(&pushed).await {
                 tracing::error!("queueing a notification for {name}:{tag}: {e}");
             }
         }
