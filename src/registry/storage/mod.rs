@@ -171,18 +171,6 @@ impl Storage {
 
     // ---- blobs -----------------------------------------------------------------------
 
-    /// Size of the blob if it exists *and* is linked into `repo`.
-    pub async fn blob_size(&self, repo: &str, d: &Digest) -> Result<Option<u64>> {
-        if !exists(&self.link_path(repo, d)).await? {
-            return Ok(None);
-        }
-        match tokio::fs::metadata(self.blob_path(d)).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("stat blob {d}")),
-        }
-    }
-
     /// Opens a blob linked into `repo` for reading.
     pub async fn open_blob(
         &self,

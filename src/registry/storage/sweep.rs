@@ -27,7 +27,7 @@ pub const TMP_MAX_IDLE: Duration = Duration::from_secs(15 * 60);
 /// Held by a push while it stamps, checks and writes; gc removes nothing meanwhile.
 /// Dropping it closes the descriptor, which releases the lock.
 pub struct PushGuard {
-    _file: File,
+    _file: Option<File>,
 }
 
 /// One thing gc may remove.
@@ -141,13 +141,23 @@ impl Storage {
         }
     }
 
-    /// The shared side of the gc lock, for a push's stamp-check-write sequence.
+    /// The shared side of the gc lock, for a push's stamp-check-write sequence. On a store
+    /// that cannot be written (mounted read-only) there is no lock file and no gc either:
+    /// reads go on without it.
     pub async fn push_guard(&self) -> Result<PushGuard> {
         let path = self.lock_path();
-        blocking("lock", move || {
-            Ok(PushGuard {
-                _file: lock(&path, false)?,
-            })
+        blocking("lock", move || match lock(&path, false) {
+            Ok(f) => Ok(PushGuard { _file: Some(f) }),
+            Err(e) => match File::open(&path) {
+                Ok(f) => {
+                    f.lock_shared().ctx(|| format!("lock {}", path.display()))?;
+                    Ok(PushGuard { _file: Some(f) })
+                }
+                Err(_) => {
+                    tracing::debug!("no gc lock: {e}");
+                    Ok(PushGuard { _file: None })
+                }
+            },
         })
         .await
     }
@@ -239,10 +249,15 @@ impl Storage {
         blocking("sweep", move || sweep_dir(&dir, max_age, dry_run)).await
     }
 
-    /// True when the storage root can be listed and written (readiness).
+    /// Ok when the storage root can be listed (readiness).
     pub async fn check(&self) -> Result<()> {
-        let path = self.lock_path();
-        blocking("check", move || lock(&path, false).map(|_| ())).await
+        let dir = self.root.join("repos");
+        blocking("check", move || {
+            std::fs::read_dir(&dir)
+                .map(|_| ())
+                .ctx(|| format!("list {}", dir.display()))
+        })
+        .await
     }
 }
 
