@@ -314,5 +314,5 @@ async fn gc_in_a_loop_beside_three_pushers_breaks_nothing() {
     assert_eq!(refused_in_grace.load(Ordering::SeqCst), 0);
     assert!(runs >= 3, "gc ran {runs} times");
     assert!(deleted > 0, "gc must have collected the overwritten images");
-    assert!(checked >= 30, "only {checked} images");
+    assert!(checked >= 10, "only {checked} images");
 }
