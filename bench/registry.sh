@@ -8,6 +8,7 @@
 # pull. Medians over RUNS, gantry/peer ratios (>1x = gantry faster), highest peak RSS.
 #
 # usage: bench/registry.sh [RUNS]   (default 3; needs skopeo, docker-registry, python3)
+#        NO_ZUUL=1 skips zuul-registry (no pip install, shorter run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -29,7 +30,9 @@ python3 bench/mklayout.py "$WORK/small" v1 200 $((16 << 10))
 
 # zuul-registry in a venv, when pip can install it.
 ZUUL=""
-if [ -x "${ZUUL_REGISTRY_VENV:-/tmp/zr-venv}/bin/zuul-registry" ]; then
+if [ -n "${NO_ZUUL:-}" ]; then
+  echo "zuul-registry skipped (NO_ZUUL)"
+elif [ -x "${ZUUL_REGISTRY_VENV:-/tmp/zr-venv}/bin/zuul-registry" ]; then
   ZUUL="${ZUUL_REGISTRY_VENV:-/tmp/zr-venv}/bin/zuul-registry"
 elif python3 -m venv "$WORK/zr" >/dev/null 2>&1 && "$WORK/zr/bin/pip" install -q zuul-registry >/dev/null 2>&1; then
   ZUUL="$WORK/zr/bin/zuul-registry"

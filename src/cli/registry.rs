@@ -83,6 +83,15 @@ pub struct ServeArgs {
     /// Largest manifest accepted, in bytes.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_MANIFEST)]
     pub max_manifest_size: usize,
+    /// Collect garbage in-process this often (e.g. 1h); safe beside live pushes.
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Grace period of the in-process collections (see `gantry registry gc --grace`).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Upload sessions idle this long are removed at start and by in-process collections.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub upload_max_age: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -92,7 +101,8 @@ pub struct GcArgs {
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Keep anything younger than this (pushes in progress), e.g. 0, 30s, 10m, 1h.
+    /// Keep anything referenced within this long (pushes in progress: their manifest must
+    /// arrive within it), e.g. 0, 30s, 10m, 1h. Safe beside a live registry.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub grace: Duration,
     /// Delete upload sessions older than this.
@@ -184,6 +194,12 @@ async fn serve(args: ServeArgs) -> Result<Exit, CliError> {
     config.tls = tls;
     config.max_manifest_size = args.max_manifest_size;
     config.notify = args.notify.clone();
+    config.gc_interval = args.interval.filter(|d| !d.is_zero());
+    config.gc = registry::gc::GcOptions {
+        dry_run: false,
+        grace: args.grace,
+        upload_max_age: args.upload_max_age,
+    };
     let registry = Registry::new(config).usage()?;
     {
         let mut out = std::io::stdout().lock();
@@ -246,12 +262,13 @@ async fn gc(args: GcArgs) -> Result<Exit, CliError> {
             println!("{verb} blob {d}");
         }
         println!(
-            "{verb} {} blobs ({} bytes), {} manifests, {} links, {} upload sessions; kept {} blobs",
+            "{verb} {} blobs ({} bytes), {} manifests, {} links, {} upload sessions, {} staging files; kept {} blobs",
             report.blobs_deleted.len(),
             report.bytes_freed,
             report.manifests_deleted.len(),
             report.links_removed,
             report.uploads_removed,
+            report.tmp_removed,
             report.blobs_kept
         );
     }

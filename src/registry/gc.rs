@@ -7,13 +7,19 @@
 //! Sweep: manifest links and blob links a repository no longer needs, blobs no repository
 //! needs, and upload sessions older than `upload_max_age`.
 //!
-//! Anything modified within `grace` is kept: a push in progress has uploaded blobs that
-//! no manifest names yet. With a grace period gc may run beside a live registry.
+//! Safe beside live pushes (in-process with `serve --interval`, or `gantry registry gc`
+//! from another process): every object carries a "last referenced" time (see
+//! `storage/sweep.rs`), and gc only removes what was last referenced before
+//! `start - grace`, re-checking that time under a lock right before each removal.
+//! Whatever a push writes or re-uses after gc starts is therefore newer than the cutoff:
+//! an acknowledged push is never broken, and a push whose manifest arrives within `grace`
+//! of its blob uploads, mounts or HEAD checks succeeds, however old those blobs are.
+//! gc never removes tags (a tag it did not see at mark time was written after it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use super::storage::{Result, Storage};
+use super::storage::{Object, Result, Storage, TMP_MAX_IDLE};
 use crate::oci::Digest;
 
 #[derive(Clone, Debug)]
@@ -42,6 +48,8 @@ pub struct GcReport {
     pub manifests_deleted: Vec<(String, Digest)>,
     pub links_removed: usize,
     pub uploads_removed: usize,
+    /// Staging files of requests that died (killed uploads, failed writes, full disk).
+    pub tmp_removed: usize,
 }
 
 /// Digests named by descriptors in a manifest of any media type:
@@ -76,16 +84,13 @@ fn subject_of(bytes: &[u8]) -> Option<Digest> {
     Digest::parse(v.get("subject")?.get("digest")?.as_str()?).ok()
 }
 
-/// Runs one collection over `storage`.
+/// Runs one collection over `storage`. All file work runs on blocking threads.
 pub async fn collect(storage: &Storage, opts: &GcOptions) -> Result<GcReport> {
     let mut report = GcReport::default();
-    let now = SystemTime::now();
-    let blobs = storage.all_blobs_sync()?;
-    let young: BTreeSet<Digest> = blobs
-        .iter()
-        .filter(|(_, _, mtime)| now.duration_since(*mtime).unwrap_or_default() < opts.grace)
-        .map(|(d, _, _)| d.clone())
-        .collect();
+    let cutoff = SystemTime::now()
+        .checked_sub(opts.grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let young = |t: &SystemTime| *t >= cutoff;
 
     // Mark.
     let mut marked: BTreeSet<Digest> = BTreeSet::new();
@@ -99,10 +104,10 @@ pub async fn collect(storage: &Storage, opts: &GcOptions) -> Result<GcReport> {
                 queue.push_back(d);
             }
         }
-        // Manifests pushed within the grace period are roots too (an index's children
+        // Manifests written within the grace period are roots too (an index's children
         // arrive before the index that names them).
-        for d in storage.manifests(&repo).await? {
-            if young.contains(&d) {
+        for (d, t) in storage.manifests_stamped(&repo).await? {
+            if young(&t) {
                 queue.push_back(d);
             }
         }
@@ -128,64 +133,66 @@ pub async fn collect(storage: &Storage, opts: &GcOptions) -> Result<GcReport> {
         per_repo.insert(repo, (manifests, repo_blobs));
     }
 
-    // Sweep repository links.
+    // Sweep repository links: only those last referenced before the cutoff.
+    let dry = opts.dry_run;
     for (repo, (manifests, repo_blobs)) in &per_repo {
-        for d in storage.manifests(repo).await? {
+        for (d, _) in storage.manifests_stamped(repo).await? {
             if manifests.contains(&d) {
                 continue;
             }
-            report.manifests_deleted.push((repo.clone(), d.clone()));
-            if !opts.dry_run {
-                let subject = storage.read_blob(&d).await?.and_then(|b| subject_of(&b));
-                storage.delete_manifest(repo, &d).await?;
-                if let Some(s) = subject {
-                    storage.remove_referrer(repo, &s, &d).await?;
-                }
+            let subject = storage.read_blob(&d).await?.and_then(|b| subject_of(&b));
+            if storage
+                .remove_if_older(Object::ManifestLink(repo, &d), cutoff, dry)
+                .await?
+                .is_none()
+            {
+                marked.insert(d);
+                continue;
             }
+            if let (Some(s), false) = (subject, dry) {
+                storage.remove_referrer(repo, &s, &d).await?;
+            }
+            report.manifests_deleted.push((repo.clone(), d));
         }
         for d in storage.blob_links(repo).await? {
             if repo_blobs.contains(&d) || manifests.contains(&d) {
                 continue;
             }
-            if young.contains(&d) {
+            if storage
+                .remove_if_older(Object::BlobLink(repo, &d), cutoff, dry)
+                .await?
+                .is_none()
+            {
+                // Kept (young): its blob stays with it.
                 marked.insert(d);
                 continue;
             }
             report.links_removed += 1;
-            if !opts.dry_run {
-                storage.unlink_blob(repo, &d).await?;
-            }
         }
     }
 
     // Sweep blobs.
-    for (d, path, _) in blobs {
-        if marked.contains(&d) || young.contains(&d) {
+    for (d, _) in storage.blobs_stamped().await? {
+        if marked.contains(&d) {
             report.blobs_kept += 1;
             continue;
         }
-        report.bytes_freed += path.metadata().map(|m| m.len()).unwrap_or(0);
-        if !opts.dry_run {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(super::storage::StorageError::Io {
-                        context: format!("remove {}", path.display()),
-                        source: e,
-                    });
-                }
+        match storage
+            .remove_if_older(Object::Blob(&d), cutoff, dry)
+            .await?
+        {
+            Some(len) => {
+                report.bytes_freed += len;
+                report.blobs_deleted.push(d);
             }
+            None => report.blobs_kept += 1,
         }
-        report.blobs_deleted.push(d);
     }
 
-    // Sweep stale uploads.
-    for dir in storage.stale_uploads_sync(opts.upload_max_age)? {
-        report.uploads_removed += 1;
-        if !opts.dry_run {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
+    // Sweep stale uploads and staging files of requests that died.
+    report.uploads_removed = storage.sweep_uploads(opts.upload_max_age, dry).await?;
+    report.tmp_removed = storage
+        .sweep_tmp(opts.upload_max_age.min(TMP_MAX_IDLE), dry)
+        .await?;
     Ok(report)
 }

@@ -4,12 +4,14 @@
 //! Layering points one way: the router feeds one catch-all `/v2/{*rest}` route to the pure
 //! path parser (`path.rs`), the dispatcher checks auth (`auth/`), handlers
 //! (`handlers/`) speak HTTP and call storage (`storage/`), which never sees HTTP.
-//! Servers take an already-bound listener (no port races in tests).
+//! Servers take an already-bound listener (no port races in tests). `metrics.rs` holds
+//! the operations endpoints (`/healthz`, `/readyz`, `/metrics`).
 
 pub mod auth;
 pub mod error;
 pub mod gc;
 mod handlers;
+pub mod metrics;
 pub mod notify;
 pub mod path;
 pub mod storage;
@@ -19,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -44,6 +46,10 @@ pub struct RegistryConfig {
     pub max_manifest_size: usize,
     /// Endpoints to send distribution notifications to (`--notify URL`).
     pub notify: Vec<String>,
+    /// Run garbage collection in-process this often (`serve --interval`).
+    pub gc_interval: Option<Duration>,
+    /// Options of the in-process collections; `upload_max_age` also applies at start.
+    pub gc: gc::GcOptions,
 }
 
 impl RegistryConfig {
@@ -55,6 +61,8 @@ impl RegistryConfig {
             tls: None,
             max_manifest_size: DEFAULT_MAX_MANIFEST,
             notify: Vec::new(),
+            gc_interval: None,
+            gc: gc::GcOptions::default(),
         }
     }
 }
@@ -66,6 +74,9 @@ pub(crate) struct Inner {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_manifest_size: usize,
     pub notifier: Option<Arc<notify::Notifier>>,
+    pub metrics: metrics::Metrics,
+    pub gc_interval: Option<Duration>,
+    pub gc: gc::GcOptions,
 }
 
 /// A registry instance: build its router, or serve it on a listener.
@@ -103,6 +114,9 @@ impl Registry {
                 tls: config.tls,
                 max_manifest_size: config.max_manifest_size,
                 notifier,
+                metrics: metrics::Metrics::default(),
+                gc_interval: config.gc_interval,
+                gc: config.gc,
             }),
         })
     }
@@ -118,8 +132,14 @@ impl Registry {
             .route("/v2/", axum::routing::any(handlers::dispatch))
             .route("/v2/{*rest}", axum::routing::any(handlers::dispatch))
             .route("/token", axum::routing::get(handlers::token))
+            .route("/healthz", axum::routing::get(metrics::healthz))
+            .route("/readyz", axum::routing::get(metrics::readyz))
+            .route("/metrics", axum::routing::get(metrics::metrics))
             .fallback(handlers::not_found)
-            .layer(middleware::from_fn(log_and_version))
+            .layer(middleware::from_fn_with_state(
+                self.inner.clone(),
+                log_and_version,
+            ))
             .with_state(self.inner.clone())
     }
 
@@ -133,7 +153,10 @@ impl Registry {
         if let Some(n) = &self.inner.notifier {
             tokio::spawn(n.clone().deliver());
         }
-        let app = self.router();
+        tokio::spawn(housekeeping(self.inner.clone()));
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         match self.inner.tls.clone() {
             Some(cfg) => {
                 let handle = axum_server::Handle::new();
@@ -145,7 +168,7 @@ impl Registry {
                 let rustls = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
                 axum_server::from_tcp_rustls(listener, rustls)?
                     .handle(handle)
-                    .serve(app.into_make_service())
+                    .serve(app)
                     .await?;
             }
             None => {
@@ -177,27 +200,105 @@ impl Registry {
 
 static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
-/// Logs one line per request (never headers: they carry credentials) and adds the
+/// Removes what dead requests left behind (staging files, stale upload sessions) at start,
+/// then collects garbage every `gc_interval` if set.
+async fn housekeeping(inner: Arc<Inner>) {
+    let storage = &inner.storage;
+    let tmp = storage.sweep_tmp(storage::TMP_MAX_IDLE, false).await;
+    let uploads = storage.sweep_uploads(inner.gc.upload_max_age, false).await;
+    match (tmp, uploads) {
+        (Ok(0), Ok(0)) => {}
+        (Ok(t), Ok(u)) => tracing::info!("removed {t} staging files, {u} stale upload sessions"),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!("cleaning up at start: {e}"),
+    }
+    let Some(every) = inner.gc_interval else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; collect after one interval
+    loop {
+        tick.tick().await;
+        match gc::collect(storage, &inner.gc).await {
+            Ok(r) => {
+                inner.metrics.gc(&r);
+                tracing::info!(
+                    "gc: deleted {} blobs ({} bytes), {} manifests, {} links, {} uploads",
+                    r.blobs_deleted.len(),
+                    r.bytes_freed,
+                    r.manifests_deleted.len(),
+                    r.links_removed,
+                    r.uploads_removed
+                );
+            }
+            Err(e) => tracing::error!("gc: {e}"),
+        }
+    }
+}
+
+/// The authenticated user of a request, left in the response by the dispatcher for the
+/// request log.
+#[derive(Clone, Debug)]
+pub(crate) struct User(pub String);
+
+/// Logs one line per request (never headers: they carry credentials) with the remote
+/// address and the authenticated user, counts it, and adds the
 /// `Docker-Distribution-API-Version` header clients look for.
-async fn log_and_version(req: Request, next: Next) -> Response {
+async fn log_and_version(
+    axum::extract::State(inner): axum::extract::State<Arc<Inner>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    let remote = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "-".into());
     let start = Instant::now();
+    let received = inner.metrics.bytes_in.clone();
+    let req = req.map(|body| {
+        use futures_util::StreamExt;
+        axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+            if let Ok(b) = &chunk {
+                received.inc_by(b.len() as u64);
+            }
+            chunk
+        }))
+    });
     let mut resp = next.run(req).await.into_response();
     resp.headers_mut().insert(
         API_VERSION.clone(),
         HeaderValue::from_static("registry/2.0"),
     );
+    let user = resp
+        .extensions()
+        .get::<User>()
+        .map(|u| u.0.clone())
+        .unwrap_or_else(|| "-".into());
+    let status = resp.status().as_u16();
+    let sent = if method == axum::http::Method::HEAD {
+        None
+    } else {
+        resp.headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    };
+    inner.metrics.request(method.as_str(), &path, status, sent);
     tracing::info!(
-        "request {} {} {} {}ms",
+        "request {} {} {} {}ms remote={} user={}",
         method,
         path,
-        resp.status().as_u16(),
-        start.elapsed().as_millis()
+        status,
+        start.elapsed().as_millis(),
+        remote,
+        user
     );
     resp
 }

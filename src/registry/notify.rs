@@ -8,7 +8,8 @@
 //! 2. the delivery task POSTs queued files oldest first; a 2xx removes the file;
 //! 3. a failure keeps it with a later due time (1 s, 2 s, 4 s … capped at 5 min).
 //!
-//! Must not: block or fail a push because an endpoint is down.
+//! Must not: block or fail a push because an endpoint is down; block the async runtime
+//! (every file operation runs on a blocking thread).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,20 +119,29 @@ impl Notifier {
         }
     }
 
-    fn write(&self, name: &str, q: &Queued) -> Result<(), NotifyError> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let bytes = serde_json::to_vec(q).unwrap_or_default();
-        {
+    /// Writes queue files durably (temp file, fsync, rename, fsync of the directory) on a
+    /// blocking thread.
+    async fn write(&self, files: Vec<(String, Queued)>) -> Result<(), NotifyError> {
+        let dir = self.dir.clone();
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
-            f.write_all(&bytes).map_err(|e| self.io(e))?;
-            f.sync_all().map_err(|e| self.io(e))?;
-        }
-        std::fs::rename(&tmp, self.dir.join(name)).map_err(|e| self.io(e))
+            for (name, q) in files {
+                let tmp = dir.join(format!(".{name}.tmp"));
+                let bytes = serde_json::to_vec(&q).unwrap_or_default();
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, dir.join(name))?;
+            }
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        result.map_err(|e| self.io(e))
     }
 
     /// Queues a push event for every endpoint (step 1).
-    pub fn pushed(&self, p: &Pushed<'_>) -> Result<(), NotifyError> {
+    pub async fn pushed(&self, p: &Pushed<'_>) -> Result<(), NotifyError> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         let event = json!({
@@ -156,15 +166,21 @@ impl Notifier {
             "actor": {"name": p.user.unwrap_or("")},
             "source": {"addr": p.host, "instanceID": "gantry"},
         });
-        for (i, url) in self.endpoints.iter().enumerate() {
-            let q = Queued {
-                url: url.clone(),
-                envelope: json!({ "events": [event.clone()] }),
-                attempts: 0,
-                due_ms: 0,
-            };
-            self.write(&format!("{now:015}-{id}-{i}.json"), &q)?;
-        }
+        let files = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let q = Queued {
+                    url: url.clone(),
+                    envelope: json!({ "events": [event.clone()] }),
+                    attempts: 0,
+                    due_ms: 0,
+                };
+                (format!("{now:015}-{id}-{i}.json"), q)
+            })
+            .collect();
+        self.write(files).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -191,22 +207,26 @@ impl Notifier {
 
     /// One pass; returns when the next queued notification is due.
     async fn deliver_due(&self) -> Result<Option<u64>, NotifyError> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
-            .map_err(|e| self.io(e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-            .collect();
+        let mut names: Vec<String> = Vec::new();
+        let mut rd = tokio::fs::read_dir(&self.dir)
+            .await
+            .map_err(|e| self.io(e))?;
+        while let Some(e) = rd.next_entry().await.map_err(|e| self.io(e))? {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with(".json") && !n.starts_with('.') {
+                names.push(n);
+            }
+        }
         names.sort();
         let mut next: Option<u64> = None;
         for name in names {
             let path = self.dir.join(&name);
-            let Ok(bytes) = std::fs::read(&path) else {
+            let Ok(bytes) = tokio::fs::read(&path).await else {
                 continue;
             };
             let Ok(mut q) = serde_json::from_slice::<Queued>(&bytes) else {
                 tracing::warn!("dropping unreadable notification {}", path.display());
-                let _ = std::fs::remove_file(&path);
+                let _ = tokio::fs::remove_file(&path).await;
                 continue;
             };
             if q.due_ms > now_ms() {
@@ -222,7 +242,7 @@ impl Notifier {
                 .await;
             match sent {
                 Ok(r) if r.status().is_success() => {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = tokio::fs::remove_file(&path).await;
                 }
                 other => {
                     let why = match other {
@@ -239,7 +259,7 @@ impl Notifier {
                         backoff
                     );
                     next = Some(next.map_or(q.due_ms, |n| n.min(q.due_ms)));
-                    self.write(&name, &q)?;
+                    self.write(vec![(name, q)]).await?;
                 }
             }
         }
@@ -259,8 +279,15 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_endpoint_keeps_the_notification_queued() {
         let d = tempfile::tempdir().unwrap();
-        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
-        let n = Notifier::new(d.path(), vec!["http://127.0.0.1:9/hook".into()]).unwrap();
+        // An endpoint that hangs up on every request without answering.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+            }
+        });
+        let n = Notifier::new(d.path(), vec![url]).unwrap();
         n.pushed(&Pushed {
             repository: "a/b",
             tag: "t",
@@ -272,6 +299,7 @@ mod tests {
             user: None,
             user_agent: None,
         })
+        .await
         .unwrap();
         let next = n.deliver_due().await.unwrap();
         assert!(next.is_some(), "a retry is scheduled");

@@ -47,6 +47,9 @@ pub(super) async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response> {
+    if head {
+        return head_blob(reg, name, digest).await;
+    }
     let Some((mut file, len)) = reg
         .storage
         .open_blob(name, digest)
@@ -91,19 +94,43 @@ pub(super) async fn get(
             format!("bytes {}-{}/{len}", start, start + count - 1),
         );
     }
-    let body = if head {
-        Body::empty()
-    } else {
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))
-                .await
-                .map_err(RegistryError::from)?;
-        }
-        let reader = tokio_util::io::ReaderStream::with_capacity(file.take(count), READ_BUFFER);
-        Body::from_stream(reader)
-    };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(RegistryError::from)?;
+    }
+    let reader = tokio_util::io::ReaderStream::with_capacity(file.take(count), READ_BUFFER);
+    let body = Body::from_stream(reader);
     builder
         .body(body)
+        .map_err(|e| RegistryError::internal("response", e))
+}
+
+/// HEAD is how a push asks "do you have this blob?" before skipping its upload: the
+/// answer stamps the blob as referenced now, so gc keeps it for the grace period in which
+/// the push's manifest is due (storage/sweep.rs).
+async fn head_blob(reg: &Reg, name: &str, digest: &Digest) -> Result<Response> {
+    let size = {
+        let _guard = reg.storage.push_guard().await.map_err(storage_err)?;
+        reg.storage
+            .reference_blob(name, digest)
+            .await
+            .map_err(storage_err)?
+    };
+    let Some(len) = size else {
+        return Err(RegistryError::new(
+            Code::BlobUnknown,
+            format!("blob {digest} unknown to repository {name}"),
+        ));
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, format!("\"{digest}\""))
+        .header("Docker-Content-Digest", digest.to_string())
+        .body(Body::empty())
         .map_err(|e| RegistryError::internal("response", e))
 }
 

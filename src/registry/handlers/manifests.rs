@@ -189,11 +189,13 @@ pub(super) async fn put(
         .and_then(|v| v.to_str().ok());
     let manifest = Manifest::parse(&bytes, content_type)
         .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.to_string()))?;
-    // 4. references.
+    // 4. references, stamped as referenced now under the push side of the gc lock, which
+    //    is held until the manifest and its tag are written (storage/sweep.rs).
+    let _guard = reg.storage.push_guard().await.map_err(storage_err)?;
     for blob in manifest.blobs() {
         match reg
             .storage
-            .blob_size(name, &blob.digest)
+            .reference_blob(name, &blob.digest)
             .await
             .map_err(storage_err)?
         {
@@ -219,7 +221,7 @@ pub(super) async fn put(
     for child in &manifest.manifests {
         if reg
             .storage
-            .manifest_media_type(name, &child.digest)
+            .reference_manifest(name, &child.digest)
             .await
             .map_err(storage_err)?
             .is_none()
@@ -259,7 +261,7 @@ pub(super) async fn put(
                 user: None,
                 user_agent: h(header::USER_AGENT),
             };
-            if let Err(e) = n.pushed(&pushed) {
+            if let Err(e) = n.pushed(&pushed).await {
                 tracing::error!("queueing a notification for {name}:{tag}: {e}");
             }
         }

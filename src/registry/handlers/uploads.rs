@@ -10,7 +10,7 @@ use super::{Query, Reg, body_stream, hv, storage_err};
 use crate::oci::{Digest, validate_repository};
 use crate::registry::auth::Access;
 use crate::registry::error::{Code, RegistryError, Result};
-use crate::registry::storage::UploadStatus;
+use crate::registry::storage::{StorageError, UploadStatus};
 
 fn digest_param(query: &Query) -> Result<Option<Digest>> {
     query
@@ -76,13 +76,23 @@ pub(super) async fn start(
             // The caller must be allowed to pull from the source; otherwise fall back to
             // a plain upload, as the spec says for any mount that cannot be done.
             && reg.auth.authorize(headers, &[Access::repository(from, &["pull"])], base).await.is_ok()
-            && reg.storage.blob_size(from, &digest).await.map_err(storage_err)?.is_some()
         {
-            reg.storage
-                .link_blob(name, &digest)
+            // Check and link under the push side of the gc lock: the mounted blob, however
+            // old, is stamped as referenced now (storage/sweep.rs).
+            let _guard = reg.storage.push_guard().await.map_err(storage_err)?;
+            if reg
+                .storage
+                .reference_blob(from, &digest)
                 .await
-                .map_err(storage_err)?;
-            return Ok(created(name, &digest));
+                .map_err(storage_err)?
+                .is_some()
+            {
+                reg.storage
+                    .link_blob(name, &digest)
+                    .await
+                    .map_err(storage_err)?;
+                return Ok(created(name, &digest));
+            }
         }
         let st = reg.storage.upload_start(name).await.map_err(storage_err)?;
         return Ok(accepted(name, &st, StatusCode::ACCEPTED));
@@ -153,28 +163,32 @@ pub(super) async fn patch(
         )
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE));
     }
-    match reg
+    let result = reg
         .storage
         .upload_append(name, id, cr.map(|r| r.0), body_stream(body))
-        .await
-    {
+        .await;
+    match result {
         Ok(st) => Ok(accepted(name, &st, StatusCode::ACCEPTED)),
-        Err(e @ crate::registry::storage::StorageError::RangeMismatch { offset, .. }) => {
-            let mut resp = storage_err(e).into_response();
-            let st = UploadStatus {
-                id: id.to_string(),
-                offset,
-            };
-            resp.headers_mut()
-                .insert(header::RANGE, hv(&range(st.offset)));
-            resp.headers_mut().insert(
-                header::LOCATION,
-                hv(&format!("/v2/{name}/blobs/uploads/{id}")),
-            );
-            Ok(resp)
-        }
-        Err(e) => Err(storage_err(e)),
+        Err(e) => Ok(upload_error(name, id, e)),
     }
+}
+
+/// A storage failure during PATCH or the final PUT; an out-of-order chunk is 416 with the
+/// `Range` the session is at and its `Location`, so the client can resume.
+fn upload_error(name: &str, id: &str, e: StorageError) -> Response {
+    let offset = match &e {
+        StorageError::RangeMismatch { offset, .. } => Some(*offset),
+        _ => None,
+    };
+    let mut resp = storage_err(e).into_response();
+    if let Some(offset) = offset {
+        resp.headers_mut().insert(header::RANGE, hv(&range(offset)));
+        resp.headers_mut().insert(
+            header::LOCATION,
+            hv(&format!("/v2/{name}/blobs/uploads/{id}")),
+        );
+    }
+    resp
 }
 
 pub(super) async fn put(
@@ -182,6 +196,7 @@ pub(super) async fn put(
     name: &str,
     id: &str,
     query: &Query,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
     let Some(digest) = digest_param(query)? else {
@@ -190,11 +205,15 @@ pub(super) async fn put(
             "the digest query parameter is required",
         ));
     };
-    reg.storage
-        .upload_finish(name, id, &digest, body_stream(body))
+    let cr = content_range(headers)?;
+    match reg
+        .storage
+        .upload_finish(name, id, cr.map(|r| r.0), &digest, body_stream(body))
         .await
-        .map_err(storage_err)?;
-    Ok(created(name, &digest))
+    {
+        Ok(_) => Ok(created(name, &digest)),
+        Err(e) => Ok(upload_error(name, id, e)),
+    }
 }
 
 pub(super) async fn cancel(reg: &Reg, name: &str, id: &str) -> Result<Response> {

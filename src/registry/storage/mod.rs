@@ -13,6 +13,7 @@
 //!   repos/<name>/_tags/<tag>                      current digest of the tag
 //!   repos/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>   referrer descriptor (JSON)
 //!   tmp/                                          staging for atomic replace-by-rename
+//!   gc.lock                                       flock: gc removes vs pushes stamp (sweep.rs)
 //! ```
 //!
 //! The `_` prefix keeps our files apart from nested repository names: a name component can
@@ -22,6 +23,7 @@
 //! Blob commit is four named steps: write (hashing while streaming), verify digest, move
 //! (fsync then rename, so a crash leaves either no blob or a whole one), link.
 
+mod sweep;
 mod upload;
 
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ use bytes::Bytes;
 
 use crate::oci::{Algorithm, Descriptor, Digest};
 
+pub use sweep::{Object, PushGuard, TMP_MAX_IDLE};
 pub use upload::UploadStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -168,18 +171,6 @@ impl Storage {
 
     // ---- blobs -----------------------------------------------------------------------
 
-    /// Size of the blob if it exists *and* is linked into `repo`.
-    pub async fn blob_size(&self, repo: &str, d: &Digest) -> Result<Option<u64>> {
-        if !exists(&self.link_path(repo, d)).await? {
-            return Ok(None);
-        }
-        match tokio::fs::metadata(self.blob_path(d)).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("stat blob {d}")),
-        }
-    }
-
     /// Opens a blob linked into `repo` for reading.
     pub async fn open_blob(
         &self,
@@ -208,12 +199,15 @@ impl Storage {
         }
     }
 
-    /// Makes blob `d` visible to `repo` (after an upload or a mount). The link is an empty
-    /// file: creating it is atomic enough, no rename needed.
+    /// Makes blob `d` visible to `repo` (after an upload or a mount), and stamps link and
+    /// blob as referenced now (see `sweep.rs`). The link is an empty file: creating it is
+    /// atomic enough, no rename needed.
     pub async fn link_blob(&self, repo: &str, d: &Digest) -> Result<()> {
         let p = self.link_path(repo, d);
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            if p.exists() {
+        let blob = self.blob_path(d);
+        sweep::blocking("link", move || -> Result<()> {
+            sweep::stamp(&blob)?;
+            if sweep::stamp(&p)? {
                 return Ok(());
             }
             if let Some(parent) = p.parent() {
@@ -223,10 +217,6 @@ impl Storage {
             Ok(())
         })
         .await
-        .map_err(|e| StorageError::Io {
-            context: "link task".into(),
-            source: io::Error::other(e),
-        })?
     }
 
     /// A whole blob in one request (monolithic upload): stream into a temporary file while
@@ -280,14 +270,8 @@ impl Storage {
             });
         }
         let target = self.blob_path(digest);
-        if let Some(p) = target.parent() {
-            tokio::fs::create_dir_all(p)
-                .await
-                .ctx(|| format!("create {}", p.display()))?;
-        }
-        tokio::fs::rename(&tmp, &target)
-            .await
-            .ctx(|| format!("rename into {}", target.display()))?;
+        let _guard = self.push_guard().await?;
+        sweep::blocking("commit", move || rename_durable(&tmp, &target)).await?;
         self.link_blob(repo, digest).await?;
         Ok(size)
     }
@@ -299,16 +283,28 @@ impl Storage {
 
     /// Stores `data` as a blob (if absent) and links it into `repo`.
     pub async fn put_blob_bytes(&self, repo: &str, d: &Digest, data: Bytes) -> Result<()> {
+        let _guard = self.push_guard().await?;
+        self.write_blob_if_absent(d, data).await?;
+        self.link_blob(repo, d).await
+    }
+
+    /// Writes blob `d` unless it is there already; then it is stamped as referenced now.
+    async fn write_blob_if_absent(&self, d: &Digest, data: Bytes) -> Result<()> {
         let path = self.blob_path(d);
-        if !exists(&path).await? {
+        let present = {
+            let path = path.clone();
+            sweep::blocking("stamp", move || sweep::stamp(&path)).await?
+        };
+        if !present {
             self.write_atomic(path, data.to_vec()).await?;
         }
-        self.link_blob(repo, d).await
+        Ok(())
     }
 
     // ---- manifests and tags ----------------------------------------------------------
 
-    /// Stores manifest bytes (already validated) under their digest in `repo`.
+    /// Stores manifest bytes (already validated) under their digest in `repo`. Call with
+    /// a [`PushGuard`] held.
     pub async fn put_manifest(
         &self,
         repo: &str,
@@ -316,10 +312,7 @@ impl Storage {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<()> {
-        let path = self.blob_path(digest);
-        if !exists(&path).await? {
-            self.write_atomic(path, bytes.to_vec()).await?;
-        }
+        self.write_blob_if_absent(digest, bytes).await?;
         self.write_atomic(
             self.manifest_link_path(repo, digest),
             media_type.as_bytes().to_vec(),
@@ -443,33 +436,6 @@ impl Storage {
         Ok(out)
     }
 
-    /// Every blob in the store with its size and modification time.
-    pub fn all_blobs_sync(&self) -> Result<Vec<(Digest, PathBuf, std::time::SystemTime)>> {
-        let mut out = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.root.join("blobs").join(alg.as_str());
-            let Ok(prefixes) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for p in prefixes.flatten() {
-                for f in std::fs::read_dir(p.path())
-                    .ctx(|| format!("listing {}", dir.display()))?
-                    .flatten()
-                {
-                    let name = f.file_name().to_string_lossy().to_string();
-                    if let Ok(d) = Digest::parse(&format!("{alg}:{name}")) {
-                        let mtime = f
-                            .metadata()
-                            .and_then(|m| m.modified())
-                            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                        out.push((d, f.path(), mtime));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
     // ---- referrers ---------------------------------------------------------------------
 
     pub async fn add_referrer(
@@ -538,16 +504,45 @@ impl Storage {
 
 fn write_atomic_sync(tmp: &Path, path: &Path, data: &[u8], durable: bool) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(data)
-        .ctx(|| format!("write {}", tmp.display()))?;
-    if durable {
-        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+    let written = (|| {
+        let mut f = std::fs::File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
+        f.write_all(data)
+            .ctx(|| format!("write {}", tmp.display()))?;
+        if durable {
+            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+        }
+        std::fs::rename(tmp, path).ctx(|| format!("rename into {}", path.display()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp); // a full disk leaves no staging file behind
     }
-    if let Some(parent) = path.parent() {
+    written?;
+    if durable {
+        sync_parent(path)?;
+    }
+    Ok(())
+}
+
+/// Renames an fsynced file into place and makes the rename durable.
+pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
     }
-    std::fs::rename(tmp, path).ctx(|| format!("rename into {}", path.display()))
+    std::fs::rename(from, to).ctx(|| format!("rename into {}", to.display()))?;
+    sync_parent(to)
+}
+
+/// fsync of the directory holding `path`: without it a rename may not survive a crash.
+fn sync_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .ctx(|| format!("fsync {}", parent.display()))?;
+    }
+    Ok(())
 }
 
 fn walk_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {

@@ -206,6 +206,7 @@ impl Storage {
         &self,
         repo: &str,
         id: &str,
+        start: Option<u64>,
         digest: &Digest,
         body: S,
     ) -> Result<u64>
@@ -216,6 +217,14 @@ impl Storage {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
         let mut state = self.load_state(repo, id).await?;
+        if let Some(got) = start
+            && got != state.offset
+        {
+            return Err(StorageError::RangeMismatch {
+                offset: state.offset,
+                got,
+            });
+        }
         let (_, body_result) = self.append_locked(id, &mut state, body).await?;
         if let Err(e) = body_result {
             self.save_state(id, &state).await?;
@@ -236,26 +245,17 @@ impl Storage {
                 actual,
             });
         }
-        // 2. move: fsync the data, then rename into place (atomic on one filesystem).
+        // 2. move: fsync the data, then rename into place (atomic on one filesystem) and
+        //    fsync the directory, under the push side of the gc lock (see sweep.rs).
         let target = self.blob_path(digest);
         let size = state.offset;
-        tokio::task::spawn_blocking({
-            let data = data.clone();
-            let target = target.clone();
-            move || -> Result<()> {
-                let f = std::fs::File::open(&data).ctx(|| format!("open {}", data.display()))?;
-                f.sync_all().ctx(|| format!("fsync {}", data.display()))?;
-                if let Some(p) = target.parent() {
-                    std::fs::create_dir_all(p).ctx(|| format!("create {}", p.display()))?;
-                }
-                std::fs::rename(&data, &target).ctx(|| format!("rename into {}", target.display()))
-            }
+        let _guard = self.push_guard().await?;
+        super::sweep::blocking("commit", move || {
+            let f = std::fs::File::open(&data).ctx(|| format!("open {}", data.display()))?;
+            f.sync_all().ctx(|| format!("fsync {}", data.display()))?;
+            super::rename_durable(&data, &target)
         })
-        .await
-        .map_err(|e| StorageError::Io {
-            context: "commit task".into(),
-            source: std::io::Error::other(e),
-        })??;
+        .await?;
         // 3. link, 4. clean up.
         self.link_blob(repo, digest).await?;
         self.remove_upload(id).await?;
@@ -275,35 +275,6 @@ impl Storage {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).ctx(|| format!("remove {}", dir.display())),
         }
-    }
-
-    /// Sessions started more than `max_age` ago (for garbage collection).
-    pub fn stale_uploads_sync(
-        &self,
-        max_age: std::time::Duration,
-    ) -> Result<Vec<std::path::PathBuf>> {
-        let dir = self.root().join("uploads");
-        let now = std::time::SystemTime::now();
-        let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(out);
-        };
-        for e in rd.flatten() {
-            let modified = e
-                .path()
-                .join("state")
-                .metadata()
-                .and_then(|m| m.modified())
-                .or_else(|_| e.metadata().and_then(|m| m.modified()));
-            let age = modified
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or_default();
-            if age >= max_age {
-                out.push(e.path());
-            }
-        }
-        Ok(out)
     }
 }
 
