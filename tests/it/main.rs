@@ -9,4 +9,6 @@ mod registry_gc;
 mod registry_interop;
 mod registry_spec;
 mod run;
+mod serve_scale;
+mod serve_scale_pg;
 mod trigger;
