@@ -162,3 +162,35 @@ pub async fn run(cmd: EventsCommand) -> Result<Exit, CliError> {
     }
     Ok(Exit::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::store::RunSummary;
+
+    #[test]
+    fn ls_marks_a_failed_run_and_where_it_ran() {
+        let mut e = EventRow {
+            id: 1,
+            trigger: "app".into(),
+            source: "registry".into(),
+            received_ms: 0,
+            push: Default::default(),
+            state: "done".into(),
+            outcome: "started".into(),
+            attempts: 0,
+            digest: None,
+            execution: Some("x".into()),
+            run: Some(RunSummary {
+                state: "failed".into(),
+                status: "FAILURE".into(),
+                replica: Some("ci-2".into()),
+            }),
+            replay: false,
+        };
+        assert_eq!(outcome(&e), "started → failed on ci-2");
+        e.run = None;
+        e.outcome = "filtered: tag x fails include".into();
+        assert_eq!(outcome(&e), "filtered: tag x fails include");
+    }
+}

@@ -21,16 +21,19 @@ pub fn marker(database: &str, execution: &str, attempt: i64) -> String {
     format!("{database}/{execution}/{attempt}")
 }
 
-/// Kills (SIGKILL, whole process group) every process on this host marked for
-/// `database` whose (execution, attempt) is not in `keep`. Returns how many processes
-/// were found. Blocking (reads `/proc`): call from a blocking thread.
-pub fn kill_leftovers(database: &str, keep: &HashSet<(String, i64)>) -> usize {
+/// A process of this database's runs: (pid, execution, attempt).
+pub type Marked = (u32, String, i64);
+
+/// Every process on this host marked for `database`. Blocking (reads `/proc`): call from
+/// a blocking thread. Look first, then ask the database which attempts are current: a
+/// process seen here was started after its attempt was claimed, so the answer covers it.
+pub fn find(database: &str) -> Vec<Marked> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return vec![];
     };
     let me = std::process::id();
     let prefix = format!("{VAR}={database}/");
-    let mut found = 0;
+    let mut found = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -52,17 +55,29 @@ pub fn kill_leftovers(database: &str, keep: &HashSet<(String, i64)>) -> usize {
         else {
             continue;
         };
-        let Some((execution, attempt)) = mark.rsplit_once('/') else {
-            continue;
-        };
-        let attempt = attempt.parse::<i64>().unwrap_or(-1);
-        if keep.contains(&(execution.to_string(), attempt)) {
+        if let Some((execution, attempt)) = mark.rsplit_once('/') {
+            found.push((
+                pid,
+                execution.to_string(),
+                attempt.parse::<i64>().unwrap_or(-1),
+            ));
+        }
+    }
+    found
+}
+
+/// Kills (SIGKILL, whole process group) each found process whose (execution, attempt) is
+/// not in `keep`; returns how many.
+pub fn kill_unless(found: &[Marked], keep: &HashSet<(String, i64)>) -> usize {
+    let mut killed = 0;
+    for (pid, execution, attempt) in found {
+        if keep.contains(&(execution.clone(), *attempt)) {
             continue;
         }
-        found += 1;
-        let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        let Some(pid) = rustix::process::Pid::from_raw(*pid as i32) else {
             continue;
         };
+        killed += 1;
         tracing::warn!("killing process {pid} left by attempt {attempt} of execution {execution}");
         if let Ok(group) = rustix::process::getpgid(Some(pid)) {
             // Never our own group (a run's commands have their own).
@@ -72,5 +87,5 @@ pub fn kill_leftovers(database: &str, keep: &HashSet<(String, i64)>) -> usize {
         }
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
-    found
+    killed
 }

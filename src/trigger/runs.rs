@@ -66,6 +66,13 @@ pub async fn claim_loop(svc: Arc<Service>, cancel: CancellationToken) {
 /// Kills what abandoned attempts of this database left on this host (every attempt not
 /// running now).
 async fn kill_leftovers(svc: &Service) {
+    let db = svc.log.id().to_string();
+    let found = tokio::task::spawn_blocking(move || orphans::find(&db))
+        .await
+        .unwrap_or_default();
+    if found.is_empty() {
+        return;
+    }
     let keep: HashSet<(String, i64)> = match svc.log.running().await {
         Ok(r) => r.into_iter().collect(),
         Err(e) => {
@@ -73,8 +80,7 @@ async fn kill_leftovers(svc: &Service) {
             return;
         }
     };
-    let db = svc.log.id().to_string();
-    let _ = tokio::task::spawn_blocking(move || orphans::kill_leftovers(&db, &keep)).await;
+    orphans::kill_unless(&found, &keep);
 }
 
 /// At start: this replica's running attempts belong to a previous life (killed, crashed):
