@@ -165,8 +165,8 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Secret(cmd) => secret::run(cmd),
         Command::Build(args) => build::run(*args).await,
         Command::Serve(args) => serve::run(args).await,
-        Command::Events(cmd) => events::run(cmd),
-        Command::Trigger(cmd) => trigger::run(cmd),
+        Command::Events(cmd) => events::run(cmd).await,
+        Command::Trigger(cmd) => trigger::run(cmd).await,
         Command::Endpoint(cmd) => endpoint::run(cmd).await,
     }
 }

@@ -8,7 +8,9 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Exit, UsageExt};
-use crate::trigger::{RunSettings, ServeConfig, Service, Source, http, poll, worker};
+use crate::trigger::{
+    ReplicaSettings, RunSettings, ServeConfig, Service, Source, http, poll, runs, worker,
+};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -40,11 +42,41 @@ pub struct ServeArgs {
     /// Trust this CA for publication registries; repeatable.
     #[arg(long = "ca-cert")]
     pub ca_certs: Vec<PathBuf>,
+    /// The event log: sqlite://PATH (default: <state>/events.db) or
+    /// postgres://USER:PASS@HOST:PORT/DB, shared by replicas (GANTRY_DATABASE keeps the
+    /// password off the command line).
+    #[arg(long, env = "GANTRY_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// This replica's name, shown with what it ran (default: the host name). Replicas on
+    /// one host need distinct names; keep a replica's name across restarts.
+    #[arg(long, env = "GANTRY_REPLICA")]
+    pub replica: Option<String>,
+    /// Seconds a replica's claim holds without a heartbeat: when a replica dies, another
+    /// takes over its runs after this long.
+    #[arg(long, default_value_t = 30.0)]
+    pub lease_timeout: f64,
+    /// Seconds runs in progress get to finish after SIGTERM before they are abandoned
+    /// (and run again by another replica or after the restart).
+    #[arg(long, default_value_t = 60.0)]
+    pub grace: f64,
+    /// Runs at once (overrides `max_concurrent_runs` of the config; default: the number
+    /// of CPUs).
+    #[arg(long)]
+    pub max_concurrent_runs: Option<usize>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let config = ServeConfig::load(&args.config).usage()?;
     let state = super::run::state_dir(&args.state_dir)?;
+    let seconds = |what: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v < 86_400.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(anyhow!("--{what} {v}: expected seconds above 0"))
+        }
+    };
+    let lease = seconds("lease-timeout", args.lease_timeout).usage()?;
+    let grace = seconds("grace", args.grace).usage()?;
     let svc = Service::new(
         config,
         state,
@@ -57,11 +89,20 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
             concurrency: args.concurrency,
             ca_certs: args.ca_certs.clone(),
         },
+        ReplicaSettings {
+            database: args.database.clone(),
+            name: args.replica.clone(),
+            lease,
+            max_concurrent_runs: args.max_concurrent_runs,
+        },
     )
+    .await
     .usage()?;
-    let aborted = svc.log.abort_running()?;
-    if aborted > 0 {
-        tracing::warn!("{aborted} execution(s) were running when gantry serve stopped: ABORTED");
+    let requeued = runs::recover(&svc).await?;
+    if requeued > 0 {
+        tracing::warn!(
+            "{requeued} execution(s) were running when this replica stopped: queued again"
+        );
     }
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| anyhow!("binding {}: {e}", args.listen))
@@ -69,19 +110,37 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     println!("listening on {addr}");
-    let cancel = CancellationToken::new();
+    tracing::info!(
+        "replica {} on {:?} database, at most {} run(s) at once, lease {} s",
+        svc.replica,
+        svc.log.engine(),
+        svc.max_concurrent_runs,
+        lease.as_secs_f64()
+    );
+    // `claims` stops taking work; `beat` keeps the leases of runs still finishing.
+    let claims = CancellationToken::new();
+    let beat = CancellationToken::new();
+    tokio::spawn(runs::heartbeat(svc.clone(), beat.clone()));
     if !args.paused {
-        tokio::spawn(worker::run(svc.clone(), cancel.clone()));
+        tokio::spawn(worker::run(svc.clone(), claims.clone()));
+        tokio::spawn(runs::claim_loop(svc.clone(), claims.clone()));
         for t in svc.config.triggers.values() {
             if t.source == Source::Poll {
-                tokio::spawn(poll::run(svc.clone(), t.name.clone(), cancel.clone()));
+                tokio::spawn(poll::run(svc.clone(), t.name.clone(), claims.clone()));
             }
         }
     }
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, http::router(svc))
-        .with_graceful_shutdown(super::registry::shutdown_signal())
+    let stop = claims.clone();
+    axum::serve(listener, http::router(svc.clone()))
+        .with_graceful_shutdown(async move {
+            super::registry::shutdown_signal().await;
+            tracing::info!("stopping: no new events or runs");
+            stop.cancel();
+        })
         .await?;
-    cancel.cancel();
+    claims.cancel();
+    runs::shutdown(&svc, grace).await;
+    beat.cancel();
     Ok(Exit::Success)
 }

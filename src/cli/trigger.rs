@@ -1,5 +1,5 @@
 //! `gantry trigger enable|disable|test`: switch a trigger of `gantry serve` on or off
-//! (kept in its state directory, read by a running server at each event) and explain which
+//! (kept in the database, read by every replica at each event) and explain which
 //! filters a tag passes.
 
 use std::path::PathBuf;
@@ -44,10 +44,10 @@ pub enum TriggerCommand {
     },
 }
 
-pub fn run(cmd: TriggerCommand) -> Result<Exit, CliError> {
+pub async fn run(cmd: TriggerCommand) -> Result<Exit, CliError> {
     match cmd {
-        TriggerCommand::Enable { name, state } => set_enabled(&name, &state, true),
-        TriggerCommand::Disable { name, state } => set_enabled(&name, &state, false),
+        TriggerCommand::Enable { name, state } => set_enabled(&name, &state, true).await,
+        TriggerCommand::Disable { name, state } => set_enabled(&name, &state, false).await,
         TriggerCommand::Test {
             name,
             tag,
@@ -58,9 +58,9 @@ pub fn run(cmd: TriggerCommand) -> Result<Exit, CliError> {
     }
 }
 
-fn set_enabled(name: &str, state: &StateArgs, enabled: bool) -> Result<Exit, CliError> {
-    let log = open(state)?;
-    log.set_enabled(name, enabled)?;
+async fn set_enabled(name: &str, state: &StateArgs, enabled: bool) -> Result<Exit, CliError> {
+    let log = open(state).await?;
+    log.set_enabled(name, enabled).await?;
     eprintln!(
         "trigger {name} {}",
         if enabled { "enabled" } else { "disabled" }

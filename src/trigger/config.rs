@@ -189,6 +189,9 @@ pub struct ServeConfig {
     pub path: PathBuf,
     pub endpoints: Vec<Endpoint>,
     pub triggers: BTreeMap<String, Trigger>,
+    /// Runs at once per `gantry serve` process (top-level `max_concurrent_runs`; default:
+    /// the number of CPUs). More wait in a FIFO queue.
+    pub max_concurrent_runs: Option<usize>,
 }
 
 /// The default debounce: Docker Hub sends one hook per pushed platform within seconds.
@@ -233,8 +236,19 @@ impl ServeConfig {
         };
         let mut raw_endpoints: Vec<(Node, RawEndpoint)> = Vec::new();
         let mut raw_triggers: Vec<(Node, RawTrigger)> = Vec::new();
+        let mut max_concurrent_runs = None;
         for (k, v) in entries {
             let key = k.key_text();
+            if key == "max_concurrent_runs" {
+                match v.to_json().as_u64() {
+                    Some(n) if n > 0 => max_concurrent_runs = Some(n as usize),
+                    _ => errors.push(format!(
+                        "{file}:{}: `max_concurrent_runs` must be a number above 0",
+                        v.mark
+                    )),
+                }
+                continue;
+            }
             let items: Vec<Node> = match &v.value {
                 yaml::Value::Seq(items) => items.clone(),
                 yaml::Value::Null => vec![],
@@ -263,7 +277,7 @@ impl ServeConfig {
             }
             if key != "endpoints" && key != "triggers" {
                 errors.push(format!(
-                    "{file}:{}: unknown key `{key}` (expected endpoints, triggers)",
+                    "{file}:{}: unknown key `{key}` (expected endpoints, triggers, max_concurrent_runs)",
                     k.mark
                 ));
             }
@@ -436,6 +450,7 @@ impl ServeConfig {
                 path: path.to_path_buf(),
                 endpoints,
                 triggers,
+                max_concurrent_runs,
             })
         } else {
             Err(TriggerError::Config(errors))

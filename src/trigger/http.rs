@@ -142,7 +142,7 @@ async fn intake(
         Source::Gitlab => header("idempotency-key").map(str::to_string),
         _ => None,
     };
-    let enabled = svc.enabled(trigger);
+    let enabled = svc.enabled(trigger).await;
     let (state, outcome) = if enabled {
         ("pending", "")
     } else {
@@ -150,23 +150,17 @@ async fn intake(
     };
     let source_name = trigger.source.as_str();
     let announced = pushes.len();
-    let svc2 = svc.clone();
-    let name2 = name.clone();
-    // The commit (fsync) blocks: keep it off the async workers.
-    let ids = tokio::task::spawn_blocking(move || {
-        let mut ids = Vec::new();
-        for p in &pushes {
-            if let Some(id) =
-                svc2.log
-                    .insert(&name2, source_name, p, key.as_deref(), state, outcome)?
-            {
-                ids.push(id);
-            }
+    // Committed (on disk, or in PostgreSQL) before the 202.
+    let mut ids = Vec::new();
+    for p in &pushes {
+        if let Some(id) = svc
+            .log
+            .insert(&name, source_name, p, key.as_deref(), state, outcome)
+            .await?
+        {
+            ids.push(id);
         }
-        Ok::<_, TriggerError>(ids)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    }
     if enabled && !ids.is_empty() {
         svc.wake.notify_one();
     }
@@ -196,12 +190,12 @@ async fn events(
     State(svc): State<Arc<Service>>,
     Query(l): Query<Limit>,
 ) -> Result<Response, ApiError> {
-    let rows = svc.log.events(l.limit.unwrap_or(100))?;
+    let rows = svc.log.events(l.limit.unwrap_or(100)).await?;
     Ok(axum::Json(rows).into_response())
 }
 
 async fn event(State(svc): State<Arc<Service>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    match svc.log.event(id)? {
+    match svc.log.event(id).await? {
         Some(e) => Ok(axum::Json(e).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}"))),
     }
@@ -211,7 +205,7 @@ async fn executions(
     State(svc): State<Arc<Service>>,
     Query(l): Query<Limit>,
 ) -> Result<Response, ApiError> {
-    let rows = svc.log.executions(l.limit.unwrap_or(100))?;
+    let rows = svc.log.executions(l.limit.unwrap_or(100)).await?;
     Ok(axum::Json(rows).into_response())
 }
 
@@ -219,7 +213,7 @@ async fn execution(
     State(svc): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match svc.log.execution(&id)? {
+    match svc.log.execution(&id).await? {
         Some(e) => Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(e)).into_response()),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -233,17 +227,10 @@ async fn build_log(
     State(svc): State<Arc<Service>>,
     Path((id, uuid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no log for build {uuid}"));
-    let x = svc.log.execution(&id)?.ok_or_else(missing)?;
-    let path = x
-        .builds
-        .iter()
-        .find(|b| b.uuid == uuid)
-        .and_then(|b| b.log.clone())
-        .ok_or_else(missing)?;
-    let text = tokio::fs::read_to_string(&path)
-        .await
-        .map_err(|_| missing())?;
+    let text = svc
+        .build_log(&id, &uuid)
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no log for build {uuid}")))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 

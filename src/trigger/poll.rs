@@ -9,6 +9,9 @@
 //!    the wait the same way; an endpoint's `rate_limit` spaces the requests of one poll.
 //!
 //! The trigger's `image` is the repository name (literally) for polls.
+//!
+//! With replicas, each poll is claimed in the store (its schedule row: the replica that
+//! moves `next_ms` forward polls), so N replicas poll once per interval, not N times.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::Trigger;
 use super::payload::Push;
+use super::store::now_ms;
 use super::{Service, TriggerError};
 
 pub async fn run(svc: Arc<Service>, name: String, cancel: CancellationToken) {
@@ -28,28 +32,57 @@ pub async fn run(svc: Arc<Service>, name: String, cancel: CancellationToken) {
     };
     let mut wait = settings.interval;
     loop {
-        if svc.enabled(trigger) {
-            let result = poll_once(&svc, trigger).await;
-            let remaining = svc
-                .clients
-                .client(&trigger.registry())
-                .ok()
-                .and_then(|c| c.ratelimit_remaining());
-            if let Ok(n) = &result
-                && *n > 0
+        let mut sleep = settings.interval;
+        if svc.enabled(trigger).await {
+            let now = now_ms();
+            match svc
+                .log
+                .claim_poll(&name, &svc.replica, now, now + ms(wait))
+                .await
             {
-                svc.wake.notify_one();
+                Ok(Ok(())) => {
+                    let result = poll_once(&svc, trigger).await;
+                    let remaining = svc
+                        .clients
+                        .client(&trigger.registry())
+                        .ok()
+                        .and_then(|c| c.ratelimit_remaining());
+                    if let Ok(n) = &result
+                        && *n > 0
+                    {
+                        svc.wake.notify_one();
+                    }
+                    if let Err(e) = &result {
+                        tracing::warn!("poll {name}: {e}");
+                    }
+                    let next = next_wait(settings.interval, wait, result.is_err(), remaining);
+                    if next != wait
+                        && let Err(e) = svc
+                            .log
+                            .reschedule_poll(&name, &svc.replica, now + ms(next))
+                            .await
+                    {
+                        tracing::warn!("poll {name}: {e}");
+                    }
+                    wait = next;
+                    sleep = Duration::from_millis((now + ms(next) - now_ms()).max(0) as u64);
+                }
+                // Another replica has this one; wake when the next is due.
+                Ok(Err(at)) => {
+                    sleep = Duration::from_millis((at - now_ms()).clamp(10, ms(wait * 16)) as u64)
+                }
+                Err(e) => tracing::warn!("poll {name}: {e}"),
             }
-            if let Err(e) = &result {
-                tracing::warn!("poll {name}: {e}");
-            }
-            wait = next_wait(settings.interval, wait, result.is_err(), remaining);
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(sleep) => {}
         }
     }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
 }
 
 /// Pulls left below which a poll backs off: a poll of a repository spends one HEAD per
@@ -96,7 +129,7 @@ pub async fn poll_once(svc: &Service, trigger: &Trigger) -> Result<usize, Trigge
         .filter(|t| trigger.tags.matches(t) && order.admits(t))
         .collect();
     tags.sort_by(|a, b| order.cmp(a, b));
-    let seen = svc.log.poll_seen(&trigger.name)?;
+    let seen = svc.log.poll_seen(&trigger.name).await?;
     let first = seen.is_empty();
     let latest = order
         .latest(tags.iter().map(String::as_str))
@@ -135,10 +168,11 @@ pub async fn poll_once(svc: &Service, trigger: &Trigger) -> Result<usize, Trigge
                 pusher: None,
             };
             svc.log
-                .insert(&trigger.name, "poll", &push, None, "pending", "")?;
+                .insert(&trigger.name, "poll", &push, None, "pending", "")
+                .await?;
             fired += 1;
         }
-        svc.log.poll_saw(&trigger.name, tag, &digest)?;
+        svc.log.poll_saw(&trigger.name, tag, &digest).await?;
     }
     Ok(fired)
 }

@@ -1,25 +1,24 @@
-//! The worker: pending events → pipeline runs, one event at a time, oldest first.
+//! The worker: pending events → queued executions, oldest first. Each replica claims one
+//! due event at a time (a lease: a replica dying mid-way leaves it to another).
 //!
-//! For each due event:
+//! For each claimed event:
 //! 1. its trigger must still exist and be enabled, and the image and tag pass its filters;
 //! 2. resolve the tag to a digest (the payload's, or a manifest HEAD against the trigger's
 //!    endpoint); a 404 is retried a few times (the tag may not be readable yet), an
 //!    unreachable registry is retried with backoff for as long as it takes — the event stays
-//!    `pending` in the log meanwhile;
+//!    `pending` in the store meanwhile;
 //! 3. deduplicate: an execution of the same (registry, repository, tag, digest) started
-//!    within the debounce window makes this event a duplicate (a replay is never one);
-//! 4. record the execution and start the run in the background; its builds are recorded
-//!    as they start and finish, for the timeline.
+//!    within the debounce window makes this event a duplicate (a replay is never one); the
+//!    check and the queueing are one atomic step, so it holds across replicas;
+//! 4. queue the execution; [`super::runs`] claims and runs it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::eventlog::{BuildRow, EventRow, NewExecution, now_ms};
-use super::{Service, Source, TriggerError, params};
-use crate::runner::Event;
-use crate::runner::pipeline::{PipelineRequest, run_pipeline};
+use super::store::{EventRow, NewExecution, now_ms};
+use super::{Service, Source, TriggerError};
 
 /// A tag not found yet is asked again this many times, a second apart.
 const NOT_FOUND_RETRIES: i64 = 5;
@@ -28,23 +27,29 @@ const MAX_BACKOFF_MS: i64 = 60_000;
 
 /// Runs until `cancel`.
 pub async fn run(svc: Arc<Service>, cancel: CancellationToken) {
+    let lease = svc.lease.as_millis() as i64;
     loop {
-        match svc.log.due(now_ms()) {
-            Ok(events) => {
-                for ev in events {
-                    if cancel.is_cancelled() {
-                        return;
-                    }
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let now = now_ms();
+            match svc.log.claim_event(&svc.replica, now, now + lease).await {
+                Ok(Some(ev)) => {
                     let id = ev.id;
-                    if let Err(e) = process(&svc, ev, &cancel).await {
+                    if let Err(e) = process(&svc, ev).await {
                         tracing::error!("event {id}: {e}");
                     }
                 }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!("reading the event log: {e}");
+                    break;
+                }
             }
-            Err(e) => tracing::error!("reading the event log: {e}"),
         }
-        let wait = match svc.log.next_due() {
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64),
+        let wait = match svc.log.next_due().await {
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(20, 1000) as u64),
             _ => Duration::from_secs(1),
         };
         tokio::select! {
@@ -55,33 +60,35 @@ pub async fn run(svc: Arc<Service>, cancel: CancellationToken) {
     }
 }
 
-async fn process(
-    svc: &Arc<Service>,
-    ev: EventRow,
-    cancel: &CancellationToken,
-) -> Result<(), TriggerError> {
+async fn process(svc: &Arc<Service>, ev: EventRow) -> Result<(), TriggerError> {
     let log = &svc.log;
     // 1. trigger, filters
     let Some(trigger) = svc.config.triggers.get(&ev.trigger) else {
-        return log.finish(ev.id, "ignored: the trigger is no longer configured", None);
+        return log
+            .finish(ev.id, "ignored: the trigger is no longer configured", None)
+            .await;
     };
-    if !svc.enabled(trigger) {
-        return log.finish(ev.id, "disabled", None);
+    if !svc.enabled(trigger).await {
+        return log.finish(ev.id, "disabled", None).await;
     }
     let push = &ev.push;
     if !trigger.image_matches(&push.repository) {
-        return log.finish(
-            ev.id,
-            &format!("filtered: image {} does not match", push.repository),
-            None,
-        );
+        return log
+            .finish(
+                ev.id,
+                &format!("filtered: image {} does not match", push.repository),
+                None,
+            )
+            .await;
     }
     if let Some(failed) = trigger.tags.explain(&push.tag).iter().find(|c| !c.pass) {
-        return log.finish(
-            ev.id,
-            &format!("filtered: tag {} fails {}", push.tag, failed.check),
-            None,
-        );
+        return log
+            .finish(
+                ev.id,
+                &format!("filtered: tag {} fails {}", push.tag, failed.check),
+                None,
+            )
+            .await;
     }
     let registry = match (&trigger.endpoint, &push.registry, trigger.source) {
         (Some(e), _, _) => e.host.clone(),
@@ -100,192 +107,79 @@ async fn process(
             match head {
                 Ok(Some(d)) => d.to_string(),
                 Ok(None) if ev.attempts < NOT_FOUND_RETRIES => {
-                    return log.retry_later(
-                        ev.id,
-                        now_ms() + 1000,
-                        &format!("waiting: {}:{} not found yet", push.repository, push.tag),
-                    );
+                    return log
+                        .retry_later(
+                            ev.id,
+                            now_ms() + 1000,
+                            &format!("waiting: {}:{} not found yet", push.repository, push.tag),
+                        )
+                        .await;
                 }
                 Ok(None) => {
-                    return log.finish(
-                        ev.id,
-                        &format!(
-                            "failed: {registry}/{}:{} not found",
-                            push.repository, push.tag
-                        ),
-                        None,
-                    );
+                    return log
+                        .finish(
+                            ev.id,
+                            &format!(
+                                "failed: {registry}/{}:{} not found",
+                                push.repository, push.tag
+                            ),
+                            None,
+                        )
+                        .await;
                 }
                 Err(e) => {
                     let backoff = (1000i64 << ev.attempts.min(6)).min(MAX_BACKOFF_MS);
-                    return log.retry_later(
-                        ev.id,
-                        now_ms() + backoff,
-                        &format!("retrying: resolving the tag at {registry}: {e}"),
-                    );
+                    return log
+                        .retry_later(
+                            ev.id,
+                            now_ms() + backoff,
+                            &format!("retrying: resolving the tag at {registry}: {e}"),
+                        )
+                        .await;
                 }
             }
         }
     };
 
-    // 3. debounce
-    if !ev.replay {
-        let since = now_ms() - trigger.debounce.as_millis() as i64;
-        if let Some((exec, first)) =
-            log.recent_execution(&registry, &push.repository, &push.tag, &digest, since)?
-        {
-            return log.finish(
+    // 3 + 4. debounce and queue, atomically
+    let since = (!ev.replay).then(|| now_ms() - trigger.debounce.as_millis() as i64);
+    let exec_id = uuid::Uuid::new_v4().simple().to_string();
+    let project = trigger.project_dir.display().to_string();
+    let queued = log
+        .enqueue(
+            &NewExecution {
+                id: &exec_id,
+                event_id: ev.id,
+                trigger: &trigger.name,
+                registry: &registry,
+                repository: &push.repository,
+                tag: &push.tag,
+                digest: &digest,
+                project: &project,
+                pipeline: &trigger.pipeline,
+            },
+            since,
+        )
+        .await?;
+    match queued {
+        Ok(()) => {
+            tracing::info!(
+                "event {}: queued {} {} for {registry}/{}@{digest} (execution {exec_id})",
+                ev.id,
+                project,
+                trigger.pipeline,
+                push.repository
+            );
+            svc.wake_runs.notify_one();
+            Ok(())
+        }
+        Err((exec, first)) => {
+            log.finish(
                 ev.id,
                 &format!("duplicate of event {first} (execution {exec})"),
                 Some(&digest),
-            );
+            )
+            .await
         }
-    }
-
-    // 4. execution
-    let exec_id = uuid::Uuid::new_v4().simple().to_string();
-    let project = trigger.project_dir.display().to_string();
-    log.start_execution(&NewExecution {
-        id: &exec_id,
-        event_id: ev.id,
-        trigger: &trigger.name,
-        registry: &registry,
-        repository: &push.repository,
-        tag: &push.tag,
-        digest: &digest,
-        project: &project,
-        pipeline: &trigger.pipeline,
-    })?;
-    tracing::info!(
-        "event {}: starting {} {} for {registry}/{}@{digest} (execution {exec_id})",
-        ev.id,
-        project,
-        trigger.pipeline,
-        push.repository
-    );
-    let req = PipelineRequest {
-        project_dir: trigger.project_dir.clone(),
-        project: None,
-        pipeline: trigger.pipeline.clone(),
-        change: trigger.change.clone(),
-        patchset: "1".into(),
-        ahead: vec![],
-        concurrency: svc.run.concurrency.max(1),
-        extra_vars: params::variables(trigger, ev.id, &registry, push, &digest),
-        intermediate: None,
-        publish_to: Default::default(),
-        state_dir: svc.state_dir.clone(),
-        host_root: None,
-        key_dir: svc.run.key_dir.clone(),
-        library_dir: svc.run.library_dir.clone(),
-        ca_certs: svc.run.ca_certs.clone(),
-    };
-    tokio::spawn(execute(svc.clone(), exec_id, req, cancel.child_token()));
-    Ok(())
-}
-
-/// Runs one execution and records its builds as they go.
-async fn execute(svc: Arc<Service>, id: String, req: PipelineRequest, cancel: CancellationToken) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let recorder = {
-        let svc = svc.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut builds: Vec<BuildRow> = Vec::new();
-            while let Some(e) = rx.recv().await {
-                let at = start.elapsed().as_millis() as i64;
-                match e {
-                    Event::BuildStarted { job, uuid } => builds.push(BuildRow {
-                        job,
-                        uuid,
-                        result: None,
-                        start_ms: at,
-                        duration_ms: None,
-                        message: None,
-                        log: None,
-                        artifacts: vec![],
-                    }),
-                    Event::BuildFinished {
-                        job,
-                        uuid,
-                        result,
-                        duration,
-                        message,
-                    } => {
-                        let d = duration.as_millis() as i64;
-                        match builds
-                            .iter_mut()
-                            .find(|b| b.job == job && b.result.is_none())
-                        {
-                            Some(b) => {
-                                b.result = Some(result.to_string());
-                                b.duration_ms = Some(d);
-                                b.message = message;
-                            }
-                            None => builds.push(BuildRow {
-                                job,
-                                uuid,
-                                result: Some(result.to_string()),
-                                start_ms: (at - d).max(0),
-                                duration_ms: Some(d),
-                                message,
-                                log: None,
-                                artifacts: vec![],
-                            }),
-                        }
-                    }
-                    Event::BuildSkipped { job, reason } => builds.push(BuildRow {
-                        job,
-                        uuid: String::new(),
-                        result: Some("SKIPPED".into()),
-                        start_ms: at,
-                        duration_ms: Some(0),
-                        message: Some(reason),
-                        log: None,
-                        artifacts: vec![],
-                    }),
-                    _ => continue,
-                }
-                if let Err(e) = svc
-                    .log
-                    .update_execution(&id, "RUNNING", false, &builds, None)
-                {
-                    tracing::error!("execution {id}: {e}");
-                }
-            }
-            builds
-        })
-    };
-    let note = |line: String| tracing::info!("{line}");
-    let outcome = run_pipeline(req, tx, cancel, &note).await;
-    let mut builds = recorder.await.unwrap_or_default();
-    let (status, message) = match outcome {
-        Ok(o) => {
-            // Logs and artifacts are known once the buildset is done.
-            for r in &o.report.builds {
-                if let Some(b) = builds.iter_mut().find(|b| b.uuid == r.uuid) {
-                    b.log = r.log.as_ref().map(|p| p.display().to_string());
-                    b.artifacts = r.artifacts.clone();
-                }
-            }
-            if let Some((_, task)) = o.local_registry {
-                task.abort();
-            }
-            let status = if o.report.succeeded() {
-                "SUCCESS"
-            } else {
-                "FAILURE"
-            };
-            (status, o.record_warning)
-        }
-        Err(e) => ("ERROR", Some(e.to_string())),
-    };
-    tracing::info!("execution {id}: {status}");
-    if let Err(e) = svc
-        .log
-        .update_execution(&id, status, true, &builds, message.as_deref())
-    {
-        tracing::error!("execution {id}: {e}");
     }
 }

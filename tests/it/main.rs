@@ -11,4 +11,6 @@ mod registry_interop;
 mod registry_ops;
 mod registry_spec;
 mod run;
+mod serve_scale;
+mod serve_scale_pg;
 mod trigger;
