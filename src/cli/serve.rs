@@ -43,16 +43,19 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
-    let config = ServeConfig::load(&args.config).usage()?;
+    let mut config = ServeConfig::load(&args.config).usage()?;
+    let library_dir = args
+        .jobs_dir
+        .clone()
+        .or_else(super::config::default_library_dir);
+    // A trigger whose project cannot run is refused now, not at its first event.
+    config.check_projects(library_dir.as_deref()).usage()?;
     let state = super::run::state_dir(&args.state_dir)?;
     let svc = Service::new(
         config,
         state,
         RunSettings {
-            library_dir: args
-                .jobs_dir
-                .clone()
-                .or_else(super::config::default_library_dir),
+            library_dir,
             key_dir: super::run::key_dir(&args.key_dir),
             concurrency: args.concurrency,
             ca_certs: args.ca_certs.clone(),
@@ -69,6 +72,7 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     println!("listening on {addr}");
+    http::warn_if_open(&svc, addr);
     let cancel = CancellationToken::new();
     if !args.paused {
         tokio::spawn(worker::run(svc.clone(), cancel.clone()));
@@ -78,10 +82,13 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
             }
         }
     }
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, http::router(svc))
-        .with_graceful_shutdown(super::registry::shutdown_signal())
-        .await?;
+    crate::server::serve(
+        listener,
+        http::router(svc),
+        None,
+        super::registry::shutdown_signal(),
+    )
+    .await?;
     cancel.cancel();
     Ok(Exit::Success)
 }

@@ -44,6 +44,9 @@ pub enum TriggerError {
     Filter(String),
     #[error("malformed payload: {0}")]
     Malformed(String),
+    /// A payload naming something outside the distribution grammar.
+    #[error("rejected: {0}")]
+    Rejected(String),
     #[error("unknown trigger {0:?}")]
     UnknownTrigger(String),
     #[error("registry {registry}: {message}")]
@@ -57,6 +60,14 @@ pub struct RunSettings {
     pub key_dir: Option<PathBuf>,
     pub concurrency: usize,
     pub ca_certs: Vec<PathBuf>,
+}
+
+/// A build's log file, found through its execution's record.
+#[derive(Clone, Debug)]
+pub struct BuildLogFile {
+    pub path: PathBuf,
+    /// The build has not finished: the file may still grow.
+    pub running: bool,
 }
 
 /// Everything `gantry serve` shares between intake, worker, polls and the page.
@@ -96,6 +107,31 @@ impl Service {
             clients,
             wake: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// Where build `uuid` of execution `id` logs, and whether the build is still running.
+    /// The one lookup the log handler goes through: the build must belong to the
+    /// execution's record (never a path from the request); while it runs, its log is
+    /// `<state>/builds/<uuid>/job-output.txt` on this replica.
+    pub fn build_log(&self, id: &str, uuid: &str) -> Result<Option<BuildLogFile>, TriggerError> {
+        let Some(x) = self.log.execution(id)? else {
+            return Ok(None);
+        };
+        let Some(b) = x.builds.iter().find(|b| !b.uuid.is_empty() && b.uuid == uuid) else {
+            return Ok(None);
+        };
+        let running = b.result.is_none() && x.finished_ms.is_none();
+        let path = match &b.log {
+            Some(p) => PathBuf::from(p),
+            // A record's uuid, but checked anyway: it becomes a path.
+            None if uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => self
+                .state_dir
+                .join("builds")
+                .join(uuid)
+                .join("job-output.txt"),
+            None => return Ok(None),
+        };
+        Ok(Some(BuildLogFile { path, running }))
     }
 
     /// The trigger's configured `enabled`, unless `gantry trigger enable|disable` said

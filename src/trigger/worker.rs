@@ -163,6 +163,7 @@ async fn process(
         trigger.pipeline,
         push.repository
     );
+    let vars = params::variables(trigger, ev.id, &registry, push, &digest);
     let req = PipelineRequest {
         project_dir: trigger.project_dir.clone(),
         project: None,
@@ -171,7 +172,8 @@ async fn process(
         patchset: "1".into(),
         ahead: vec![],
         concurrency: svc.run.concurrency.max(1),
-        extra_vars: params::variables(trigger, ev.id, &registry, push, &digest),
+        extra_vars: vars.parameters,
+        data_vars: vars.data,
         intermediate: None,
         publish_to: Default::default(),
         state_dir: svc.state_dir.clone(),

@@ -9,4 +9,5 @@ mod registry_gc;
 mod registry_interop;
 mod registry_spec;
 mod run;
+mod serve_trust;
 mod trigger;
