@@ -11,8 +11,10 @@ use std::sync::LazyLock;
 
 static URL: LazyLock<regex::Regex> = LazyLock::new(|| {
     // scheme://[userinfo@]rest[?query]; the rest stops at whitespace, quotes and brackets.
-    regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s@?#"'()<>]*@)?([^\s?#"'()<>]*)(\?[^\s#"'()<>]*)?"#)
-        .unwrap_or_else(|_| unreachable!("a constant, valid pattern"))
+    regex::Regex::new(
+        r#"([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s@?#"'()<>]*@)?([^\s?#"'()<>]*)(\?[^\s#"'()<>]*)?"#,
+    )
+    .unwrap_or_else(|_| unreachable!("a constant, valid pattern"))
 });
 
 /// `text` with URL userinfo dropped and query strings replaced by `?…`.
@@ -58,14 +60,21 @@ mod tests {
     #[test]
     fn userinfo_and_query_go() {
         assert_eq!(
-            redact_urls("notification failed (error sending request for url (http://u:p@127.0.0.1:9/hooks/registry/own?token=s3cret)) again"),
+            redact_urls(
+                "notification failed (error sending request for url (http://u:p@127.0.0.1:9/hooks/registry/own?token=s3cret)) again"
+            ),
             "notification failed (error sending request for url (http://127.0.0.1:9/hooks/registry/own?…)) again"
         );
         assert_eq!(redact_urls("GET /v2/ 200"), "GET /v2/ 200");
         assert_eq!(
-            redact_urls("to https://registry.example/v2/x/blobs/uploads/1?_state=abc&digest=sha256:1 done"),
+            redact_urls(
+                "to https://registry.example/v2/x/blobs/uploads/1?_state=abc&digest=sha256:1 done"
+            ),
             "to https://registry.example/v2/x/blobs/uploads/1?… done"
         );
-        assert_eq!(redact_urls("see https://example.com/a."), "see https://example.com/a.");
+        assert_eq!(
+            redact_urls("see https://example.com/a."),
+            "see https://example.com/a."
+        );
     }
 }

@@ -659,10 +659,7 @@ impl Interp<'_, '_> {
             .map(|v| vec![v])
             .unwrap_or_default();
         // A verbatim base (a trigger's payload data) is used as it is, never rendered.
-        let base_verbatim = vars
-            .map
-            .get(GANTRY_ENVIRONMENT)
-            .is_some_and(|v| v.unsafe_);
+        let base_verbatim = vars.map.get(GANTRY_ENVIRONMENT).is_some_and(|v| v.unsafe_);
         for (i, layer) in base.iter().chain(f.environment.iter()).enumerate() {
             let rendered = if i == 0 && base_verbatim && !base.is_empty() {
                 layer.clone()

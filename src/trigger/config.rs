@@ -188,7 +188,9 @@ fn secret(
         }
         (None, None, Some(name)) => match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(format!("{what}_env: environment variable {name} is not set")),
+            _ => Err(format!(
+                "{what}_env: environment variable {name} is not set"
+            )),
         },
         _ => Err(format!(
             "give one of `{what}`, `{what}_file` and `{what}_env`, not several"
@@ -592,6 +594,10 @@ impl ServeConfig {
             );
             let problem = match loaded {
                 Ok(cfg) => match crate::job::JobGraph::build(&cfg, &project, &t.pipeline) {
+                    Ok(g) if g.is_empty() => Some(format!(
+                        "pipeline {} runs no job for project {project}",
+                        t.pipeline
+                    )),
                     Ok(g) => {
                         t.jobs = g.jobs().map(|j| j.name.clone()).collect();
                         None

@@ -117,7 +117,11 @@ impl Service {
         let Some(x) = self.log.execution(id)? else {
             return Ok(None);
         };
-        let Some(b) = x.builds.iter().find(|b| !b.uuid.is_empty() && b.uuid == uuid) else {
+        let Some(b) = x
+            .builds
+            .iter()
+            .find(|b| !b.uuid.is_empty() && b.uuid == uuid)
+        else {
             return Ok(None);
         };
         let running = b.result.is_none() && x.finished_ms.is_none();

@@ -38,7 +38,13 @@ fn registry_with_image(dir: &Path) -> (GantryServer, String) {
     let layout = dir.join("layout");
     let digest = image::single_image_layout(&layout, "v1", &[common::random_bytes(600, 77)]);
     run(gantry()
-        .args(["image", "copy", "-q", "--creds", &format!("{REG_USER}:{REG_PASS}")])
+        .args([
+            "image",
+            "copy",
+            "-q",
+            "--creds",
+            &format!("{REG_USER}:{REG_PASS}"),
+        ])
         .arg(format!("oci:{}:v1", layout.display()))
         .arg(format!("{}/team/app:v1", reg.host())));
     (reg, digest)
@@ -158,10 +164,10 @@ fn serve_trust_template_payloads_arrive_verbatim_from_every_source() {
     let config = format!(
         "endpoints:\n  - name: reg\n    url: http://{host}\n    credentials_file: reg.creds\n\
          triggers:\n\
-         \x20 - name: hub\n    source: dockerhub\n    endpoint: reg\n    token_file: hub.token\n    image: 'team/.*'\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n\
+         \x20 - name: hub\n    source: dockerhub\n    endpoint: reg\n    token_file: hub.token\n    image: 'team/.*'\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n    debounce: 0\n\
          \x20 - name: dist\n    source: registry\n    endpoint: reg\n    token_env: SERVE_TRUST_DIST_TOKEN\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n    debounce: 0\n\
          \x20 - name: gl\n    source: gitlab\n    endpoint: reg\n    token: {GL_TOKEN}\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n    debounce: 0\n\
-         \x20 - name: poller\n    source: poll\n    endpoint: reg\n    image: team/app\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n    poll: {{interval: 0.5}}\n",
+         \x20 - name: poller\n    source: poll\n    endpoint: reg\n    image: team/app\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n    poll: {{interval: 0.5}}\n    debounce: 0\n",
         host = reg.host()
     );
     let s = serve_with(dir, &config, &[("SERVE_TRUST_DIST_TOKEN", DIST_TOKEN)]);
@@ -194,7 +200,10 @@ fn serve_trust_template_payloads_arrive_verbatim_from_every_source() {
         &s.url("/hooks/registry/dist"),
         &[
             ("Authorization", &format!("Bearer {DIST_TOKEN}")),
-            ("Content-Type", "application/vnd.docker.distribution.events.v1+json"),
+            (
+                "Content-Type",
+                "application/vnd.docker.distribution.events.v1+json",
+            ),
         ],
         env.to_string().into_bytes(),
     );
@@ -255,7 +264,10 @@ fn serve_trust_template_payloads_arrive_verbatim_from_every_source() {
         assert!(!text.contains(secret), "{secret} leaked");
     }
     assert!(!text.contains("012"), "a template loop ran");
-    assert!(text.contains("owner={{ lookup('file'"), "the log shows it literally");
+    assert!(
+        text.contains("owner={{ lookup('file'"),
+        "the log shows it literally"
+    );
     drop(s);
     drop(reg);
 }
@@ -326,8 +338,11 @@ fn serve_trust_config_refuses_what_could_not_run() {
     let dir = tmp.path();
     let start = |config: &str| {
         let path = dir.join("gantry-serve.yaml");
-        std::fs::write(&path, config.replace("PROJECT", &project().display().to_string()))
-            .unwrap();
+        std::fs::write(
+            &path,
+            config.replace("PROJECT", &project().display().to_string()),
+        )
+        .unwrap();
         run_fail(
             gantry()
                 .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -352,7 +367,10 @@ fn serve_trust_config_refuses_what_could_not_run() {
         "triggers:\n  - name: a\n    source: dockerhub\n    token_file: missing.token\n    project: PROJECT\n    pipeline: check\n  - name: b\n    source: gitlab\n    token_env: SERVE_TRUST_UNSET_VAR\n    project: PROJECT\n    pipeline: check\n  - name: c\n    source: gitlab\n    token: x\n    token_env: Y\n    project: PROJECT\n    pipeline: check\n",
     );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(":2:") && err.contains("missing.token"), "{err}");
+    assert!(
+        err.contains(":2:") && err.contains("missing.token"),
+        "{err}"
+    );
     assert!(
         err.contains(":7:") && err.contains("SERVE_TRUST_UNSET_VAR is not set"),
         "{err}"
@@ -391,12 +409,15 @@ fn serve_trust_page_and_api_need_credentials_with_a_web_section() {
         ),
         &[],
     );
-    let basic = format!(
-        "Basic {}",
-        base64_encode(b"viewer:Page-Pass-1")
-    );
+    let basic = format!("Basic {}", base64_encode(b"viewer:Page-Pass-1"));
     let wrong = format!("Basic {}", base64_encode(b"viewer:nope"));
-    for path in ["/", "/executions/abc", "/api/executions", "/api/events", "/api/events/1"] {
+    for path in [
+        "/",
+        "/executions/abc",
+        "/api/executions",
+        "/api/events",
+        "/api/events/1",
+    ] {
         assert_eq!(http("GET", &s.url(path), &[], vec![]).0, 401, "{path}");
         assert_eq!(
             http("GET", &s.url(path), &[("Authorization", &wrong)], vec![]).0,
@@ -540,6 +561,15 @@ fn serve_trust_page_follows_a_running_build_in_headless_chromium() {
         (code == 200 && text.contains("first marker")).then_some(())
     });
 
+    let follow_path = format!("GET /api/executions/{id}/logs/{uuid} 200");
+    let logged = |s: &Served| {
+        s.server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with(&follow_path))
+            .count()
+    };
+    let before = logged(&s);
     let page = s.url(&format!("/executions/{id}"));
     let profile = dir.join("chromium");
     let chromium = std::thread::spawn(move || {
@@ -561,13 +591,8 @@ fn serve_trust_page_follows_a_running_build_in_headless_chromium() {
     });
     // The page opened the log in follow mode (the request is logged when the stream
     // starts); only then does the build go on.
-    let follow_path = format!("/api/executions/{id}/logs/{uuid}");
     wait_for(60, "the page following the log", || {
-        s.server
-            .requests()
-            .iter()
-            .any(|r| r.starts_with(&format!("GET {follow_path} 200")))
-            .then_some(())
+        (logged(&s) > before).then_some(())
     });
     std::fs::write(&gate, "open").unwrap();
     let dom = chromium.join().unwrap();
@@ -576,7 +601,10 @@ fn serve_trust_page_follows_a_running_build_in_headless_chromium() {
         .nth(1)
         .unwrap_or_else(|| panic!("no log on the page: {dom}"));
     let pre = &pre[..pre.find("</pre>").unwrap()];
-    assert!(pre.contains("first marker") && pre.contains("second marker"), "{pre}");
+    assert!(
+        pre.contains("first marker") && pre.contains("second marker"),
+        "{pre}"
+    );
     let chunks: usize = pre
         .split("data-chunks=\"")
         .nth(1)
@@ -651,4 +679,131 @@ fn serve_trust_page_lists_jobs_not_started_yet() {
     assert_eq!(failed["result"], "FAILURE", "{done}");
     let _ = (&s.state, &s.dir);
     drop(reg);
+}
+
+#[test]
+fn serve_trust_example_config_runs_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let reg = GantryServer::registry(&[]);
+    let layout = dir.join("layout");
+    let digest = image::single_image_layout(&layout, "v1.2.0", &[common::random_bytes(300, 91)]);
+    run(gantry()
+        .args(["image", "copy", "-q"])
+        .arg(format!("oci:{}:v1.2.0", layout.display()))
+        .arg(format!("{}/team/app:v1.2.0", reg.host())));
+    // The example as shipped, with this test's registry and the project's absolute path.
+    let example = std::fs::read_to_string(repo().join("examples/gantry-serve.yaml")).unwrap();
+    let config = example.replace("127.0.0.1:5000", &reg.host()).replace(
+        "project: serve-project",
+        &format!(
+            "project: {}",
+            repo().join("examples/serve-project").display()
+        ),
+    );
+    // The secrets its comment says to create.
+    std::fs::write(dir.join("hub.token"), format!("{HUB_TOKEN}\n")).unwrap();
+    let hp = run(gantry()
+        .args([
+            "registry",
+            "htpasswd",
+            "viewer",
+            "--password-stdin",
+            "--cost",
+            "5",
+        ])
+        .stdin_bytes(b"Viewer-Pass-9\n"));
+    std::fs::write(dir.join("web.htpasswd"), hp).unwrap();
+    let s = serve_with(dir, &config, &[("GANTRY_NOTIFY_TOKEN", DIST_TOKEN)]);
+    let basic = format!("Basic {}", base64_encode(b"viewer:Viewer-Pass-9"));
+    let body = json!({"push_data": {"tag": "v1.2.0"}, "repository": {"repo_name": "team/app"}});
+    let (code, resp) = http(
+        "POST",
+        &s.url(&format!("/hooks/dockerhub/app?token={HUB_TOKEN}")),
+        &[],
+        body.to_string().into_bytes(),
+    );
+    assert_eq!(code, 202, "{resp}");
+    let id = event_id(&resp);
+    assert_eq!(http("GET", &s.url("/api/executions"), &[], vec![]).0, 401);
+    let x = wait_for(120, "the example's run", || {
+        let (_, b) = http(
+            "GET",
+            &s.url("/api/executions"),
+            &[("Authorization", &basic)],
+            vec![],
+        );
+        serde_json::from_str::<Value>(&b)
+            .ok()?
+            .as_array()?
+            .iter()
+            .find(|x| x["event_id"] == id && x["finished_ms"].is_number())
+            .cloned()
+    });
+    assert_eq!(x["status"], "SUCCESS", "{x}");
+    let uuid = x["builds"][0]["uuid"].as_str().unwrap();
+    let (code, log) = http(
+        "GET",
+        &s.url(&format!(
+            "/api/executions/{}/logs/{uuid}",
+            x["id"].as_str().unwrap()
+        )),
+        &[("Authorization", &basic)],
+        vec![],
+    );
+    assert_eq!(code, 200);
+    assert!(
+        log.contains(&format!(
+            "deploying {}/team/app@{digest} (v1.2.0) to dev",
+            reg.host()
+        )),
+        "{log}"
+    );
+}
+
+/// `Command` with bytes on its stdin.
+trait StdinBytes {
+    fn stdin_bytes(&mut self, bytes: &[u8]) -> &mut Command;
+}
+
+impl StdinBytes for Command {
+    fn stdin_bytes(&mut self, bytes: &[u8]) -> &mut Command {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        let file = std::fs::File::open(f.path()).unwrap();
+        self.stdin(file)
+    }
+}
+
+#[test]
+fn serve_trust_warns_when_the_page_is_open_beyond_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = dir.join("gantry-serve.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "triggers:\n  - name: hub\n    source: dockerhub\n    token: {HUB_TOKEN}\n    project: {}\n    pipeline: check\n",
+            project().display()
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "serve".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--listen".into(),
+        "0.0.0.0:0".into(),
+        "--state-dir".into(),
+        dir.join("state").display().to_string(),
+        "--jobs-dir".into(),
+        repo().join("jobs").display().to_string(),
+    ];
+    let s = GantryServer::spawn(&args, dir.join("serve.log"), dir.join("state"));
+    wait_for(30, "the warning about an open page", || {
+        std::fs::read_to_string(&s.log)
+            .unwrap_or_default()
+            .contains("need no credentials")
+            .then_some(())
+    });
 }

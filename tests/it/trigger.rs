@@ -25,7 +25,12 @@ pub(crate) fn gantry() -> Command {
 }
 
 /// A tiny blocking HTTP client for the tests (they are synchronous).
-pub(crate) fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {
+pub(crate) fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,7 +131,12 @@ impl Serve {
     }
 }
 
-pub(crate) fn start_server(dir: &Path, config: &Path, state: &Path, extra: &[&str]) -> GantryServer {
+pub(crate) fn start_server(
+    dir: &Path,
+    config: &Path,
+    state: &Path,
+    extra: &[&str],
+) -> GantryServer {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--config".into(),
@@ -148,7 +158,12 @@ pub(crate) fn start_server(dir: &Path, config: &Path, state: &Path, extra: &[&st
 
 /// Writes a config with `endpoints` (name, url) and `triggers` (YAML text, indented as list
 /// items), then starts `gantry serve` on it.
-pub(crate) fn serve(dir: &Path, endpoints: &[(&str, String)], triggers: &str, extra: &[&str]) -> Serve {
+pub(crate) fn serve(
+    dir: &Path,
+    endpoints: &[(&str, String)],
+    triggers: &str,
+    extra: &[&str],
+) -> Serve {
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let mut cfg = String::from("endpoints:\n");

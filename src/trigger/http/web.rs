@@ -152,7 +152,9 @@ async fn build_log(
         done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
-        st.next().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), st))
+        st.next()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), st))
     });
     Ok((headers, Body::from_stream(stream)).into_response())
 }
