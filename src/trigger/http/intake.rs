@@ -99,7 +99,18 @@ async fn intake(
         Source::Poll => return Err(not_found()),
     };
     // Names are checked before anything else happens; a bad one is recorded, escaped.
-    if let Some(err) = pushes.iter().find_map(|p| payload::validate(p).err()) {
+    // Without an endpoint, a notification's own digest is needed: gantry never asks a
+    // host named by a payload.
+    let check = |p: &Push| {
+        payload::validate(p)?;
+        if trigger.source == Source::Registry && trigger.endpoint.is_none() && p.digest.is_none() {
+            return Err(TriggerError::Rejected(
+                "a push without a digest needs the trigger's `endpoint`".into(),
+            ));
+        }
+        Ok(())
+    };
+    if let Some(err) = pushes.iter().find_map(|p| check(p).err()) {
         let recorded: Vec<Push> = pushes.iter().map(payload::printable_push).collect();
         let reason = err.to_string();
         let svc2 = svc.clone();
