@@ -146,6 +146,7 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
         ahead: args.ahead.clone(),
         concurrency: args.concurrency,
         extra_vars,
+        data_vars: Default::default(),
         intermediate,
         publish_to,
         state_dir: state,

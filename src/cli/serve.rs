@@ -66,7 +66,13 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
-    let config = ServeConfig::load(&args.config).usage()?;
+    let mut config = ServeConfig::load(&args.config).usage()?;
+    let library_dir = args
+        .jobs_dir
+        .clone()
+        .or_else(super::config::default_library_dir);
+    // A trigger whose project cannot run is refused now, not at its first event.
+    config.check_projects(library_dir.as_deref()).usage()?;
     let state = super::run::state_dir(&args.state_dir)?;
     let seconds = |what: &str, v: f64| {
         if v.is_finite() && v > 0.0 && v < 86_400.0 {
@@ -81,10 +87,7 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
         config,
         state,
         RunSettings {
-            library_dir: args
-                .jobs_dir
-                .clone()
-                .or_else(super::config::default_library_dir),
+            library_dir,
             key_dir: super::run::key_dir(&args.key_dir),
             concurrency: args.concurrency,
             ca_certs: args.ca_certs.clone(),
@@ -110,6 +113,7 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     println!("listening on {addr}");
+    http::warn_if_open(&svc, addr);
     tracing::info!(
         "replica {} on {:?} database, at most {} run(s) at once, lease {} s",
         svc.replica,
@@ -130,15 +134,13 @@ pub async fn run(args: ServeArgs) -> Result<Exit, CliError> {
             }
         }
     }
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let stop = claims.clone();
-    axum::serve(listener, http::router(svc.clone()))
-        .with_graceful_shutdown(async move {
-            super::registry::shutdown_signal().await;
-            tracing::info!("stopping: no new events or runs");
-            stop.cancel();
-        })
-        .await?;
+    crate::server::serve(listener, http::router(svc.clone()), None, async move {
+        super::registry::shutdown_signal().await;
+        tracing::info!("stopping: no new events or runs");
+        stop.cancel();
+    })
+    .await?;
     claims.cancel();
     runs::shutdown(&svc, grace).await;
     beat.cancel();

@@ -15,17 +15,23 @@ use crate::trigger::ServeConfig;
 pub enum TriggerCommand {
     /// Let a trigger start runs again.
     ///
-    /// Example: gantry trigger enable app --state-dir /var/lib/gantry
+    /// Example: gantry trigger enable app --state-dir /var/lib/gantry --config gantry-serve.yaml
     Enable {
         name: String,
         #[command(flatten)]
         state: StateArgs,
+        /// The configuration that defines the trigger (an unknown name exits 2).
+        #[arg(long, default_value = "gantry-serve.yaml")]
+        config: PathBuf,
     },
     /// Record a trigger's events as "disabled" without running anything.
     Disable {
         name: String,
         #[command(flatten)]
         state: StateArgs,
+        /// The configuration that defines the trigger (an unknown name exits 2).
+        #[arg(long, default_value = "gantry-serve.yaml")]
+        config: PathBuf,
     },
     /// Explain whether a tag (and image) would start a run, filter by filter.
     ///
@@ -46,8 +52,16 @@ pub enum TriggerCommand {
 
 pub async fn run(cmd: TriggerCommand) -> Result<Exit, CliError> {
     match cmd {
-        TriggerCommand::Enable { name, state } => set_enabled(&name, &state, true).await,
-        TriggerCommand::Disable { name, state } => set_enabled(&name, &state, false).await,
+        TriggerCommand::Enable {
+            name,
+            state,
+            config,
+        } => set_enabled(&name, &state, &config, true).await,
+        TriggerCommand::Disable {
+            name,
+            state,
+            config,
+        } => set_enabled(&name, &state, &config, false).await,
         TriggerCommand::Test {
             name,
             tag,
@@ -58,7 +72,23 @@ pub async fn run(cmd: TriggerCommand) -> Result<Exit, CliError> {
     }
 }
 
-async fn set_enabled(name: &str, state: &StateArgs, enabled: bool) -> Result<Exit, CliError> {
+async fn set_enabled(
+    name: &str,
+    state: &StateArgs,
+    config: &std::path::Path,
+    enabled: bool,
+) -> Result<Exit, CliError> {
+    // A name the configuration does not define is a usage error, not a silent success.
+    let cfg = ServeConfig::load(config).usage()?;
+    if !cfg.triggers.contains_key(name) {
+        let known: Vec<&str> = cfg.triggers.keys().map(String::as_str).collect();
+        return Err(anyhow!(
+            "{}: no trigger {name:?} (triggers: {})",
+            config.display(),
+            known.join(", ")
+        ))
+        .usage();
+    }
     let log = open(state).await?;
     log.set_enabled(name, enabled).await?;
     eprintln!(

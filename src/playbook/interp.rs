@@ -658,11 +658,16 @@ impl Interp<'_, '_> {
             .cloned()
             .map(|v| vec![v])
             .unwrap_or_default();
-        for layer in base.iter().chain(f.environment.iter()) {
-            let rendered = self
-                .templar
-                .render(layer, vars)
-                .map_err(|e| format!("environment: {e}"))?;
+        // A verbatim base (a trigger's payload data) is used as it is, never rendered.
+        let base_verbatim = vars.map.get(GANTRY_ENVIRONMENT).is_some_and(|v| v.unsafe_);
+        for (i, layer) in base.iter().chain(f.environment.iter()).enumerate() {
+            let rendered = if i == 0 && base_verbatim && !base.is_empty() {
+                layer.clone()
+            } else {
+                self.templar
+                    .render(layer, vars)
+                    .map_err(|e| format!("environment: {e}"))?
+            };
             let Value::Object(m) = rendered else {
                 return Err(format!("environment must be a mapping, found {rendered}"));
             };

@@ -154,30 +154,8 @@ impl Registry {
             tokio::spawn(n.clone().deliver());
         }
         tokio::spawn(housekeeping(self.inner.clone()));
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        match self.inner.tls.clone() {
-            Some(cfg) => {
-                let handle = axum_server::Handle::new();
-                let h = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-                });
-                let rustls = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
-                axum_server::from_tcp_rustls(listener, rustls)?
-                    .handle(handle)
-                    .serve(app)
-                    .await?;
-            }
-            None => {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
-            }
-        }
+        // The shared start: header-read and idle timeouts, TLS, graceful shutdown.
+        crate::server::serve(listener, self.router(), self.inner.tls.clone(), shutdown).await?;
         Ok(())
     }
 

@@ -247,7 +247,8 @@ impl Notifier {
                 other => {
                     let why = match other {
                         Ok(r) => format!("status {}", r.status()),
-                        Err(e) => e.to_string(),
+                        // Not the URL: its query may hold the receiver's token.
+                        Err(e) => e.without_url().to_string(),
                     };
                     q.attempts += 1;
                     let backoff = (1000u64 << q.attempts.min(9)).min(MAX_BACKOFF_MS);

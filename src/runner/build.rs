@@ -126,6 +126,7 @@ impl Build {
             facts: &self.facts,
             secrets: &secrets,
             extra: &self.ctx.opts.extra_vars,
+            data: &self.ctx.opts.data_vars,
             zuul: &self.zuul,
             success,
         });

@@ -96,6 +96,9 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// `--var k=v`: extra vars for every build.
     pub extra_vars: Map<String, Value>,
+    /// Values from outside (a trigger's payload): every build sees them verbatim, never
+    /// rendered as templates (Zuul's `!unsafe`).
+    pub data_vars: Map<String, Value>,
     /// `<state>/builds/<uuid>/` holds each build's log and work directory.
     pub state_dir: PathBuf,
     /// Where the project's secret keys are (`gantry secret keygen --key-dir`).
@@ -526,6 +529,7 @@ mod tests {
             patchset: Some("1".into()),
             concurrency: 4,
             extra_vars: Map::new(),
+            data_vars: Map::new(),
             state_dir: dir.path().join("state"),
             key_dir: None,
         };

@@ -62,6 +62,8 @@ pub struct PipelineRequest {
     pub ahead: Vec<String>,
     pub concurrency: usize,
     pub extra_vars: Map<String, Value>,
+    /// Values from outside (a trigger's payload), never rendered as templates.
+    pub data_vars: Map<String, Value>,
     /// `None`: gantry's own, in `<state>/intermediate`.
     pub intermediate: Option<Endpoint>,
     /// Stand-in publication registries (`docker.io` → host:port).
@@ -216,6 +218,7 @@ pub async fn run_pipeline(
         patchset: patchset.clone(),
         concurrency: req.concurrency,
         extra_vars: req.extra_vars.clone(),
+        data_vars: req.data_vars.clone(),
         state_dir: req.state_dir.clone(),
         key_dir: req.key_dir.clone(),
     };

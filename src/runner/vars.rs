@@ -2,9 +2,12 @@
 //! data returned by ancestor builds < job vars (project vars already under them) < facts
 //! set earlier in the build (set_fact, native roles) < secrets bound to the playbook <
 //! secret data returned by ancestors < extra vars (job `extra-vars`, then `--var`) <
-//! `zuul` and `zuul_success`, which nothing overrides.
+//! data from outside (a trigger's payload) < `zuul` and `zuul_success`, which nothing
+//! overrides.
 //!
 //! Secrets and secret data enter as *unsafe*: never templated, and redacted from logs.
+//! Data from outside enters *verbatim*: never templated (Zuul marks it `!unsafe`), so a
+//! payload holding `{{ lookup('file', …) }}` reaches the playbook as those characters.
 
 use serde_json::{Map, Value};
 
@@ -17,6 +20,8 @@ pub struct VarLayers<'a> {
     pub facts: &'a Map<String, Value>,
     pub secrets: &'a Map<String, Value>,
     pub extra: &'a Map<String, Value>,
+    /// Values from a request (trigger payloads): verbatim.
+    pub data: &'a Map<String, Value>,
     pub zuul: &'a Value,
     /// `Some` in post-run and cleanup playbooks: whether the run phase succeeded.
     pub success: Option<bool>,
@@ -42,6 +47,9 @@ pub fn assemble(l: &VarLayers<'_>) -> Vars {
     }
     for (k, x) in l.job.extra_vars.iter().chain(l.extra.iter()) {
         v.set(k.clone(), x.clone());
+    }
+    for (k, x) in l.data {
+        v.set_verbatim(k.clone(), x.clone());
     }
     v.set("zuul", l.zuul.clone());
     if let Some(s) = l.success {

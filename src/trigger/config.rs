@@ -4,7 +4,9 @@
 //! endpoints:
 //!   - name: hub                    # referenced by triggers
 //!     url: http://127.0.0.1:5000   # or host:port; plain http needs `insecure` off loopback
-//!     credentials: user:pass       # optional; never handed to pipelines
+//!     credentials: user:pass       # optional; never handed to pipelines; or
+//!     credentials_file: hub.creds  #   a file holding `user:pass` (relative to this file), or
+//!     credentials_env: HUB_CREDS   #   an environment variable holding it
 //!     ca: /etc/ssl/my-ca.pem       # optional
 //!     insecure: false
 //!     rate_limit: 5                # polls: at most 5 requests/s to this registry
@@ -13,7 +15,8 @@
 //!   - name: app
 //!     source: dockerhub            # dockerhub | registry | gitlab | poll
 //!     endpoint: hub                # where tags are resolved to digests (and polled)
-//!     token: s3cret                # webhook secret (?token=, X-Gitlab-Token, Bearer)
+//!     token_file: app.token        # webhook secret (?token=, X-Gitlab-Token, Bearer):
+//!                                  # token, token_file or token_env; required for webhooks
 //!     image: 'team/app'            # repository regex, whole name
 //!     tags: {include: 'v[0-9.]+', match: full, exclude: ['sha256-*.sig']}
 //!     project: ./project           # project directory, relative to this file
@@ -23,10 +26,14 @@
 //!     enabled: true
 //!     debounce: 60                 # seconds: same (registry, repo, tag, digest) runs once
 //!     poll: {interval: 60, order: semver, range: '>=1.0.0'}
+//! web:                             # optional: the page, /api/* and build logs need
+//!   htpasswd: users.htpasswd       # Basic credentials from this (bcrypt) file
 //! ```
 //!
-//! Owns: reading and validating the file, reporting every problem as `file:line:column`.
-//! Must not: do I/O beyond reading the file, start anything.
+//! Owns: reading and validating the file and the secrets it points to (token and
+//! credentials files, environment variables, the htpasswd file), reporting every problem
+//! as `file:line:column`; [`ServeConfig::check_projects`] loads each trigger's project.
+//! Must not: start anything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +74,10 @@ struct RawEndpoint {
     url: String,
     #[serde(default)]
     credentials: Option<String>,
+    #[serde(default)]
+    credentials_file: Option<PathBuf>,
+    #[serde(default)]
+    credentials_env: Option<String>,
     #[serde(default)]
     ca: Option<PathBuf>,
     #[serde(default)]
@@ -109,6 +120,10 @@ struct RawTrigger {
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default)]
     image: Option<String>,
     #[serde(default)]
     tags: RawTags,
@@ -128,6 +143,59 @@ struct RawTrigger {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    htpasswd: PathBuf,
+}
+
+/// The page and API's protection (`web:`).
+#[derive(Clone)]
+pub struct Web {
+    pub htpasswd_path: PathBuf,
+    pub htpasswd: std::sync::Arc<crate::registry::auth::htpasswd::Htpasswd>,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Web {{ htpasswd: {} }}", self.htpasswd_path.display())
+    }
+}
+
+/// A secret written inline, in a file (relative to the config file) or in an environment
+/// variable: at most one of the three. `Ok(None)`: none given.
+fn secret(
+    what: &str,
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+    env: Option<&String>,
+    base: &Path,
+) -> Result<Option<String>, String> {
+    match (inline, file, env) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(v.clone())),
+        (None, Some(f), None) => {
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{what}_file {}: {e}", path.display()))?;
+            let v = text.trim_end_matches(['\n', '\r']).to_string();
+            if v.is_empty() {
+                return Err(format!("{what}_file {} is empty", path.display()));
+            }
+            Ok(Some(v))
+        }
+        (None, None, Some(name)) => match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(format!(
+                "{what}_env: environment variable {name} is not set"
+            )),
+        },
+        _ => Err(format!(
+            "give one of `{what}`, `{what}_file` and `{what}_env`, not several"
+        )),
+    }
 }
 
 /// A registry as triggers reach it.
@@ -167,6 +235,10 @@ pub struct Trigger {
     pub enabled: bool,
     pub debounce: Duration,
     pub poll: Option<PollSettings>,
+    /// Where the trigger is defined (`file:line:column`), for later errors.
+    pub at: String,
+    /// The jobs its pipeline runs (known after [`ServeConfig::check_projects`]).
+    pub jobs: Vec<String>,
 }
 
 impl Trigger {
@@ -192,6 +264,8 @@ pub struct ServeConfig {
     /// Runs at once per `gantry serve` process (top-level `max_concurrent_runs`; default:
     /// the number of CPUs). More wait in a FIFO queue.
     pub max_concurrent_runs: Option<usize>,
+    /// `web:`: Basic credentials for the page and the API.
+    pub web: Option<Web>,
 }
 
 /// The default debounce: Docker Hub sends one hook per pushed platform within seconds.
@@ -237,6 +311,7 @@ impl ServeConfig {
         let mut raw_endpoints: Vec<(Node, RawEndpoint)> = Vec::new();
         let mut raw_triggers: Vec<(Node, RawTrigger)> = Vec::new();
         let mut max_concurrent_runs = None;
+        let mut web = None;
         for (k, v) in entries {
             let key = k.key_text();
             if key == "max_concurrent_runs" {
@@ -246,6 +321,24 @@ impl ServeConfig {
                         "{file}:{}: `max_concurrent_runs` must be a number above 0",
                         v.mark
                     )),
+                }
+                continue;
+            }
+            if key == "web" {
+                match serde_json::from_value::<RawWeb>(v.to_json()) {
+                    Ok(w) => {
+                        let path = base.join(&w.htpasswd);
+                        match crate::registry::auth::htpasswd::Htpasswd::load(&path) {
+                            Ok(h) => {
+                                web = Some(Web {
+                                    htpasswd_path: path,
+                                    htpasswd: std::sync::Arc::new(h),
+                                })
+                            }
+                            Err(e) => errors.push(format!("{file}:{}: web: {e}", v.mark)),
+                        }
+                    }
+                    Err(e) => errors.push(format!("{file}:{}: web: {e}", v.mark)),
                 }
                 continue;
             }
@@ -277,7 +370,7 @@ impl ServeConfig {
             }
             if key != "endpoints" && key != "triggers" {
                 errors.push(format!(
-                    "{file}:{}: unknown key `{key}` (expected endpoints, triggers, max_concurrent_runs)",
+                    "{file}:{}: unknown key `{key}` (expected endpoints, triggers, web, max_concurrent_runs)",
                     k.mark
                 ));
             }
@@ -297,11 +390,23 @@ impl ServeConfig {
                 insecure: e.insecure || e.url.starts_with("http://"),
                 ..ClientOptions::default()
             };
-            if let Some(c) = &e.credentials {
-                match Credentials::parse(c) {
+            match secret(
+                "credentials",
+                e.credentials.as_ref(),
+                e.credentials_file.as_ref(),
+                e.credentials_env.as_ref(),
+                &base,
+            ) {
+                Ok(Some(c)) => match Credentials::parse(&c) {
                     Ok(c) => options.credentials = Some(c),
-                    Err(err) => errors.push(format!("{at}: endpoint {}: {err}", e.name)),
-                }
+                    // Never the value: it is a secret.
+                    Err(_) => errors.push(format!(
+                        "{at}: endpoint {}: credentials must be `user:password`",
+                        e.name
+                    )),
+                },
+                Ok(None) => {}
+                Err(err) => errors.push(format!("{at}: endpoint {}: {err}", e.name)),
             }
             if let Some(ca) = &e.ca {
                 options.ca_certs.push(base.join(ca));
@@ -404,11 +509,35 @@ impl ServeConfig {
                 }
                 (None, _) => None,
             };
-            if matches!(t.source, Source::Dockerhub | Source::Gitlab) && t.token.is_none() {
+            let token = match secret(
+                "token",
+                t.token.as_ref(),
+                t.token_file.as_ref(),
+                t.token_env.as_ref(),
+                &base,
+            ) {
+                Ok(tok) => tok,
+                Err(err) => {
+                    errors.push(format!("{at}: trigger {}: {err}", t.name));
+                    None
+                }
+            };
+            let no_secret_given =
+                t.token.is_none() && t.token_file.is_none() && t.token_env.is_none();
+            if t.source != Source::Poll && no_secret_given {
                 errors.push(format!(
-                    "{at}: trigger {}: a {} trigger needs a `token`",
+                    "{at}: trigger {}: a {} trigger needs a `token`, `token_file` or `token_env` \
+                     (anyone who reaches the port could start runs)",
                     t.name,
                     t.source.as_str()
+                ));
+            }
+            let project_dir = base.join(&t.project);
+            if !project_dir.is_dir() {
+                errors.push(format!(
+                    "{at}: trigger {}: project directory {} does not exist",
+                    t.name,
+                    project_dir.display()
                 ));
             }
             if t.name.is_empty()
@@ -429,11 +558,11 @@ impl ServeConfig {
                 name: t.name.clone(),
                 source: t.source,
                 endpoint,
-                token: t.token,
+                token,
                 image,
                 image_text: t.image.clone(),
                 tags,
-                project_dir: base.join(&t.project),
+                project_dir,
                 pipeline: t.pipeline,
                 change: t.change,
                 parameters: t.parameters,
@@ -442,6 +571,8 @@ impl ServeConfig {
                     t.debounce.unwrap_or(DEFAULT_DEBOUNCE_SECS).max(0.0),
                 ),
                 poll,
+                at: at.clone(),
+                jobs: vec![],
             };
             triggers.insert(t.name, trigger);
         }
@@ -451,7 +582,57 @@ impl ServeConfig {
                 endpoints,
                 triggers,
                 max_concurrent_runs,
+                web,
             })
+        } else {
+            Err(TriggerError::Config(errors))
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Loads every trigger's project and builds its pipeline's job graph, so a trigger
+    /// that could never run is refused at start (each error `file:line:column: ...`).
+    /// Records each trigger's jobs for the page.
+    pub fn check_projects(&mut self, library_dir: Option<&Path>) -> Result<(), TriggerError> {
+        let mut errors = Vec::new();
+        for t in self.triggers.values_mut() {
+            let project =
+                crate::runner::pipeline::project_name(&t.project_dir.display().to_string());
+            let loaded = crate::job::load(
+                &t.project_dir,
+                &crate::job::LoadOptions {
+                    library_dir: library_dir.map(Path::to_path_buf),
+                    project_name: Some(project.clone()),
+                    allow_external: false,
+                },
+            );
+            let problem = match loaded {
+                Ok(cfg) => match crate::job::JobGraph::build(&cfg, &project, &t.pipeline) {
+                    Ok(g) if g.is_empty() => Some(format!(
+                        "pipeline {} runs no job for project {project}",
+                        t.pipeline
+                    )),
+                    Ok(g) => {
+                        t.jobs = g.jobs().map(|j| j.name.clone()).collect();
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(p) = problem {
+                errors.push(format!(
+                    "{}: trigger {}: project {}: {}",
+                    t.at,
+                    t.name,
+                    t.project_dir.display(),
+                    p.replace('\n', "\n    ")
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
         } else {
             Err(TriggerError::Config(errors))
         }

@@ -123,98 +123,30 @@ impl TagFilter {
     }
 }
 
-/// A parsed semantic version (a leading `v` is allowed; missing minor/patch are 0).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Semver {
-    nums: [u64; 3],
-    pre: Option<String>,
+/// A tag as a semantic version: a leading `v` is allowed and a missing minor or patch is 0
+/// (`v1.2` is 1.2.0), as registries' tags are often written.
+fn version(tag: &str) -> Option<semver::Version> {
+    let s = tag.strip_prefix('v').unwrap_or(tag);
+    let cut = s.find(['-', '+']).unwrap_or(s.len());
+    let (core, rest) = s.split_at(cut);
+    let padded = match core.split('.').count() {
+        1 => format!("{core}.0.0{rest}"),
+        2 => format!("{core}.0{rest}"),
+        _ => s.to_string(),
+    };
+    semver::Version::parse(&padded).ok()
 }
 
-impl Semver {
-    fn parse(s: &str) -> Option<Semver> {
-        let s = s.strip_prefix('v').unwrap_or(s);
-        let s = s.split('+').next()?;
-        let (core, pre) = match s.split_once('-') {
-            Some((c, p)) => (c, Some(p.to_string())),
-            None => (s, None),
-        };
-        let mut nums = [0u64; 3];
-        let parts: Vec<&str> = core.split('.').collect();
-        if parts.is_empty() || parts.len() > 3 {
-            return None;
-        }
-        for (i, p) in parts.iter().enumerate() {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            nums[i] = p.parse().ok()?;
-        }
-        Some(Semver { nums, pre })
-    }
-}
-
-impl Ord for Semver {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.nums
-            .cmp(&o.nums)
-            .then_with(|| match (&self.pre, &o.pre) {
-                (None, None) => Ordering::Equal,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(_), None) => Ordering::Less,
-                (Some(a), Some(b)) => natural_cmp(a, b),
-            })
-    }
-}
-
-impl PartialOrd for Semver {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-/// `>=1.2, <2` — every comparator must hold. Operators: `>= > <= < =` (none means `=`).
-#[derive(Clone, Debug)]
-struct Range(Vec<(String, Semver)>);
-
-impl Range {
-    fn parse(s: &str) -> Result<Range, TriggerError> {
-        let mut out = Vec::new();
-        for part in s.split([',', ' ']).filter(|p| !p.is_empty()) {
-            let op_len = part
-                .find(|c: char| c.is_ascii_digit() || c == 'v')
-                .unwrap_or(part.len());
-            let (op, v) = part.split_at(op_len);
-            if !matches!(op, ">=" | ">" | "<=" | "<" | "=" | "") {
-                return Err(TriggerError::Filter(format!(
-                    "range {s:?}: operator {op:?}"
-                )));
-            }
-            let v = Semver::parse(v)
-                .ok_or_else(|| TriggerError::Filter(format!("range {s:?}: version {v:?}")))?;
-            out.push((op.to_string(), v));
-        }
-        Ok(Range(out))
-    }
-
-    /// As npm/cargo do, a pre-release is only in a range that names a pre-release of the
-    /// same version (`<2` does not admit `2.0.0-rc1`).
-    fn contains(&self, v: &Semver) -> bool {
-        if v.pre.is_some()
-            && !self
-                .0
-                .iter()
-                .any(|(_, b)| b.pre.is_some() && b.nums == v.nums)
-        {
-            return false;
-        }
-        self.0.iter().all(|(op, b)| match op.as_str() {
-            ">=" => v >= b,
-            ">" => v > b,
-            "<=" => v <= b,
-            "<" => v < b,
-            _ => v == b,
-        })
-    }
+/// A range in Cargo's syntax (`>=1.2, <2`; a bare `1.2` is `^1.2`); comparators may also be
+/// separated by spaces only (`>=1.2 <2`). As Cargo and npm do, a pre-release is only in a
+/// range that names a pre-release of the same version (`<2` does not admit `2.0.0-rc1`).
+fn version_req(s: &str) -> Result<semver::VersionReq, TriggerError> {
+    let text = if s.contains(',') {
+        s.to_string()
+    } else {
+        s.split_whitespace().collect::<Vec<_>>().join(", ")
+    };
+    semver::VersionReq::parse(&text).map_err(|e| TriggerError::Filter(format!("range {s:?}: {e}")))
 }
 
 /// How a poll orders tags to find the latest matching one.
@@ -234,7 +166,7 @@ pub enum Order {
 #[derive(Clone, Debug)]
 pub struct RangeBox {
     text: String,
-    range: Range,
+    range: semver::VersionReq,
 }
 
 impl Order {
@@ -243,7 +175,7 @@ impl Order {
             "semver" => Order::Semver(match range {
                 Some(r) => Some(RangeBox {
                     text: r.to_string(),
-                    range: Range::parse(r)?,
+                    range: version_req(r)?,
                 }),
                 None => None,
             }),
@@ -266,7 +198,7 @@ impl Order {
     pub fn admits(&self, tag: &str) -> bool {
         match self {
             Order::Semver(r) => {
-                Semver::parse(tag).is_some_and(|v| r.as_ref().is_none_or(|r| r.range.contains(&v)))
+                version(tag).is_some_and(|v| r.as_ref().is_none_or(|r| r.range.matches(&v)))
             }
             Order::Numerical => !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_digit()),
             _ => true,
@@ -285,7 +217,7 @@ impl Order {
 
     pub fn cmp(&self, a: &str, b: &str) -> Ordering {
         match self {
-            Order::Semver(_) => match (Semver::parse(a), Semver::parse(b)) {
+            Order::Semver(_) => match (version(a), version(b)) {
                 (Some(x), Some(y)) => x.cmp(&y),
                 _ => a.cmp(b),
             },
@@ -374,5 +306,10 @@ mod tests {
             Some("build-9")
         );
         assert_eq!(Order::Numerical.latest(["9", "10", "x"]), Some("10"));
+        let r = Order::parse(Some("semver"), Some(">=1.0.0 <2.0.0")).unwrap();
+        assert_eq!(r.latest(tags), Some("v1.10.0"));
+        let rc = Order::parse(Some("semver"), Some(">=2.0.0-rc0")).unwrap();
+        assert_eq!(rc.latest(["v2.0.0-rc1", "v1.0"]), Some("v2.0.0-rc1"));
+        assert!(Order::parse(Some("semver"), Some(">>1")).is_err());
     }
 }

@@ -56,6 +56,9 @@ pub enum TriggerError {
     Filter(String),
     #[error("malformed payload: {0}")]
     Malformed(String),
+    /// A payload naming something outside the distribution grammar.
+    #[error("rejected: {0}")]
+    Rejected(String),
     #[error("unknown trigger {0:?}")]
     UnknownTrigger(String),
     #[error("registry {registry}: {message}")]
@@ -112,6 +115,15 @@ pub fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// A build's log, found through its execution's record.
+#[derive(Clone, Debug)]
+pub enum BuildLog {
+    /// The file on this replica; `running`: the build has not finished, the file may grow.
+    File { path: PathBuf, running: bool },
+    /// The copy kept in the database when the build ended (another replica ran it).
+    Stored(String),
 }
 
 /// Everything `gantry serve` shares between intake, worker, polls and the page.
@@ -194,27 +206,43 @@ impl Service {
             .unwrap_or(t.enabled)
     }
 
-    /// A build's log: the file on this replica, else the copy kept in the database when
-    /// the build ended (so any replica serves any finished build's log). `None`: no such
-    /// build, or it is still running on another replica.
-    pub async fn build_log(
-        &self,
-        execution: &str,
-        uuid: &str,
-    ) -> Result<Option<String>, TriggerError> {
-        let Some(x) = self.log.execution(execution).await? else {
+    /// A build's log — the one lookup the log handler goes through. The build must belong
+    /// to the execution's record (never a path from the request). On the replica that runs
+    /// or ran it, the log is its file (`<state>/builds/<uuid>/job-output.txt` while it
+    /// runs), which may still grow; elsewhere it is the copy kept in the database when the
+    /// build ended, so any replica serves any finished build's log. `None`: no such build,
+    /// or it is still running on another replica.
+    pub async fn build_log(&self, id: &str, uuid: &str) -> Result<Option<BuildLog>, TriggerError> {
+        let Some(x) = self.log.execution(id).await? else {
             return Ok(None);
         };
-        let Some(b) = x.builds.iter().find(|b| b.uuid == uuid) else {
+        let Some(b) = x
+            .builds
+            .iter()
+            .find(|b| !b.uuid.is_empty() && b.uuid == uuid)
+        else {
             return Ok(None);
         };
-        if let Some(path) = &b.log
-            && x.replica.as_deref() == Some(self.replica.as_str())
-            && let Ok(text) = tokio::fs::read_to_string(path).await
-        {
-            return Ok(Some(text));
+        let running = b.result.is_none() && x.finished_ms.is_none();
+        if x.replica.as_deref() == Some(self.replica.as_str()) {
+            let path = match &b.log {
+                Some(p) => Some(PathBuf::from(p)),
+                // A record's uuid, but checked anyway: it becomes a path.
+                None if uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => Some(
+                    self.state_dir
+                        .join("builds")
+                        .join(uuid)
+                        .join("job-output.txt"),
+                ),
+                None => None,
+            };
+            if let Some(path) = path
+                && tokio::fs::try_exists(&path).await.unwrap_or(false)
+            {
+                return Ok(Some(BuildLog::File { path, running }));
+            }
         }
-        self.log.stored_log(execution, uuid).await
+        Ok(self.log.stored_log(id, uuid).await?.map(BuildLog::Stored))
     }
 
     /// The executions in progress in this process.

@@ -5,6 +5,10 @@
 //! trigger's own parameters. `trigger_environment` holds the same as environment-style
 //! names, for a play's `environment:`.
 //!
+//! Everything but the trigger's `parameters` (written by the operator) comes from a
+//! request or a registry: it is handed over as *data*, never rendered as a template
+//! ([`Variables::data`], Zuul's `!unsafe`).
+//!
 //! Must not: include credentials (endpoints' credentials stay in gantry).
 
 use serde_json::{Map, Value};
@@ -25,6 +29,15 @@ pub fn env_name(name: &str) -> String {
         .collect()
 }
 
+/// The variables of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Variables {
+    /// The trigger's configured `parameters` (templated like job vars).
+    pub parameters: Map<String, Value>,
+    /// Everything from the payload and the registry: verbatim.
+    pub data: Map<String, Value>,
+}
+
 /// Every variable of a run for `push` resolved to `digest`.
 pub fn variables(
     trigger: &Trigger,
@@ -32,7 +45,7 @@ pub fn variables(
     registry: &str,
     push: &Push,
     digest: &str,
-) -> Map<String, Value> {
+) -> Variables {
     let (namespace, name) = match push.repository.rsplit_once('/') {
         Some((ns, n)) => (ns.to_string(), n.to_string()),
         None => (String::new(), push.repository.clone()),
@@ -55,8 +68,9 @@ pub fn variables(
         ("event_id", event_id.to_string()),
         ("source", trigger.source.as_str().to_string()),
         ("trigger", trigger.name.clone()),
+        ("pusher", push.pusher.clone().unwrap_or_default()),
     ];
-    let mut vars = trigger.parameters.clone();
+    let mut vars = Map::new();
     let mut env = Map::new();
     for (k, v) in &fields {
         vars.insert(format!("trigger_{k}"), Value::String(v.clone()));
@@ -88,7 +102,10 @@ pub fn variables(
         Value::Object(env.clone()),
     );
     vars.insert("trigger_environment".into(), Value::Object(env));
-    vars
+    Variables {
+        parameters: trigger.parameters.clone(),
+        data: vars,
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,11 @@
 //! - GitLab push and tag-push hooks: the ref's last segment is the tag, the project path the
 //!   repository (the pipeline resolves `repository:tag` in the trigger's endpoint).
 //!
-//! Owns: JSON shape handling only. Must not: do I/O, look at tokens.
+//! [`validate`] checks every name a push carries against the distribution grammar before
+//! anything else happens (a repository such as `team/../other` or a tag holding `$(…)` never
+//! reaches a filter, a registry request or a run); [`printable`] escapes what is printed.
+//!
+//! Owns: JSON shape handling and validation only. Must not: do I/O, look at tokens.
 
 use serde_json::Value;
 
@@ -169,9 +173,133 @@ pub fn gitlab(body: &[u8]) -> Result<Push, TriggerError> {
     })
 }
 
+/// Free-text fields (owner, pusher) are data, but bounded and printable.
+const MAX_TEXT: usize = 256;
+
+/// Checks every field of `p` against the distribution grammar (repository, tag, digest,
+/// `host[:port]`); owner and pusher may hold anything printable. The error is one line
+/// naming the field, with the value escaped.
+pub fn validate(p: &Push) -> Result<(), TriggerError> {
+    let rejected = |field: &str, value: &str, why: String| {
+        TriggerError::Rejected(format!("{field} {}: {why}", printable(value)))
+    };
+    crate::oci::validate_repository(&p.repository)
+        .map_err(|e| rejected("repository", &p.repository, e.to_string()))?;
+    crate::oci::validate_tag(&p.tag).map_err(|e| rejected("tag", &p.tag, e.to_string()))?;
+    if let Some(d) = &p.digest {
+        crate::oci::Digest::parse(d).map_err(|e| rejected("digest", d, e.to_string()))?;
+    }
+    if let Some(h) = &p.registry
+        && !valid_host(h)
+    {
+        return Err(rejected(
+            "registry host",
+            h,
+            "expected host[:port]".to_string(),
+        ));
+    }
+    for (field, v) in [("owner", &p.owner), ("pusher", &p.pusher)] {
+        if let Some(v) = v {
+            if v.chars().any(char::is_control) {
+                return Err(rejected(field, v, "holds control characters".into()));
+            }
+            if v.len() > MAX_TEXT {
+                return Err(rejected(
+                    field,
+                    &v[..v.floor_char_boundary(40)],
+                    format!("longer than {MAX_TEXT} bytes"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `host`, `host:port`, `[v6]:port` as distribution's reference grammar has them.
+fn valid_host(h: &str) -> bool {
+    let (host, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) => {
+                if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                ("v6", port.strip_prefix(':'))
+            }
+            None => return false,
+        },
+        None => match h.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    host_ok && port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok())
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), for logs, tables and messages.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A copy of `p` safe to record and print (control characters escaped), for rejected
+/// events.
+pub fn printable_push(p: &Push) -> Push {
+    let opt = |o: &Option<String>| o.as_deref().map(printable);
+    Push {
+        registry: opt(&p.registry),
+        repository: printable(&p.repository),
+        tag: printable(&p.tag),
+        digest: opt(&p.digest),
+        owner: opt(&p.owner),
+        pusher: opt(&p.pusher),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let ok = Push {
+            repository: "team/app".into(),
+            tag: "v1".into(),
+            owner: Some("{{ lookup('file', '/etc/passwd') }}".into()),
+            registry: Some("127.0.0.1:5000".into()),
+            ..Push::default()
+        };
+        validate(&ok).unwrap();
+        let bad = |f: &dyn Fn(&mut Push)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            validate(&p).unwrap_err().to_string()
+        };
+        assert!(bad(&|p| p.repository = "team/../other/secret".into()).contains("repository"));
+        assert!(bad(&|p| p.tag = "$(id)".into()).contains("tag $(id)"));
+        assert!(bad(&|p| p.tag = "a\nb".into()).contains("tag a\\nb"));
+        assert!(bad(&|p| p.digest = Some("sha256:1".into())).contains("digest"));
+        assert!(bad(&|p| p.registry = Some("h/x:1".into())).contains("registry host"));
+        assert!(bad(&|p| p.owner = Some("\u{1b}[31mred".into())).contains("\\u{1b}"));
+        assert!(valid_host("[::1]:5000") && valid_host("registry-1.docker.io"));
+    }
 
     #[test]
     fn dockerhub_old_forms() {

@@ -216,13 +216,16 @@ async fn request(svc: &Service, x: &ExecutionRow) -> Result<PipelineRequest, Str
         .ok_or_else(|| format!("event {} is gone", x.event_id))?;
     let mut vars = params::variables(trigger, x.event_id, &x.registry, &ev.push, &x.digest);
     let mark = orphans::marker(svc.log.id(), &x.id, x.attempt);
-    if let Some(serde_json::Value::Object(env)) = vars.get_mut(crate::playbook::GANTRY_ENVIRONMENT)
+    if let Some(serde_json::Value::Object(env)) =
+        vars.data.get_mut(crate::playbook::GANTRY_ENVIRONMENT)
     {
         env.insert(orphans::VAR.into(), mark.into());
     }
-    vars.insert("trigger_execution".into(), x.id.clone().into());
-    vars.insert("trigger_attempt".into(), x.attempt.into());
-    vars.insert("trigger_replica".into(), svc.replica.clone().into());
+    vars.data
+        .insert("trigger_execution".into(), x.id.clone().into());
+    vars.data.insert("trigger_attempt".into(), x.attempt.into());
+    vars.data
+        .insert("trigger_replica".into(), svc.replica.clone().into());
     Ok(PipelineRequest {
         project_dir: trigger.project_dir.clone(),
         project: None,
@@ -231,7 +234,8 @@ async fn request(svc: &Service, x: &ExecutionRow) -> Result<PipelineRequest, Str
         patchset: "1".into(),
         ahead: vec![],
         concurrency: svc.run.concurrency.max(1),
-        extra_vars: vars,
+        extra_vars: vars.parameters,
+        data_vars: vars.data,
         intermediate: Some(intermediate(svc).await?),
         publish_to: Default::default(),
         state_dir: svc.state_dir.clone(),

@@ -13,4 +13,5 @@ mod registry_spec;
 mod run;
 mod serve_scale;
 mod serve_scale_pg;
+mod serve_trust;
 mod trigger;

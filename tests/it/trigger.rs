@@ -10,22 +10,27 @@ use serde_json::Value;
 
 use crate::common::{self, GantryServer, image, run, run_fail};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/trigger")
 }
 
-fn gantry() -> Command {
+pub(crate) fn gantry() -> Command {
     let mut c = Command::new(common::gantry_bin());
     c.env("DOCKER_CONFIG", "/nonexistent-gantry-test");
     c
 }
 
 /// A tiny blocking HTTP client for the tests (they are synchronous).
-fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {
+pub(crate) fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,14 +47,14 @@ fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u1
     })
 }
 
-fn get_json(url: &str) -> Value {
+pub(crate) fn get_json(url: &str) -> Value {
     let (s, body) = http("GET", url, &[], vec![]);
     assert_eq!(s, 200, "{url}: {body}");
     serde_json::from_str(&body).unwrap()
 }
 
 /// Polls `f` until it returns Some, for at most `secs` seconds.
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
@@ -61,7 +66,7 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// Pushes a one-layer image (different per `seed`) to `host/repo:tag`; returns its digest.
-fn push_image(host: &str, repo: &str, tag: &str, seed: u64) -> String {
+pub(crate) fn push_image(host: &str, repo: &str, tag: &str, seed: u64) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     let digest = image::single_image_layout(&layout, tag, &[common::random_bytes(512, seed)]);
@@ -73,39 +78,39 @@ fn push_image(host: &str, repo: &str, tag: &str, seed: u64) -> String {
 }
 
 /// A `gantry serve` with its state dir and output dir.
-struct Serve {
-    server: GantryServer,
-    dir: PathBuf,
-    state: PathBuf,
-    out: PathBuf,
-    config: PathBuf,
+pub(crate) struct Serve {
+    pub(crate) server: GantryServer,
+    pub(crate) dir: PathBuf,
+    pub(crate) state: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 impl Serve {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.server.addr)
     }
 
-    fn executions(&self) -> Vec<Value> {
+    pub(crate) fn executions(&self) -> Vec<Value> {
         get_json(&self.url("/api/executions"))
             .as_array()
             .unwrap()
             .clone()
     }
 
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         get_json(&self.url("/api/events"))
             .as_array()
             .unwrap()
             .clone()
     }
 
-    fn event(&self, id: i64) -> Value {
+    pub(crate) fn event(&self, id: i64) -> Value {
         get_json(&self.url(&format!("/api/events/{id}")))
     }
 
     /// Waits until an execution has finished; returns it.
-    fn finished_execution(&self, n: usize) -> Value {
+    pub(crate) fn finished_execution(&self, n: usize) -> Value {
         wait_for(120, "a finished execution", || {
             let xs = self.executions();
             (xs.len() >= n && xs.iter().all(|x| x["status"] != "RUNNING")).then(|| xs[0].clone())
@@ -113,20 +118,25 @@ impl Serve {
     }
 
     /// What the run of event `id` wrote.
-    fn recorded(&self, id: i64) -> Value {
+    pub(crate) fn recorded(&self, id: i64) -> Value {
         let path = self.out.join(format!("{id}.json"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap()
     }
 
-    fn restart(&mut self, extra: &[&str]) {
+    pub(crate) fn restart(&mut self, extra: &[&str]) {
         self.server.kill9();
         self.server = start_server(&self.dir, &self.config, &self.state, extra);
     }
 }
 
-fn start_server(dir: &Path, config: &Path, state: &Path, extra: &[&str]) -> GantryServer {
+pub(crate) fn start_server(
+    dir: &Path,
+    config: &Path,
+    state: &Path,
+    extra: &[&str],
+) -> GantryServer {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--config".into(),
@@ -148,7 +158,12 @@ fn start_server(dir: &Path, config: &Path, state: &Path, extra: &[&str]) -> Gant
 
 /// Writes a config with `endpoints` (name, url) and `triggers` (YAML text, indented as list
 /// items), then starts `gantry serve` on it.
-fn serve(dir: &Path, endpoints: &[(&str, String)], triggers: &str, extra: &[&str]) -> Serve {
+pub(crate) fn serve(
+    dir: &Path,
+    endpoints: &[(&str, String)],
+    triggers: &str,
+    extra: &[&str],
+) -> Serve {
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let mut cfg = String::from("endpoints:\n");
@@ -174,13 +189,13 @@ fn serve(dir: &Path, endpoints: &[(&str, String)], triggers: &str, extra: &[&str
     }
 }
 
-fn hub_trigger(name: &str, extra: &str) -> String {
+pub(crate) fn hub_trigger(name: &str, extra: &str) -> String {
     format!(
         "  - name: {name}\n    source: dockerhub\n    endpoint: reg\n    token: s3cret\n    image: 'svendowideit/.*'\n    project: PROJECT\n    pipeline: check\n    parameters: {{out: OUT}}\n{extra}"
     )
 }
 
-fn seed_body() -> Vec<u8> {
+pub(crate) fn seed_body() -> Vec<u8> {
     std::fs::read(fixtures().join("dockerhub-seed.json")).unwrap()
 }
 
@@ -426,13 +441,27 @@ fn trigger_bad_input() {
     // gantry trigger disable/enable, read by the running server at each event.
     run(gantry()
         .args(["trigger", "disable", "hub-app", "--state-dir"])
-        .arg(&s.state));
+        .arg(&s.state)
+        .arg("--config")
+        .arg(&s.config));
     let (code, body) = hook("hub-app", seed_body());
     assert_eq!(code, 202);
     assert!(body.contains("disabled"), "{body}");
     run(gantry()
         .args(["trigger", "enable", "hub-app", "--state-dir"])
-        .arg(&s.state));
+        .arg(&s.state)
+        .arg("--config")
+        .arg(&s.config));
+    // An unknown name is a usage error (exit 2), not a silent "disabled".
+    let (_, err, code) = run_fail(
+        gantry()
+            .args(["trigger", "disable", "nope", "--state-dir"])
+            .arg(&s.state)
+            .arg("--config")
+            .arg(&s.config),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no trigger \"nope\""), "{err}");
     assert!(hook("hub-app", seed_body()).1.contains("accepted"));
 }
 

@@ -87,10 +87,21 @@ impl GantryServer {
     }
 
     pub fn spawn(args: &[String], log: PathBuf, data: PathBuf) -> GantryServer {
+        Self::spawn_env(args, log, data, &[])
+    }
+
+    /// [`GantryServer::spawn`] with extra environment variables for the server.
+    pub fn spawn_env(
+        args: &[String],
+        log: PathBuf,
+        data: PathBuf,
+        env: &[(&str, &str)],
+    ) -> GantryServer {
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(gantry_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("GANTRY_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log_file)
