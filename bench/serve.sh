@@ -18,6 +18,11 @@
 # Measured (2 shared cores, VM disk, release build, 30 s, 16 connections):
 #   intake  4162 events/s  p50 3.77 ms  p99 7.74 ms  (124,929 events logged, no non-2xx)
 #   worker  3677 events/s  p50 4.24 ms  p99 9.35 ms  (110,426 events logged, no non-2xx)
+# (rusqlite era.) The PostgreSQL rows and the sqlx SQLite rows still need a release-build
+# run: on the shared machine the release build did not finish before the deadline. A debug
+# build on a machine loaded by 8 parallel compiles, 5 s, 16 connections, gave only a smoke
+# test (all rows work, no non-2xx): intake 61, worker 31, pg-intake-1 36, pg-intake-2 50
+# events/s — not comparable with the figures above.
 #
 # usage: bench/serve.sh [DURATION] [CONNECTIONS]   (default 30 s, 16; needs wrk, python3,
 #        PostgreSQL server binaries and root for the PostgreSQL rows)
