@@ -49,6 +49,16 @@ pub enum ClientError {
         expected: String,
         actual: String,
     },
+    #[error("{what}: {size} bytes is over the limit of {limit}")]
+    TooLarge { what: String, size: u64, limit: u64 },
+    #[error("{what}: transfer stalled ({bytes} bytes in {seconds} s)")]
+    Stalled {
+        what: String,
+        bytes: u64,
+        seconds: u64,
+    },
+    #[error("{0}")]
+    Refused(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("{context}: {source}")]

@@ -7,6 +7,7 @@
 //! put unchanged, never re-serialised, so digests survive every move.
 
 mod auth;
+pub mod body;
 pub mod copy;
 mod error;
 pub mod layout;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use auth::Credentials;
+pub use body::Limits;
 pub use copy::{CopyOptions, CopyReport, copy};
 pub use error::ClientError;
 pub use store::{ImageRef, Store, StoreFactory};

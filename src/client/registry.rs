@@ -2,12 +2,12 @@
 //! tags, catalog, referrers), on top of the transport in `transport.rs`.
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 
+use super::body::{SMALL_BLOB_MAX, collect_capped, verified};
 use super::error::redact;
-use super::transport::{error_chain, status_error};
+use super::transport::status_error;
 use super::{BlobStream, ClientError, RawManifest, RegistryClient, Result};
 use crate::oci::{Descriptor, Digest, MediaType};
 
@@ -59,11 +59,10 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
-            method: "GET".into(),
-            url: redact(&url),
-            message: error_chain(&e),
-        })?;
+        let what = format!("manifest {}/{repo}:{reference}", self.registry);
+        let bytes = self
+            .read_capped(resp, &Method::GET, &url, self.limits().manifest, &what)
+            .await?;
         // The digest is computed from the bytes, never trusted from a header.
         let digest = match Digest::parse(reference) {
             Ok(expected) => {
@@ -199,14 +198,11 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(status_error(resp, &Method::GET, &url).await);
         }
-        let u = redact(&url);
-        Ok(Box::pin(resp.bytes_stream().map_err(move |e| {
-            ClientError::Transport {
-                method: "GET".into(),
-                url: u.clone(),
-                message: error_chain(&e),
-            }
-        })))
+        // Verified while it streams: a consumer sees an error instead of the end of a
+        // blob whose bytes do not match its digest.
+        let body = self.body_stream(resp, &Method::GET, &url);
+        let what = format!("blob {}/{repo}@{digest}", self.registry);
+        Ok(verified(body, digest.clone(), None, what))
     }
 
     /// Asks the registry to mount `digest` from `from` into `repo`.
@@ -259,7 +255,8 @@ impl RegistryClient {
     ) -> Result<()> {
         let scopes = Self::push_scope(repo);
         if desc.size <= MONOLITHIC_MAX && session.is_none() {
-            let bytes = collect(body, desc.size).await?;
+            let what = format!("blob {}", desc.digest);
+            let bytes = collect_capped(body, Some(desc.size), MONOLITHIC_MAX, &what).await?;
             let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/")).await?;
             url.query_pairs_mut()
                 .append_pair("digest", &desc.digest.to_string());
@@ -333,22 +330,18 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Entries per page asked for with `n` (`GANTRY_PAGE_SIZE` overrides it, for tests).
-    fn page_size() -> usize {
-        std::env::var("GANTRY_PAGE_SIZE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(1000)
-    }
-
     /// Reads a paginated list (`tags` or `repositories`), following `Link: <…>; rel="next"`.
+    /// A `Link` to another origin or to a page already read ends the listing with an
+    /// error (a registry that loops would otherwise hold us forever); so does a page
+    /// over the manifest size limit.
     async fn paginated(&self, path: &str, field: &str, scopes: &[String]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut url = self.url(path).await?;
         url.query_pairs_mut()
-            .append_pair("n", &Self::page_size().to_string());
+            .append_pair("n", &self.page_size.to_string());
+        let mut seen = std::collections::HashSet::new();
         loop {
+            seen.insert(url.clone());
             let resp = self.send(Method::GET, url.clone(), scopes, |r| r).await?;
             if resp.status() == StatusCode::NOT_FOUND {
                 return Err(ClientError::NotFound(format!("{}{path}", self.registry)));
@@ -357,10 +350,12 @@ impl RegistryClient {
                 return Err(status_error(resp, &Method::GET, &url).await);
             }
             let next = next_link(&resp, &url);
-            let v: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| ClientError::Invalid(format!("{path}: {e}")))?;
+            let what = format!("{}{path}", self.registry);
+            let body = self
+                .read_capped(resp, &Method::GET, &url, self.limits().manifest, &what)
+                .await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Invalid(format!("{what}: {e}")))?;
             out.extend(
                 v[field]
                     .as_array()
@@ -369,6 +364,18 @@ impl RegistryClient {
                     .filter_map(|t| t.as_str().map(String::from)),
             );
             match next {
+                Some(n) if n.origin() != url.origin() => {
+                    return Err(ClientError::Refused(format!(
+                        "{what}: refusing a pagination Link to another host ({})",
+                        redact(&n)
+                    )));
+                }
+                Some(n) if seen.contains(&n) => {
+                    return Err(ClientError::Refused(format!(
+                        "{what}: pagination Link points back to a page already read ({})",
+                        redact(&n)
+                    )));
+                }
                 Some(n) => url = n,
                 None => return Ok(out),
             }
@@ -428,18 +435,15 @@ impl RegistryClient {
     }
 }
 
-/// Reads a whole (small) blob stream into memory.
-pub async fn collect_stream(body: BlobStream, size_hint: u64) -> Result<Bytes> {
-    collect(body, size_hint).await
+/// Reads a whole small blob (config, build record) into memory: at most its declared
+/// size and never more than `SMALL_BLOB_MAX`, whatever the declared size says.
+pub async fn collect_stream(body: BlobStream, declared: u64) -> Result<Bytes> {
+    collect(body, declared, SMALL_BLOB_MAX).await
 }
 
-/// Reads a whole (small) blob stream into memory.
-pub(crate) async fn collect(mut body: BlobStream, size_hint: u64) -> Result<Bytes> {
-    let mut buf = Vec::with_capacity(size_hint as usize);
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk?);
-    }
-    Ok(Bytes::from(buf))
+/// Like `collect_stream`, with the limit given.
+pub(crate) async fn collect(body: BlobStream, declared: u64, cap: u64) -> Result<Bytes> {
+    collect_capped(body, Some(declared), cap, "blob").await
 }
 
 fn next_link(resp: &Response, url: &Url) -> Option<Url> {

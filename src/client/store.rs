@@ -171,6 +171,14 @@ impl Store {
         }
     }
 
+    /// The limits reads from this store are held to.
+    pub fn limits(&self) -> super::Limits {
+        match self {
+            Store::Registry { client, .. } => *client.limits(),
+            Store::Layout(_) => super::Limits::default(),
+        }
+    }
+
     pub async fn blob_size(&self, d: &Digest) -> Result<Option<u64>> {
         match self {
             Store::Registry { client, repo } => {

@@ -17,12 +17,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::TryStreamExt;
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::auth::{Challenge, Credentials, parse_challenge};
+use super::body::{Limits, collect_capped, low_speed_guarded};
 use super::error::{RegistryCodes, redact};
-use super::{ClientError, Result};
+use super::{BlobStream, ClientError, Result};
 use crate::oci::DOCKER_HUB;
 
 /// Settings shared by every registry a command talks to.
@@ -36,6 +39,10 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// Attempts for temporary failures, after the first.
     pub retries: u32,
+    /// Caps on what is read from a registry (manifest and small-blob sizes, low speed).
+    pub limits: Limits,
+    /// Entries per page asked for with `n` when listing tags and repositories.
+    pub page_size: usize,
 }
 
 impl Default for ClientOptions {
@@ -45,6 +52,8 @@ impl Default for ClientOptions {
             ca_certs: Vec::new(),
             insecure: false,
             retries: 3,
+            limits: Limits::default(),
+            page_size: 1000,
         }
     }
 }
@@ -61,6 +70,8 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     basic: AtomicBool,
     retries: u32,
+    limits: Limits,
+    pub(super) page_size: usize,
     /// Requests sent (for reports and tests).
     pub requests: AtomicU64,
     /// The last `ratelimit-remaining` a response carried (Docker Hub: `N;w=SECONDS`);
@@ -90,6 +101,9 @@ fn build_http(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Cli
         .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5))
         .connect_timeout(Duration::from_secs(10))
+        // A registry that stops answering mid-response fails the request (idle time per
+        // read); one that trickles is cut off by the low-speed guard in `body.rs`.
+        .read_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(32)
         .danger_accept_invalid_certs(accept_invalid);
     for path in &opts.ca_certs {
@@ -128,6 +142,8 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             basic: AtomicBool::new(false),
             retries: opts.retries,
+            limits: opts.limits,
+            page_size: opts.page_size.max(1),
             requests: AtomicU64::new(0),
             ratelimit_remaining: AtomicU64::new(u64::MAX),
         })
@@ -321,7 +337,7 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             let mut req = self.client(unverified).request(method.clone(), url.clone());
-            let sent = self.auth_header(scopes);
+            let sent = self.auth_header_for(&url, scopes).await;
             if let Some(h) = &sent {
                 req = req.header(reqwest::header::AUTHORIZATION, h);
             }
@@ -400,7 +416,7 @@ impl RegistryClient {
     ) -> Result<Response> {
         let unverified = self.base().await?.1;
         let mut req = self.client(unverified).request(method.clone(), url.clone());
-        if let Some(h) = self.auth_header(scopes) {
+        if let Some(h) = self.auth_header_for(&url, scopes).await {
             req = req.header(reqwest::header::AUTHORIZATION, h);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -409,6 +425,63 @@ impl RegistryClient {
             url: redact(&url),
             message: error_chain(&e),
         })
+    }
+
+    /// The Authorization header for a request to `url`: only when `url` is on the
+    /// registry's own origin (scheme, host, port). An upload `Location` or any other URL a
+    /// registry hands out that points elsewhere gets no credentials (distribution spec;
+    /// redirects are covered by reqwest, which drops Authorization across hosts).
+    async fn auth_header_for(&self, url: &Url, scopes: &[String]) -> Option<String> {
+        let (base, _) = self.base().await.ok()?;
+        if url.origin() != base.origin() {
+            tracing::debug!("not sending credentials to {}", redact(url));
+            return None;
+        }
+        self.auth_header(scopes)
+    }
+
+    /// The limits this client reads under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A response body as a stream, cut off when it crawls (`Limits::low_speed_*`).
+    pub(super) fn body_stream(&self, resp: Response, method: &Method, url: &Url) -> BlobStream {
+        let (m, u) = (method.to_string(), redact(url));
+        let what = format!("{m} {u}");
+        let s: BlobStream =
+            Box::pin(
+                resp.bytes_stream()
+                    .map_err(move |e| ClientError::Transport {
+                        method: m.clone(),
+                        url: u.clone(),
+                        message: error_chain(&e),
+                    }),
+            );
+        low_speed_guarded(s, &self.limits, what)
+    }
+
+    /// Reads a whole response body of at most `cap` bytes; the Content-Length a registry
+    /// claims is checked against the cap but never used to allocate.
+    pub(super) async fn read_capped(
+        &self,
+        resp: Response,
+        method: &Method,
+        url: &Url,
+        cap: u64,
+        what: &str,
+    ) -> Result<Bytes> {
+        let declared = resp.content_length();
+        if let Some(d) = declared
+            && d > cap
+        {
+            return Err(ClientError::TooLarge {
+                what: what.to_string(),
+                size: d,
+                limit: cap,
+            });
+        }
+        collect_capped(self.body_stream(resp, method, url), None, cap, what).await
     }
 
     /// The pulls the registry says are left (`ratelimit-remaining`), once it has said.

@@ -3,6 +3,7 @@
 mod build;
 mod client;
 mod common;
+mod hostile;
 mod job;
 mod playbook;
 mod registry_gc;

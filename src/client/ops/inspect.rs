@@ -39,8 +39,12 @@ pub async fn inspect(store: &Store, reference: &str) -> Result<Inspection> {
             })
             .collect();
     } else if let Some(c) = &parsed.config {
-        let bytes =
-            crate::client::registry::collect(store.get_blob(&c.digest).await?, c.size).await?;
+        let bytes = crate::client::registry::collect(
+            store.get_blob(&c.digest).await?,
+            c.size,
+            store.limits().small_blob,
+        )
+        .await?;
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             if let (Some(os), Some(arch)) = (v["os"].as_str(), v["architecture"].as_str()) {
                 platforms.push(format!("{os}/{arch}"));

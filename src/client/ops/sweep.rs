@@ -20,7 +20,12 @@ async fn created(store: &Store, tag: &str) -> Result<Option<i64>> {
     let Some(c) = parsed.config else {
         return Ok(None);
     };
-    let bytes = crate::client::registry::collect(store.get_blob(&c.digest).await?, c.size).await?;
+    let bytes = crate::client::registry::collect(
+        store.get_blob(&c.digest).await?,
+        c.size,
+        store.limits().small_blob,
+    )
+    .await?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     Ok(v["created"].as_str().and_then(parse_rfc3339))
 }
