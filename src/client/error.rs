@@ -70,11 +70,12 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// True when repeating the same request may succeed (connection trouble, 429, 5xx).
+    /// True when repeating the same request may succeed (connection trouble, 408, 429,
+    /// 5xx); see `retry.rs`.
     pub fn retryable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
-            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Status { status, .. } => super::retry::retryable_status(*status),
             _ => false,
         }
     }

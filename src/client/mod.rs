@@ -13,6 +13,7 @@ mod error;
 pub mod layout;
 pub mod ops;
 pub mod registry;
+pub mod retry;
 mod store;
 mod transport;
 

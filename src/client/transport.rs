@@ -9,7 +9,9 @@
 //!    registry asked for them;
 //! 3. on 401, read the challenge, fetch a token (or switch to Basic) and retry once —
 //!    a second 401 is an authentication error, never a retry storm;
-//! 4. on connection errors, 429 and 5xx, retry with exponential backoff; never on 4xx.
+//! 4. on connection errors, 408, 429 and 5xx, retry under the one retry policy
+//!    (`retry.rs`: jittered exponential backoff, capped, `Retry-After` honoured); never
+//!    on another 4xx.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use reqwest::{Method, Response, StatusCode, Url};
 use super::auth::{Challenge, Credentials, parse_challenge};
 use super::body::{Limits, collect_capped, low_speed_guarded};
 use super::error::{RegistryCodes, redact};
+use super::retry::{RetryPolicy, retry_after, retryable_status};
 use super::{BlobStream, ClientError, Result};
 use crate::oci::DOCKER_HUB;
 
@@ -362,6 +365,7 @@ impl RegistryClient {
                         .unwrap_or("none")
                 );
             }
+            let mut server_wait = None;
             let err = match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && auth_tries < 2 => {
                     auth_tries += 1;
@@ -382,10 +386,8 @@ impl RegistryClient {
                         why: format!("{method} {}: {}", redact(&url), error_message(&body)),
                     });
                 }
-                Ok(resp)
-                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
-                        || resp.status().is_server_error() =>
-                {
+                Ok(resp) if retryable_status(resp.status().as_u16()) => {
+                    server_wait = retry_after(resp.headers());
                     status_error(resp, &method, &url).await
                 }
                 Ok(resp) => return Ok(resp),
@@ -398,8 +400,8 @@ impl RegistryClient {
             if attempt >= self.retries {
                 return Err(err);
             }
+            let backoff = RetryPolicy::REQUEST.wait(attempt, server_wait);
             attempt += 1;
-            let backoff = Duration::from_millis(200 * (1 << attempt.min(6)));
             tracing::debug!("{err}; retrying in {backoff:?}");
             tokio::time::sleep(backoff).await;
         }
