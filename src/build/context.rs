@@ -29,6 +29,12 @@ pub enum ContextError {
     Outside(String),
     #[error("{0:?}: no such file in the build context (or excluded by .dockerignore)")]
     NotFound(String),
+    #[error("{name:?} resolves to {target:?}, which .dockerignore excludes")]
+    IgnoredTarget { name: String, target: String },
+    #[error(
+        "{0:?} is a FIFO, socket or device: only files, directories and symlinks can be copied"
+    )]
+    Special(String),
 }
 
 fn io(path: &Path, source: std::io::Error) -> ContextError {
@@ -98,11 +104,10 @@ impl Context {
     pub fn sources(&self, src: &str) -> Result<Vec<Source>, ContextError> {
         let clean = clean_relative(src).ok_or_else(|| ContextError::Outside(src.to_string()))?;
         let names = if clean.split('/').any(has_glob) {
-            let names = self.expand(&clean)?;
-            if names.is_empty() {
-                return Err(ContextError::NotFound(src.to_string()));
-            }
-            names
+            // A wildcard that matches nothing copies nothing (BuildKit, docker's default
+            // builder since 23.0): Dockerfiles use it for optional files. A literal
+            // source that does not exist is still an error.
+            self.expand(&clean)?
         } else {
             vec![clean]
         };
@@ -156,7 +161,22 @@ impl Context {
         if !real.starts_with(&self.root) {
             return Err(ContextError::Outside(as_written.to_string()));
         }
+        // `.dockerignore` is decided on what the source resolves to, not only on its
+        // name: a symlink to an ignored file must not ship the file.
+        let target = real
+            .strip_prefix(&self.root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !target.is_empty() && target != name && self.ignore.excluded(&target) {
+            return Err(ContextError::IgnoredTarget {
+                name: as_written.to_string(),
+                target,
+            });
+        }
         let meta = std::fs::metadata(&real).map_err(|e| io(&real, e))?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(ContextError::Special(name.to_string()));
+        }
         let mut entries = Vec::new();
         if meta.is_dir() {
             entries.push(Entry {
@@ -249,8 +269,9 @@ impl Context {
                     size: meta.len(),
                 }
             } else {
-                // Sockets, FIFOs and devices have no place in an image built from a context.
-                continue;
+                // Sockets, FIFOs and devices have no place in an image built from a
+                // context (and reading a FIFO would wait forever).
+                return Err(ContextError::Special(ctx_path));
             };
             out.push(Entry {
                 rel: rel_path,
@@ -327,9 +348,62 @@ pub fn clean_relative(src: &str) -> Option<String> {
     Some(out.join("/"))
 }
 
+/// A destination path inside the image, normalised as Docker does: relative to `/`,
+/// `.` dropped, and `..` at the root staying at the root (`/../../x` is `/x`).
+pub fn clean_destination(dest: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for c in Path::new(dest).components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(s) => out.push(s.to_string_lossy().into_owned()),
+        }
+    }
+    out.join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_are_normalised_as_docker_does() {
+        assert_eq!(clean_destination("/../../x"), "x");
+        assert_eq!(clean_destination("/app/./a/../b/"), "app/b");
+        assert_eq!(clean_destination("/"), "");
+    }
+
+    #[test]
+    fn ignored_targets_and_special_files_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::write(r.join(".env"), "SECRET").unwrap();
+        std::fs::write(r.join(".dockerignore"), ".env\n").unwrap();
+        std::os::unix::fs::symlink(".env", r.join("envlink")).unwrap();
+        std::fs::create_dir(r.join("d")).unwrap();
+        let fifo = r.join("d/pipe");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let ctx = Context::open(r).unwrap();
+        let e = ctx.sources("envlink").unwrap_err();
+        assert!(matches!(e, ContextError::IgnoredTarget { .. }), "{e}");
+        let e = ctx.sources("d").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"d/pipe\" is a FIFO, socket or device: only files, directories and symlinks can be copied"
+        );
+        assert!(matches!(
+            ctx.sources("d/pipe"),
+            Err(ContextError::Special(_))
+        ));
+    }
 
     #[test]
     fn clean_paths() {
@@ -376,6 +450,8 @@ mod tests {
         let g = ctx.sources("*.txt").unwrap();
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].name, "top.txt");
+        // An unmatched wildcard names nothing; it is not an error (BuildKit).
+        assert!(ctx.sources("requirements*.txt").unwrap().is_empty());
         assert!(matches!(
             Context::open(&r.join("missing")),
             Err(ContextError::Missing(_))

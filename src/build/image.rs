@@ -294,6 +294,14 @@ pub fn scan_tar(
         if path.is_empty() {
             continue;
         }
+        // An entry climbing out with `..` would land outside the destination (or, in a
+        // base layer, outside the root): refuse it by name, as Docker does.
+        if path.split('/').any(|s| s == "..") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("archive entry {raw:?} escapes the destination"),
+            ));
+        }
         let (dir, base) = match path.rsplit_once('/') {
             Some((d, b)) => (d.to_string(), b),
             None => (String::new(), path.as_str()),

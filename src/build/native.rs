@@ -661,10 +661,7 @@ impl Build {
                 } else {
                     format!("{}/{w}", st.workdir())
                 };
-                let clean = format!(
-                    "/{}",
-                    super::context::clean_relative(&abs).unwrap_or_default()
-                );
+                let clean = format!("/{}", super::context::clean_destination(&abs));
                 st.config.insert("WorkingDir".into(), json!(clean));
             }
             "USER" => {
@@ -881,7 +878,7 @@ impl Build {
             || dest_raw.ends_with("/.")
             || dest_raw == "."
             || srcs.len() > 1;
-        let dest = super::context::clean_relative(&dest_abs).unwrap_or_default();
+        let dest = super::context::clean_destination(&dest_abs);
         let owner = match ins.flag("chown") {
             Some(c) => {
                 let c = words::process_word(c, vars, self.escape).map_err(err)?;

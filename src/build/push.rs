@@ -125,7 +125,8 @@ async fn push_blob(dst: &Store, b: &BlobSource, earlier: &[Arc<Store>]) -> Resul
             Err(e) if e.retryable() && attempt < 3 => {
                 attempt += 1;
                 tracing::warn!("pushing blob {d}: {e}; retrying ({attempt}/3)");
-                tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
+                let wait = crate::client::retry::RetryPolicy::REQUEST.delay(attempt - 1);
+                tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),
         }

@@ -56,6 +56,9 @@ pub struct RegistryOpts {
     /// Data as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Entries per page asked of the registry when listing tags or repositories.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub page_size: usize,
 }
 
 impl RegistryOpts {
@@ -69,6 +72,7 @@ impl RegistryOpts {
             credentials,
             ca_certs: self.ca_certs.clone(),
             insecure: self.insecure,
+            page_size: self.page_size,
             ..ClientOptions::default()
         })
     }

@@ -303,7 +303,7 @@ async fn copy_blob(
             Err(e) if e.retryable() && attempt < 3 => {
                 attempt += 1;
                 tracing::warn!("copying blob {}: {e}; retrying ({attempt}/3)", d.digest);
-                tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
+                tokio::time::sleep(super::retry::RetryPolicy::REQUEST.delay(attempt - 1)).await;
             }
             Err(e) => return Err(e),
         }

@@ -49,6 +49,16 @@ pub enum ClientError {
         expected: String,
         actual: String,
     },
+    #[error("{what}: {size} bytes is over the limit of {limit}")]
+    TooLarge { what: String, size: u64, limit: u64 },
+    #[error("{what}: transfer stalled ({bytes} bytes in {seconds} s)")]
+    Stalled {
+        what: String,
+        bytes: u64,
+        seconds: u64,
+    },
+    #[error("{0}")]
+    Refused(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("{context}: {source}")]
@@ -60,11 +70,12 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// True when repeating the same request may succeed (connection trouble, 429, 5xx).
+    /// True when repeating the same request may succeed (connection trouble, 408, 429,
+    /// 5xx); see `retry.rs`.
     pub fn retryable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
-            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Status { status, .. } => super::retry::retryable_status(*status),
             _ => false,
         }
     }

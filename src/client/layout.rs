@@ -201,6 +201,9 @@ impl Layout {
             .await
             .map_err(|e| ClientError::io(format!("creating {}", parent.display()), e))?;
         let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+        // Removes the temporary file on every way out but success — errors, a digest
+        // mismatch, and a copy cancelled mid-blob (the future dropped).
+        let mut guard = TempGuard(Some(tmp.clone()));
         let file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| ClientError::io(format!("creating {}", tmp.display()), e))?;
@@ -222,13 +225,9 @@ impl Layout {
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
+        result?;
         let actual = h.finish();
         if actual != desc.digest || size != desc.size {
-            let _ = tokio::fs::remove_file(&tmp).await;
             return Err(ClientError::DigestMismatch {
                 what: format!("blob written to {}", self.dir.display()),
                 expected: format!("{} ({} bytes)", desc.digest, desc.size),
@@ -238,7 +237,9 @@ impl Layout {
         self.ensure_layout().await?;
         tokio::fs::rename(&tmp, &target)
             .await
-            .map_err(|e| ClientError::io(format!("renaming into {}", target.display()), e))
+            .map_err(|e| ClientError::io(format!("renaming into {}", target.display()), e))?;
+        guard.0 = None;
+        Ok(())
     }
 
     async fn put_blob_bytes(&self, d: &Digest, data: &[u8]) -> Result<()> {
@@ -284,10 +285,26 @@ impl Layout {
 
 async fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    let mut guard = TempGuard(Some(tmp.clone()));
     tokio::fs::write(&tmp, data)
         .await
         .map_err(|e| ClientError::io(format!("writing {}", tmp.display()), e))?;
     tokio::fs::rename(&tmp, path)
         .await
-        .map_err(|e| ClientError::io(format!("renaming into {}", path.display()), e))
+        .map_err(|e| ClientError::io(format!("renaming into {}", path.display()), e))?;
+    guard.0 = None;
+    Ok(())
+}
+
+/// Deletes a temporary file when dropped, unless disarmed (`.0 = None`).
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            // One unlink of a file we created; small enough to do in place, and a drop
+            // cannot await.
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }

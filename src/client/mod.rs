@@ -7,12 +7,15 @@
 //! put unchanged, never re-serialised, so digests survive every move.
 
 mod auth;
+pub mod body;
 pub mod copy;
 mod error;
 pub mod layout;
 pub mod ops;
 pub mod registry;
+pub mod retry;
 mod store;
+mod transport;
 
 use std::pin::Pin;
 
@@ -20,10 +23,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use auth::Credentials;
+pub use body::Limits;
 pub use copy::{CopyOptions, CopyReport, copy};
 pub use error::ClientError;
-pub use registry::{ClientOptions, RegistryClient};
 pub use store::{ImageRef, Store, StoreFactory};
+pub use transport::{ClientOptions, RegistryClient};
 
 use crate::oci::Digest;
 

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::layout::Layout;
-use super::registry::{ClientOptions, Mount, RegistryClient};
+use super::registry::Mount;
+use super::transport::{ClientOptions, RegistryClient};
 use super::{BlobStream, ClientError, RawManifest, Result};
 use crate::oci::{Descriptor, Digest, Reference, validate_tag};
 
@@ -167,6 +168,14 @@ impl Store {
                 client.put_manifest(repo, &reference, m).await
             }
             Store::Layout(l) => l.put_manifest(tag, m).await,
+        }
+    }
+
+    /// The limits reads from this store are held to.
+    pub fn limits(&self) -> super::Limits {
+        match self {
+            Store::Registry { client, .. } => *client.limits(),
+            Store::Layout(_) => super::Limits::default(),
         }
     }
 

@@ -6,7 +6,8 @@
 //! `<data>/notifications/`, so a restart or an endpoint that is down loses nothing:
 //! 1. the handler writes the file (temp file, fsync, rename) before answering the push;
 //! 2. the delivery task POSTs queued files oldest first; a 2xx removes the file;
-//! 3. a failure keeps it with a later due time (1 s, 2 s, 4 s … capped at 5 min).
+//! 3. a failure keeps it with a later due time (gantry's one retry policy: 1 s, 2 s, 4 s …
+//!    jittered, capped at 5 min).
 //!
 //! Must not: block or fail a push because an endpoint is down; block the async runtime
 //! (every file operation runs on a blocking thread).
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::client::retry::RetryPolicy;
 use serde_json::{Value, json};
 
 pub const ENVELOPE_V1: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -251,7 +254,8 @@ impl Notifier {
                         Err(e) => e.without_url().to_string(),
                     };
                     q.attempts += 1;
-                    let backoff = (1000u64 << q.attempts.min(9)).min(MAX_BACKOFF_MS);
+                    let policy = RetryPolicy::background(Duration::from_millis(MAX_BACKOFF_MS));
+                    let backoff = policy.delay(q.attempts - 1).as_millis() as u64;
                     q.due_ms = now_ms() + backoff;
                     tracing::warn!(
                         "notification to {} failed ({why}); attempt {} again in {} ms",

@@ -128,7 +128,10 @@ async fn process(svc: &Arc<Service>, ev: EventRow) -> Result<(), TriggerError> {
                         .await;
                 }
                 Err(e) => {
-                    let backoff = (1000i64 << ev.attempts.min(6)).min(MAX_BACKOFF_MS);
+                    let policy = crate::client::retry::RetryPolicy::background(
+                        std::time::Duration::from_millis(MAX_BACKOFF_MS as u64),
+                    );
+                    let backoff = policy.delay(ev.attempts as u32).as_millis() as i64;
                     return log
                         .retry_later(
                             ev.id,

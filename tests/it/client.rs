@@ -574,13 +574,11 @@ fn tags_and_catalog_follow_link_pagination() {
     }
     let before = s.requests().len();
     let out = run(gantry()
-        .env("GANTRY_PAGE_SIZE", "2")
-        .args(["image", "ls"])
+        .args(["image", "ls", "--page-size", "2"])
         .arg(format!("{}/a/one", s.host())));
     assert_eq!(out.trim(), "t1\nt2\nt3");
     let out = run(gantry()
-        .env("GANTRY_PAGE_SIZE", "2")
-        .args(["image", "catalog"])
+        .args(["image", "catalog", "--page-size", "2"])
         .arg(s.host()));
     assert_eq!(out.trim(), "a/one\nb/two\nc");
     let pages = requests_since(&s, before)

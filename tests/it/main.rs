@@ -1,8 +1,10 @@
 //! Integration tests: one binary, real servers on 127.0.0.1, real clients.
 
 mod build;
+mod build_hostile;
 mod client;
 mod common;
+mod hostile;
 mod job;
 mod playbook;
 mod registry_gc;
