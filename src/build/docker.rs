@@ -6,14 +6,19 @@
 //!    engine that does not answer is a clear error naming where it was looked for;
 //! 2. parse the Dockerfile for its `FROM` images; every one that exists in the buildset
 //!    registry (ZUUL.md §9 naming: `quay.io/example/base` there for
-//!    `quay.io/example/base:1`) is pulled into the engine from there and tagged with the
-//!    name the Dockerfile uses — so speculative base images from *any* registry work, not
-//!    only Docker Hub's, and the build runs without `--pull`;
+//!    `quay.io/example/base:1`) is pulled into the engine *by digest* and the `FROM` is
+//!    rewritten to that digest reference (`127.0.0.1:PORT/example/base@sha256:…`) in the
+//!    Dockerfile sent with the context — so speculative base images from *any* registry
+//!    work, not only Docker Hub's, the build runs without `--pull`, and no name the user
+//!    has in the engine (`python:3.12`) is ever retagged;
 //! 3. send the context as a tar (`.dockerignore` applied; the Dockerfile added when it
-//!    lives outside the context), with build args, labels and target; stream the output;
+//!    lives outside the context or was rewritten), with build args, labels and target;
+//!    stream the output line by line to the request's output sink (console, job log);
 //!    errors the engine reports inside successful stream items fail the build;
 //! 4. tag the image as each destination and push it through the engine with the
-//!    registry's credentials, reading the pushed digest from the push stream.
+//!    registry's credentials, reading the pushed digest from the push stream;
+//! 5. remove what gantry added to the engine: the destination tags (the registry holds
+//!    the image now) and the speculative base images' digest references.
 //!
 //! Pushing through the engine (rather than exporting and pushing with gantry's client)
 //! keeps the engine's own layer compression and upload cache, and the digest returned is
@@ -29,7 +34,7 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
-    BuildImageOptions, CreateImageOptions, PushImageOptions, TagImageOptions,
+    BuildImageOptions, CreateImageOptions, PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -182,18 +187,22 @@ impl Builder for DockerBuilder {
         })?;
         let ctx = Context::open(&req.context)?;
         let df = dockerfile::parse(&file, &text)?;
-        let speculative = self.prepull(req, &df).await?;
-        let (df_name, extra) = dockerfile_in_context(&ctx.root, &df_path, &text);
-        let image_id = self.run_build(req, &ctx, &df_name, extra).await?;
-        let mut images = Vec::new();
-        for t in &req.tags {
-            let ImageRef::Registry(r) = t else { continue };
-            let digest = self.push(req, &image_id, r).await?;
-            images.push(PushedImage {
-                reference: super::shown(t),
-                digest,
-            });
+        let pulled = self.prepull(req, &df).await?;
+        let result = self
+            .build_and_push(req, &ctx, &df, &df_path, &text, &pulled)
+            .await;
+        // Step 5, whatever the outcome: nothing gantry added stays in the engine.
+        for p in &pulled {
+            self.untag(&p.digest_ref).await;
         }
+        let (images, pushed_tags) = result?;
+        for t in &pushed_tags {
+            self.untag(t).await;
+        }
+        let speculative = pulled
+            .iter()
+            .map(|p| format!("{} from {}", p.name, p.digest_ref))
+            .collect();
         Ok(BuildResult {
             builder: BuilderKind::Docker,
             images,
@@ -202,42 +211,91 @@ impl Builder for DockerBuilder {
     }
 }
 
+/// A speculative base image pulled into the engine by digest.
+struct Pulled {
+    /// The name the Dockerfile uses (after `ARG` substitution).
+    name: String,
+    /// `buildset-host/repo@sha256:…`, what `FROM` is rewritten to.
+    digest_ref: String,
+}
+
 impl DockerBuilder {
-    /// Step 2: speculative base images into the engine under the Dockerfile's names.
+    /// Steps 3 and 4; returns the pushed images and the engine tags created for them.
+    async fn build_and_push(
+        &self,
+        req: &BuildRequest,
+        ctx: &Context,
+        df: &dockerfile::Dockerfile,
+        df_path: &Path,
+        text: &str,
+        pulled: &[Pulled],
+    ) -> Result<(Vec<PushedImage>, Vec<String>), BuildError> {
+        let rewritten = rewrite_from(df, text, &self.stage_bases(req, df), pulled);
+        let (df_name, extra) = match &rewritten {
+            Some(t) => dockerfile_outside(t),
+            None => dockerfile_in_context(&ctx.root, df_path, text),
+        };
+        let image_id = self.run_build(req, ctx, &df_name, extra).await?;
+        let mut images = Vec::new();
+        let mut tags = Vec::new();
+        for t in &req.tags {
+            let ImageRef::Registry(r) = t else { continue };
+            let pushed = self.push(req, &image_id, r, &mut tags).await;
+            images.push(PushedImage {
+                reference: super::shown(t),
+                digest: match pushed {
+                    Ok(d) => d,
+                    Err(e) => {
+                        for t in &tags {
+                            self.untag(t).await;
+                        }
+                        return Err(e);
+                    }
+                },
+            });
+        }
+        Ok((images, tags))
+    }
+
+    /// Removes one reference gantry created; the image goes when nothing else names it
+    /// (its parent layers stay: `noprune`, so the build cache survives).
+    async fn untag(&self, name: &str) {
+        let opts = RemoveImageOptions {
+            force: false,
+            noprune: true,
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.remove_image(name, Some(opts), None).await {
+            tracing::warn!("removing {name} from the engine: {}", error_chain(&e));
+        }
+    }
+
+    /// Each stage's `FROM` image after global `ARG` substitution (`None`: unresolvable).
+    fn stage_bases(&self, req: &BuildRequest, df: &dockerfile::Dockerfile) -> Vec<Option<String>> {
+        let globals = global_args(req, df);
+        df.stages
+            .iter()
+            .map(|stage| {
+                words::process_word(&stage.base, &|n: &str| globals.get(n).cloned(), df.escape).ok()
+            })
+            .collect()
+    }
+
+    /// Step 2: speculative base images into the engine, by digest.
     async fn prepull(
         &self,
         req: &BuildRequest,
         df: &dockerfile::Dockerfile,
-    ) -> Result<Vec<String>, BuildError> {
+    ) -> Result<Vec<Pulled>, BuildError> {
         let Some(buildset) = &req.buildset else {
             return Ok(Vec::new());
         };
-        let args: HashMap<String, String> = req.build_args.iter().cloned().collect();
-        let mut globals: HashMap<String, String> = HashMap::new();
-        for ins in &df.global_args {
-            for w in words::split_raw(ins.shell(), df.escape).unwrap_or_default() {
-                let (k, d) = match w.split_once('=') {
-                    Some((k, d)) => (k.to_string(), Some(d.to_string())),
-                    None => (w.clone(), None),
-                };
-                let v = match args.get(&k) {
-                    Some(v) => Some(v.clone()),
-                    None => d.and_then(|d| {
-                        words::process_word(&d, &|n: &str| globals.get(n).cloned(), df.escape).ok()
-                    }),
-                };
-                if let Some(v) = v {
-                    globals.insert(k, v);
-                }
-            }
-        }
+        let names = self.stage_bases(req, df);
         let factory = super::native::factory(req);
         let mut done = Vec::new();
         let mut pulled = Vec::new();
-        for (i, stage) in df.stages.iter().enumerate() {
-            let Ok(name) =
-                words::process_word(&stage.base, &|n: &str| globals.get(n).cloned(), df.escape)
-            else {
+        for (i, name) in names.into_iter().enumerate() {
+            let Some(name) = name else {
                 continue;
             };
             let lower = name.to_ascii_lowercase();
@@ -273,8 +331,8 @@ impl DockerBuilder {
                     image: name.clone(),
                     source,
                 })?;
-            match store.get_manifest(&tag).await {
-                Ok(_) => {}
+            let digest = match store.get_manifest(&tag).await {
+                Ok(m) => m.digest,
                 Err(ClientError::NotFound(_)) => continue,
                 Err(source) => {
                     return Err(DockerError::Buildset {
@@ -283,13 +341,14 @@ impl DockerBuilder {
                     }
                     .into());
                 }
-            }
+            };
             let from = format!("{}/{repo}", buildset.host);
-            tracing::info!("FROM {name}: pulling the speculative image {from}:{tag}");
+            let digest_ref = format!("{from}@{digest}");
+            tracing::info!("FROM {name}: pulling the speculative image {from}:{tag} ({digest})");
             let creds = credentials_for(&buildset.host, buildset.options.credentials.as_ref());
             let opts = CreateImageOptions {
                 from_image: Some(from.clone()),
-                tag: Some(tag.clone()),
+                tag: Some(digest.to_string()),
                 platform: req
                     .platform
                     .as_ref()
@@ -301,25 +360,11 @@ impl DockerBuilder {
             while let Some(item) = s.next().await {
                 item.map_err(|e| DockerError::Engine {
                     action: "pull",
-                    image: format!("{from}:{tag}"),
+                    image: digest_ref.clone(),
                     why: error_chain(&e),
                 })?;
             }
-            self.docker
-                .tag_image(
-                    &format!("{from}:{tag}"),
-                    Some(TagImageOptions {
-                        repo: Some(r.name()),
-                        tag: Some(tag.clone()),
-                    }),
-                )
-                .await
-                .map_err(|e| DockerError::Engine {
-                    action: "tag",
-                    image: format!("{from}:{tag}"),
-                    why: error_chain(&e),
-                })?;
-            pulled.push(format!("{name} from {from}:{tag}"));
+            pulled.push(Pulled { name, digest_ref });
         }
         Ok(pulled)
     }
@@ -421,7 +466,12 @@ impl DockerBuilder {
                     let line: String = output.drain(..=pos).collect();
                     let line = line.trim_end();
                     if !line.is_empty() {
-                        tracing::info!("{line}");
+                        match &req.output {
+                            Some(out) => {
+                                let _ = out.send(line.to_string());
+                            }
+                            None => tracing::debug!("{line}"),
+                        }
                     }
                     if let Some(rest) = line.strip_prefix("Successfully built ") {
                         id.get_or_insert_with(|| rest.trim().to_string());
@@ -451,6 +501,7 @@ impl DockerBuilder {
         req: &BuildRequest,
         image_id: &str,
         r: &Reference,
+        created: &mut Vec<String>,
     ) -> Result<Digest, BuildError> {
         let tag = r.tag.clone().unwrap_or_else(|| "latest".to_string());
         let name = r.name();
@@ -472,6 +523,7 @@ impl DockerBuilder {
             )
             .await
             .map_err(|e| engine("tag", e))?;
+        created.push(format!("{name}:{tag}"));
         let creds = if req.buildset.as_ref().is_some_and(|b| b.host == r.registry) {
             let b = req
                 .buildset
@@ -524,6 +576,80 @@ fn platform_string(p: &crate::oci::Platform) -> String {
     }
 }
 
+/// Global `ARG` values (build args override defaults), as `FROM` lines see them.
+fn global_args(req: &BuildRequest, df: &dockerfile::Dockerfile) -> HashMap<String, String> {
+    let args: HashMap<String, String> = req.build_args.iter().cloned().collect();
+    let mut globals: HashMap<String, String> = HashMap::new();
+    for ins in &df.global_args {
+        for w in words::split_raw(ins.shell(), df.escape).unwrap_or_default() {
+            let (k, d) = match w.split_once('=') {
+                Some((k, d)) => (k.to_string(), Some(d.to_string())),
+                None => (w.clone(), None),
+            };
+            let v = match args.get(&k) {
+                Some(v) => Some(v.clone()),
+                None => d.and_then(|d| {
+                    words::process_word(&d, &|n: &str| globals.get(n).cloned(), df.escape).ok()
+                }),
+            };
+            if let Some(v) = v {
+                globals.insert(k, v);
+            }
+        }
+    }
+    globals
+}
+
+/// The Dockerfile with each `FROM` of a pulled speculative image pointing at its digest
+/// reference; `None` when nothing was pulled. `names[i]` is stage i's resolved image.
+fn rewrite_from(
+    df: &dockerfile::Dockerfile,
+    text: &str,
+    names: &[Option<String>],
+    pulled: &[Pulled],
+) -> Option<String> {
+    if pulled.is_empty() {
+        return None;
+    }
+    // Byte offset of each line's start (1-based lines).
+    let mut starts = vec![0usize];
+    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
+    for (stage, name) in df.stages.iter().zip(names) {
+        let Some(p) = pulled.iter().find(|p| Some(&p.name) == name.as_ref()) else {
+            continue;
+        };
+        let Some(&start) = starts.get(stage.line.saturating_sub(1)) else {
+            continue;
+        };
+        // The base is the first occurrence of its written form after the FROM keyword
+        // (flags such as --platform come before it and cannot contain it whole).
+        let rest = &text[start..];
+        let Some(kw) = rest.to_ascii_lowercase().find("from") else {
+            continue;
+        };
+        let after = start + kw + 4;
+        if let Some(off) = text[after..].find(stage.base.as_str()) {
+            edits.push((after + off, after + off + stage.base.len(), &p.digest_ref));
+        }
+    }
+    let mut out = text.to_string();
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (a, b, with) in edits {
+        out.replace_range(a..b, with);
+    }
+    Some(out)
+}
+
+/// A Dockerfile sent beside the context under a name of its own.
+fn dockerfile_outside(text: &str) -> (String, Option<(String, Vec<u8>)>) {
+    let name = format!(
+        ".gantry-dockerfile-{}",
+        &Digest::sha256(text.as_bytes()).hex()[..12]
+    );
+    (name.clone(), Some((name, text.as_bytes().to_vec())))
+}
+
 /// The Dockerfile's name inside the context tar; a Dockerfile outside the context is
 /// added under a name of its own (as the docker CLI does).
 fn dockerfile_in_context(
@@ -535,11 +661,7 @@ fn dockerfile_in_context(
     if let Ok(rel) = real.strip_prefix(root) {
         return (rel.to_string_lossy().replace('\\', "/"), None);
     }
-    let name = format!(
-        ".gantry-dockerfile-{}",
-        &Digest::sha256(text.as_bytes()).hex()[..12]
-    );
-    (name.clone(), Some((name, text.as_bytes().to_vec())))
+    dockerfile_outside(text)
 }
 
 const CHUNK: usize = 256 << 10;

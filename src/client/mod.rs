@@ -8,6 +8,7 @@
 
 mod auth;
 pub mod copy;
+pub mod docker_config;
 mod error;
 pub mod layout;
 pub mod ops;

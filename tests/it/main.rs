@@ -3,6 +3,8 @@
 mod build;
 mod client;
 mod common;
+mod daily;
+mod daily_docker;
 mod job;
 mod playbook;
 mod registry_gc;
