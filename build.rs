@@ -1,6 +1,7 @@
 //! Build script: records the git commit gantry is built from (`gantry version`,
-//! `--version`). Outside a git checkout (a crate tarball, `cargo install` from a copy) the
-//! commit is "unknown" and the build goes on; `GANTRY_GIT_COMMIT` overrides both.
+//! `--version`; outside a git checkout the commit is "unknown" and the build goes on;
+//! `GANTRY_GIT_COMMIT` overrides both), and lists the shipped job library (`jobs/`,
+//! `playbooks/`) for embedding, so an installed binary works alone.
 
 use std::process::Command;
 
@@ -13,7 +14,50 @@ fn git(args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Every file under `dirs`, sorted, as (path relative to the crate, absolute path).
+fn files(root: &std::path::Path, dirs: &[&str]) -> Vec<(String, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = dirs.iter().map(|d| root.join(d)).collect();
+    while let Some(dir) = stack.pop() {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                println!("cargo:rerun-if-changed={}", p.display());
+                out.push((rel.to_string_lossy().replace('\\', "/"), p.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn embed_library() {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let mut code = String::from(
+        "/// The shipped job library: (path, bytes).\npub const FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for (rel, abs) in files(&root, &["jobs", "playbooks"]) {
+        code.push_str(&format!(
+            "    ({rel:?}, include_bytes!({:?})),\n",
+            abs.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("library.rs");
+    if let Err(e) = std::fs::write(&out, code) {
+        panic!("writing {}: {e}", out.display());
+    }
+}
+
 fn main() {
+    embed_library();
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=GANTRY_GIT_COMMIT");
     let commit = std::env::var("GANTRY_GIT_COMMIT")

@@ -7,6 +7,7 @@ mod endpoint;
 mod events;
 mod image;
 mod job;
+mod library;
 mod listen;
 mod login;
 mod meta;

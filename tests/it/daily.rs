@@ -434,3 +434,34 @@ fn inspect_is_readable_and_copy_all_tags() {
     assert_eq!(code, 2);
     assert!(err.contains("without a tag"), "{err}");
 }
+
+/// `cargo install` puts the binary alone in ~/.cargo/bin: copied anywhere, it still has
+/// its job library (compiled in, written once to the cache).
+#[test]
+fn the_binary_alone_works_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin/gantry");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(gantry_bin(), &bin).unwrap();
+    let cache = tmp.path().join("cache");
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed/base");
+    let out = run(Command::new(&bin)
+        .env("XDG_CACHE_HOME", &cache)
+        .current_dir(tmp.path())
+        .args([
+            "job",
+            "show",
+            "gantry-build-container-image",
+            "--pipeline",
+            "check",
+        ])
+        .arg(&project));
+    assert!(out.contains("playbooks/container-image/run.yaml"), "{out}");
+    let lib: Vec<_> = std::fs::read_dir(cache.join("gantry"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(lib.len(), 1, "{lib:?}");
+    assert!(lib[0].starts_with("library-"), "{lib:?}");
+}
