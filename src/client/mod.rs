@@ -14,6 +14,7 @@ pub mod layout;
 pub mod ops;
 pub mod registry;
 mod store;
+mod transport;
 
 use std::pin::Pin;
 
@@ -23,8 +24,8 @@ use futures_util::Stream;
 pub use auth::Credentials;
 pub use copy::{CopyOptions, CopyReport, copy};
 pub use error::ClientError;
-pub use registry::{ClientOptions, RegistryClient};
 pub use store::{ImageRef, Store, StoreFactory};
+pub use transport::{ClientOptions, RegistryClient};
 
 use crate::oci::Digest;
 

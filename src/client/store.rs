@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::layout::Layout;
-use super::registry::{ClientOptions, Mount, RegistryClient};
+use super::registry::Mount;
+use super::transport::{ClientOptions, RegistryClient};
 use super::{BlobStream, ClientError, RawManifest, Result};
 use crate::oci::{Descriptor, Digest, Reference, validate_tag};
 
