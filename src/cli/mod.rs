@@ -163,7 +163,9 @@ pub fn init_tracing(cli: &Cli) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("GANTRY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // rustls logs a certificate failure on its own; the client reports it as one line.
+    let filter = EnvFilter::try_from_env("GANTRY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},rustls=off")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod registry;
 mod store;
 mod transport;
+pub mod trust;
 
 use std::pin::Pin;
 

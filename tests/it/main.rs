@@ -5,6 +5,7 @@ mod client;
 mod common;
 mod daily;
 mod daily_docker;
+mod daily_tls;
 mod job;
 mod playbook;
 mod registry_gc;
