@@ -465,3 +465,61 @@ fn the_binary_alone_works_anywhere() {
     assert_eq!(lib.len(), 1, "{lib:?}");
     assert!(lib[0].starts_with("library-"), "{lib:?}");
 }
+
+/// On a terminal (a pseudo-terminal from `script`), `image copy` draws a byte bar; piped,
+/// it prints one line per blob; with -q nothing.
+#[test]
+fn copy_progress_bar_on_a_terminal_lines_otherwise() {
+    if !common::require_tool("script", &["--version"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("oci");
+    image::single_image_layout(&layout, "v1", &[common::random_bytes(24 << 20, 15)]);
+    let reg = GantryServer::registry(&[]);
+    let src = format!("oci:{}:v1", layout.display());
+    let copy = |dst: &str, quiet: bool| {
+        format!(
+            "'{}' image copy{} '{src}' '{}/{dst}'",
+            gantry_bin(),
+            if quiet { " -q" } else { "" },
+            reg.host()
+        )
+    };
+    // The terminal: everything the pty showed, escape sequences included.
+    let shown = run(Command::new("script")
+        .args(["-qfec", &copy("tty/app:v1", false), "/dev/null"])
+        .env("TERM", "xterm"));
+    assert!(shown.contains("MiB"), "a byte bar: {shown:?}");
+    assert!(
+        shown.contains("\u{1b}["),
+        "drawn with escape sequences: {shown:?}"
+    );
+    // Not a terminal: plain lines, one per blob.
+    let out = gantry()
+        .args([
+            "image",
+            "copy",
+            &src,
+            &format!("{}/pipe/app:v1", reg.host()),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("blob sha256:"))
+            .count(),
+        2,
+        "{err}"
+    );
+    // -q: nothing.
+    let shown = run(Command::new("script")
+        .args(["-qfec", &copy("quiet/app:v1", true), "/dev/null"])
+        .env("TERM", "xterm"));
+    assert!(
+        shown.trim().starts_with("sha256:") && !shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+}
