@@ -4,6 +4,7 @@ mod build;
 mod client;
 mod common;
 mod daily;
+mod daily_ci;
 mod daily_docker;
 mod daily_tls;
 mod job;
