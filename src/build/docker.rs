@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -40,6 +40,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::context::{Context, Kind};
+use super::docker_file::{
+    Pulled, dockerfile_in_context, dockerfile_outside, global_args, rewrite_from,
+};
 use super::dockerfile;
 use super::words;
 use super::{BuildError, BuildRequest, BuildResult, Builder, BuilderKind, PushedImage};
@@ -209,14 +212,6 @@ impl Builder for DockerBuilder {
             speculative,
         })
     }
-}
-
-/// A speculative base image pulled into the engine by digest.
-struct Pulled {
-    /// The name the Dockerfile uses (after `ARG` substitution).
-    name: String,
-    /// `buildset-host/repo@sha256:…`, what `FROM` is rewritten to.
-    digest_ref: String,
 }
 
 impl DockerBuilder {
@@ -576,94 +571,6 @@ fn platform_string(p: &crate::oci::Platform) -> String {
     }
 }
 
-/// Global `ARG` values (build args override defaults), as `FROM` lines see them.
-fn global_args(req: &BuildRequest, df: &dockerfile::Dockerfile) -> HashMap<String, String> {
-    let args: HashMap<String, String> = req.build_args.iter().cloned().collect();
-    let mut globals: HashMap<String, String> = HashMap::new();
-    for ins in &df.global_args {
-        for w in words::split_raw(ins.shell(), df.escape).unwrap_or_default() {
-            let (k, d) = match w.split_once('=') {
-                Some((k, d)) => (k.to_string(), Some(d.to_string())),
-                None => (w.clone(), None),
-            };
-            let v = match args.get(&k) {
-                Some(v) => Some(v.clone()),
-                None => d.and_then(|d| {
-                    words::process_word(&d, &|n: &str| globals.get(n).cloned(), df.escape).ok()
-                }),
-            };
-            if let Some(v) = v {
-                globals.insert(k, v);
-            }
-        }
-    }
-    globals
-}
-
-/// The Dockerfile with each `FROM` of a pulled speculative image pointing at its digest
-/// reference; `None` when nothing was pulled. `names[i]` is stage i's resolved image.
-fn rewrite_from(
-    df: &dockerfile::Dockerfile,
-    text: &str,
-    names: &[Option<String>],
-    pulled: &[Pulled],
-) -> Option<String> {
-    if pulled.is_empty() {
-        return None;
-    }
-    // Byte offset of each line's start (1-based lines).
-    let mut starts = vec![0usize];
-    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
-    for (stage, name) in df.stages.iter().zip(names) {
-        let Some(p) = pulled.iter().find(|p| Some(&p.name) == name.as_ref()) else {
-            continue;
-        };
-        let Some(&start) = starts.get(stage.line.saturating_sub(1)) else {
-            continue;
-        };
-        // The base is the first occurrence of its written form after the FROM keyword
-        // (flags such as --platform come before it and cannot contain it whole).
-        let rest = &text[start..];
-        let Some(kw) = rest.to_ascii_lowercase().find("from") else {
-            continue;
-        };
-        let after = start + kw + 4;
-        if let Some(off) = text[after..].find(stage.base.as_str()) {
-            edits.push((after + off, after + off + stage.base.len(), &p.digest_ref));
-        }
-    }
-    let mut out = text.to_string();
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    for (a, b, with) in edits {
-        out.replace_range(a..b, with);
-    }
-    Some(out)
-}
-
-/// A Dockerfile sent beside the context under a name of its own.
-fn dockerfile_outside(text: &str) -> (String, Option<(String, Vec<u8>)>) {
-    let name = format!(
-        ".gantry-dockerfile-{}",
-        &Digest::sha256(text.as_bytes()).hex()[..12]
-    );
-    (name.clone(), Some((name, text.as_bytes().to_vec())))
-}
-
-/// The Dockerfile's name inside the context tar; a Dockerfile outside the context is
-/// added under a name of its own (as the docker CLI does).
-fn dockerfile_in_context(
-    root: &Path,
-    df: &Path,
-    text: &str,
-) -> (String, Option<(String, Vec<u8>)>) {
-    let real = std::fs::canonicalize(df).unwrap_or_else(|_| PathBuf::from(df));
-    if let Ok(rel) = real.strip_prefix(root) {
-        return (rel.to_string_lossy().replace('\\', "/"), None);
-    }
-    dockerfile_outside(text)
-}
-
 const CHUNK: usize = 256 << 10;
 
 /// A blocking writer feeding an async body, in chunks.
@@ -699,25 +606,4 @@ fn tokio_stream(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dockerfile_outside_context_is_added() {
-        let t = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(t.path()).unwrap();
-        std::fs::create_dir_all(root.join("ctx/sub")).unwrap();
-        std::fs::write(root.join("ctx/sub/Dockerfile"), "FROM scratch\n").unwrap();
-        std::fs::write(root.join("Other"), "FROM scratch\n").unwrap();
-        let (n, extra) =
-            dockerfile_in_context(&root.join("ctx"), &root.join("ctx/sub/Dockerfile"), "");
-        assert_eq!((n.as_str(), extra.is_none()), ("sub/Dockerfile", true));
-        let (n, extra) =
-            dockerfile_in_context(&root.join("ctx"), &root.join("Other"), "FROM scratch\n");
-        assert!(n.starts_with(".gantry-dockerfile-"));
-        assert_eq!(extra.unwrap().1, b"FROM scratch\n");
-    }
 }

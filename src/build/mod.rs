@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod docker;
+mod docker_file;
 pub mod dockerfile;
 pub mod ignore;
 pub mod image;
