@@ -6,14 +6,19 @@
 //!    engine that does not answer is a clear error naming where it was looked for;
 //! 2. parse the Dockerfile for its `FROM` images; every one that exists in the buildset
 //!    registry (ZUUL.md §9 naming: `quay.io/example/base` there for
-//!    `quay.io/example/base:1`) is pulled into the engine from there and tagged with the
-//!    name the Dockerfile uses — so speculative base images from *any* registry work, not
-//!    only Docker Hub's, and the build runs without `--pull`;
+//!    `quay.io/example/base:1`) is pulled into the engine *by digest* and the `FROM` is
+//!    rewritten to that digest reference (`127.0.0.1:PORT/example/base@sha256:…`) in the
+//!    Dockerfile sent with the context — so speculative base images from *any* registry
+//!    work, not only Docker Hub's, the build runs without `--pull`, and no name the user
+//!    has in the engine (`python:3.12`) is ever retagged;
 //! 3. send the context as a tar (`.dockerignore` applied; the Dockerfile added when it
-//!    lives outside the context), with build args, labels and target; stream the output;
+//!    lives outside the context or was rewritten), with build args, labels and target;
+//!    stream the output line by line to the request's output sink (console, job log);
 //!    errors the engine reports inside successful stream items fail the build;
 //! 4. tag the image as each destination and push it through the engine with the
-//!    registry's credentials, reading the pushed digest from the push stream.
+//!    registry's credentials, reading the pushed digest from the push stream;
+//! 5. remove what gantry added to the engine: the destination tags (the registry holds
+//!    the image now) and the speculative base images' digest references.
 //!
 //! Pushing through the engine (rather than exporting and pushing with gantry's client)
 //! keeps the engine's own layer compression and upload cache, and the digest returned is
@@ -24,17 +29,20 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
-    BuildImageOptions, CreateImageOptions, PushImageOptions, TagImageOptions,
+    BuildImageOptions, CreateImageOptions, PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::context::{Context, Kind};
+use super::docker_file::{
+    Pulled, dockerfile_in_context, dockerfile_outside, global_args, rewrite_from,
+};
 use super::dockerfile;
 use super::words;
 use super::{BuildError, BuildRequest, BuildResult, Builder, BuilderKind, PushedImage};
@@ -182,18 +190,22 @@ impl Builder for DockerBuilder {
         })?;
         let ctx = Context::open(&req.context)?;
         let df = dockerfile::parse(&file, &text)?;
-        let speculative = self.prepull(req, &df).await?;
-        let (df_name, extra) = dockerfile_in_context(&ctx.root, &df_path, &text);
-        let image_id = self.run_build(req, &ctx, &df_name, extra).await?;
-        let mut images = Vec::new();
-        for t in &req.tags {
-            let ImageRef::Registry(r) = t else { continue };
-            let digest = self.push(req, &image_id, r).await?;
-            images.push(PushedImage {
-                reference: super::shown(t),
-                digest,
-            });
+        let pulled = self.prepull(req, &df).await?;
+        let result = self
+            .build_and_push(req, &ctx, &df, &df_path, &text, &pulled)
+            .await;
+        // Step 5, whatever the outcome: nothing gantry added stays in the engine.
+        for p in &pulled {
+            self.untag(&p.digest_ref).await;
         }
+        let (images, pushed_tags) = result?;
+        for t in &pushed_tags {
+            self.untag(t).await;
+        }
+        let speculative = pulled
+            .iter()
+            .map(|p| format!("{} from {}", p.name, p.digest_ref))
+            .collect();
         Ok(BuildResult {
             builder: BuilderKind::Docker,
             images,
@@ -203,41 +215,82 @@ impl Builder for DockerBuilder {
 }
 
 impl DockerBuilder {
-    /// Step 2: speculative base images into the engine under the Dockerfile's names.
+    /// Steps 3 and 4; returns the pushed images and the engine tags created for them.
+    async fn build_and_push(
+        &self,
+        req: &BuildRequest,
+        ctx: &Context,
+        df: &dockerfile::Dockerfile,
+        df_path: &Path,
+        text: &str,
+        pulled: &[Pulled],
+    ) -> Result<(Vec<PushedImage>, Vec<String>), BuildError> {
+        let rewritten = rewrite_from(df, text, &self.stage_bases(req, df), pulled);
+        let (df_name, extra) = match &rewritten {
+            Some(t) => dockerfile_outside(t),
+            None => dockerfile_in_context(&ctx.root, df_path, text),
+        };
+        let image_id = self.run_build(req, ctx, &df_name, extra).await?;
+        let mut images = Vec::new();
+        let mut tags = Vec::new();
+        for t in &req.tags {
+            let ImageRef::Registry(r) = t else { continue };
+            let pushed = self.push(req, &image_id, r, &mut tags).await;
+            images.push(PushedImage {
+                reference: super::shown(t),
+                digest: match pushed {
+                    Ok(d) => d,
+                    Err(e) => {
+                        for t in &tags {
+                            self.untag(t).await;
+                        }
+                        return Err(e);
+                    }
+                },
+            });
+        }
+        Ok((images, tags))
+    }
+
+    /// Removes one reference gantry created; the image goes when nothing else names it
+    /// (its parent layers stay: `noprune`, so the build cache survives).
+    async fn untag(&self, name: &str) {
+        let opts = RemoveImageOptions {
+            force: false,
+            noprune: true,
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.remove_image(name, Some(opts), None).await {
+            tracing::warn!("removing {name} from the engine: {}", error_chain(&e));
+        }
+    }
+
+    /// Each stage's `FROM` image after global `ARG` substitution (`None`: unresolvable).
+    fn stage_bases(&self, req: &BuildRequest, df: &dockerfile::Dockerfile) -> Vec<Option<String>> {
+        let globals = global_args(req, df);
+        df.stages
+            .iter()
+            .map(|stage| {
+                words::process_word(&stage.base, &|n: &str| globals.get(n).cloned(), df.escape).ok()
+            })
+            .collect()
+    }
+
+    /// Step 2: speculative base images into the engine, by digest.
     async fn prepull(
         &self,
         req: &BuildRequest,
         df: &dockerfile::Dockerfile,
-    ) -> Result<Vec<String>, BuildError> {
+    ) -> Result<Vec<Pulled>, BuildError> {
         let Some(buildset) = &req.buildset else {
             return Ok(Vec::new());
         };
-        let args: HashMap<String, String> = req.build_args.iter().cloned().collect();
-        let mut globals: HashMap<String, String> = HashMap::new();
-        for ins in &df.global_args {
-            for w in words::split_raw(ins.shell(), df.escape).unwrap_or_default() {
-                let (k, d) = match w.split_once('=') {
-                    Some((k, d)) => (k.to_string(), Some(d.to_string())),
-                    None => (w.clone(), None),
-                };
-                let v = match args.get(&k) {
-                    Some(v) => Some(v.clone()),
-                    None => d.and_then(|d| {
-                        words::process_word(&d, &|n: &str| globals.get(n).cloned(), df.escape).ok()
-                    }),
-                };
-                if let Some(v) = v {
-                    globals.insert(k, v);
-                }
-            }
-        }
+        let names = self.stage_bases(req, df);
         let factory = super::native::factory(req);
         let mut done = Vec::new();
         let mut pulled = Vec::new();
-        for (i, stage) in df.stages.iter().enumerate() {
-            let Ok(name) =
-                words::process_word(&stage.base, &|n: &str| globals.get(n).cloned(), df.escape)
-            else {
+        for (i, name) in names.into_iter().enumerate() {
+            let Some(name) = name else {
                 continue;
             };
             let lower = name.to_ascii_lowercase();
@@ -273,8 +326,8 @@ impl DockerBuilder {
                     image: name.clone(),
                     source,
                 })?;
-            match store.get_manifest(&tag).await {
-                Ok(_) => {}
+            let digest = match store.get_manifest(&tag).await {
+                Ok(m) => m.digest,
                 Err(ClientError::NotFound(_)) => continue,
                 Err(source) => {
                     return Err(DockerError::Buildset {
@@ -283,13 +336,14 @@ impl DockerBuilder {
                     }
                     .into());
                 }
-            }
+            };
             let from = format!("{}/{repo}", buildset.host);
-            tracing::info!("FROM {name}: pulling the speculative image {from}:{tag}");
+            let digest_ref = format!("{from}@{digest}");
+            tracing::info!("FROM {name}: pulling the speculative image {from}:{tag} ({digest})");
             let creds = credentials_for(&buildset.host, buildset.options.credentials.as_ref());
             let opts = CreateImageOptions {
                 from_image: Some(from.clone()),
-                tag: Some(tag.clone()),
+                tag: Some(digest.to_string()),
                 platform: req
                     .platform
                     .as_ref()
@@ -301,25 +355,11 @@ impl DockerBuilder {
             while let Some(item) = s.next().await {
                 item.map_err(|e| DockerError::Engine {
                     action: "pull",
-                    image: format!("{from}:{tag}"),
+                    image: digest_ref.clone(),
                     why: error_chain(&e),
                 })?;
             }
-            self.docker
-                .tag_image(
-                    &format!("{from}:{tag}"),
-                    Some(TagImageOptions {
-                        repo: Some(r.name()),
-                        tag: Some(tag.clone()),
-                    }),
-                )
-                .await
-                .map_err(|e| DockerError::Engine {
-                    action: "tag",
-                    image: format!("{from}:{tag}"),
-                    why: error_chain(&e),
-                })?;
-            pulled.push(format!("{name} from {from}:{tag}"));
+            pulled.push(Pulled { name, digest_ref });
         }
         Ok(pulled)
     }
@@ -421,7 +461,12 @@ impl DockerBuilder {
                     let line: String = output.drain(..=pos).collect();
                     let line = line.trim_end();
                     if !line.is_empty() {
-                        tracing::info!("{line}");
+                        match &req.output {
+                            Some(out) => {
+                                let _ = out.send(line.to_string());
+                            }
+                            None => tracing::debug!("{line}"),
+                        }
                     }
                     if let Some(rest) = line.strip_prefix("Successfully built ") {
                         id.get_or_insert_with(|| rest.trim().to_string());
@@ -451,6 +496,7 @@ impl DockerBuilder {
         req: &BuildRequest,
         image_id: &str,
         r: &Reference,
+        created: &mut Vec<String>,
     ) -> Result<Digest, BuildError> {
         let tag = r.tag.clone().unwrap_or_else(|| "latest".to_string());
         let name = r.name();
@@ -472,6 +518,7 @@ impl DockerBuilder {
             )
             .await
             .map_err(|e| engine("tag", e))?;
+        created.push(format!("{name}:{tag}"));
         let creds = if req.buildset.as_ref().is_some_and(|b| b.host == r.registry) {
             let b = req
                 .buildset
@@ -524,24 +571,6 @@ fn platform_string(p: &crate::oci::Platform) -> String {
     }
 }
 
-/// The Dockerfile's name inside the context tar; a Dockerfile outside the context is
-/// added under a name of its own (as the docker CLI does).
-fn dockerfile_in_context(
-    root: &Path,
-    df: &Path,
-    text: &str,
-) -> (String, Option<(String, Vec<u8>)>) {
-    let real = std::fs::canonicalize(df).unwrap_or_else(|_| PathBuf::from(df));
-    if let Ok(rel) = real.strip_prefix(root) {
-        return (rel.to_string_lossy().replace('\\', "/"), None);
-    }
-    let name = format!(
-        ".gantry-dockerfile-{}",
-        &Digest::sha256(text.as_bytes()).hex()[..12]
-    );
-    (name.clone(), Some((name, text.as_bytes().to_vec())))
-}
-
 const CHUNK: usize = 256 << 10;
 
 /// A blocking writer feeding an async body, in chunks.
@@ -577,25 +606,4 @@ fn tokio_stream(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dockerfile_outside_context_is_added() {
-        let t = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(t.path()).unwrap();
-        std::fs::create_dir_all(root.join("ctx/sub")).unwrap();
-        std::fs::write(root.join("ctx/sub/Dockerfile"), "FROM scratch\n").unwrap();
-        std::fs::write(root.join("Other"), "FROM scratch\n").unwrap();
-        let (n, extra) =
-            dockerfile_in_context(&root.join("ctx"), &root.join("ctx/sub/Dockerfile"), "");
-        assert_eq!((n.as_str(), extra.is_none()), ("sub/Dockerfile", true));
-        let (n, extra) =
-            dockerfile_in_context(&root.join("ctx"), &root.join("Other"), "FROM scratch\n");
-        assert!(n.starts_with(".gantry-dockerfile-"));
-        assert_eq!(extra.unwrap().1, b"FROM scratch\n");
-    }
 }

@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod docker;
+mod docker_file;
 pub mod dockerfile;
 pub mod ignore;
 pub mod image;
@@ -81,7 +82,14 @@ pub struct BuildRequest {
     pub registry: ClientOptions,
     /// Seconds since the epoch for every timestamp (native builder): `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: u64,
+    /// Where the build's own output goes, line by line, as it happens (the docker
+    /// builder's `RUN` output): the console for `gantry build`, job-output.txt for roles.
+    /// `None` logs it at debug level.
+    pub output: Option<OutputSink>,
 }
+
+/// Receives build output lines (the builder must not print; its caller decides where).
+pub type OutputSink = tokio::sync::mpsc::UnboundedSender<String>;
 
 impl BuildRequest {
     /// Adds Zuul's change labels (`org.zuul-ci.change`, `org.zuul-ci.change_url`).

@@ -194,6 +194,7 @@ impl BuildArgs {
             siblings,
             registry,
             source_date_epoch,
+            output: None,
         }
         .with_change(self.change.as_deref(), self.change_url.as_deref());
         Ok((kind, req))
@@ -227,9 +228,22 @@ fn failed(e: BuildError) -> CliError {
     }
 }
 
-pub async fn run(a: BuildArgs) -> Result<Exit, CliError> {
-    let (kind, req) = a.request()?;
-    let result = build::build(kind, &req).await.map_err(failed)?;
+pub async fn run(a: BuildArgs, quiet: bool) -> Result<Exit, CliError> {
+    let (kind, mut req) = a.request()?;
+    // The build's own output (RUN steps) streams to stderr unless -q; data stays on stdout.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    req.output = Some(tx);
+    let printer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let result = build::build(kind, &req).await;
+    drop(req);
+    let _ = printer.await;
+    let result = result.map_err(failed)?;
     if a.reg.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {

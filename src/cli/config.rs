@@ -63,16 +63,19 @@ impl ConfigArgs {
 }
 
 /// The library installed with gantry: `<prefix>/share/gantry/jobs` next to `<prefix>/bin`,
-/// or the source tree's `jobs/` for a binary under `target/<profile>/`.
+/// or the source tree's `jobs/` for a binary under `target/<profile>/`, else the copy
+/// compiled into the binary (`cargo install` puts the binary alone in `~/.cargo/bin`).
 pub fn default_library_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?;
-    let candidates = [
-        bin.join("../share/gantry/jobs"),
-        bin.join("../../jobs"),
-        bin.join("../../../jobs"),
-    ];
-    candidates.into_iter().find(|p| p.is_dir())
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        let bin = exe.parent()?;
+        let candidates = [
+            bin.join("../share/gantry/jobs"),
+            bin.join("../../jobs"),
+            bin.join("../../../jobs"),
+        ];
+        candidates.into_iter().find(|p| p.is_dir())
+    });
+    beside.or_else(super::library::embedded_jobs_dir)
 }
 
 #[derive(Subcommand, Debug)]

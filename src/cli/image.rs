@@ -91,6 +91,10 @@ pub struct CopyArgs {
     /// Copy every platform of an index (the default for indexes).
     #[arg(long, conflicts_with = "platform")]
     pub all: bool,
+    /// Copy every tag of the source repository to the destination repository (both
+    /// given without a tag).
+    #[arg(long)]
+    pub all_tags: bool,
     /// Copy only this platform of an index, e.g. linux/arm64.
     #[arg(long)]
     pub platform: Option<String>,
@@ -186,12 +190,12 @@ fn usage(e: ClientError) -> CliError {
     }
 }
 
-/// Bad input and refused credentials are the user's (2); a failed operation is 1.
-fn failed(e: ClientError) -> CliError {
+/// Bad input is the user's (2); everything the registry or the network answered —
+/// not found, refused credentials, unreachable, untrusted certificate — is a failed
+/// operation (1), as the README's table says.
+pub(super) fn failed(e: ClientError) -> CliError {
     let status = match e {
-        ClientError::Invalid(_) | ClientError::Auth { .. } | ClientError::NotFound(_) => {
-            Exit::Usage
-        }
+        ClientError::Invalid(_) => Exit::Usage,
         _ => Exit::Failure,
     };
     CliError {
@@ -270,22 +274,7 @@ pub async fn run(cmd: ImageCommand, quiet: bool) -> Result<Exit, CliError> {
             if a.reg.json {
                 print_json(&i)?;
             } else {
-                println!("Digest:     {}", i.digest);
-                println!("MediaType:  {}", i.media_type);
-                println!("Size:       {}", i.size);
-                println!("Platforms:  {}", i.platforms.join(", "));
-                for l in &i.layers {
-                    println!(
-                        "Layer:      {} {} ({} bytes)",
-                        l.digest, l.media_type, l.size
-                    );
-                }
-                if let Some(c) = &i.config {
-                    println!(
-                        "Config:     {}",
-                        serde_json::to_string(&c["config"]).unwrap_or_default()
-                    );
-                }
+                print!("{}", inspect_text(&i));
             }
             Ok(Exit::Success)
         }
@@ -305,24 +294,17 @@ pub async fn run(cmd: ImageCommand, quiet: bool) -> Result<Exit, CliError> {
 async fn copy(a: CopyArgs, quiet: bool) -> Result<Exit, CliError> {
     let src = parse_ref(&a.src)?;
     let dst = parse_ref(&a.dst)?;
-    let mut factory = StoreFactory::new(a.reg.options(None)?);
-    if let (Some(c), ImageRef::Registry(r)) = (&a.src_creds, &src) {
-        factory = factory.with_registry_options(&r.registry, a.reg.options(Some(c))?);
+    if a.all_tags {
+        return copy_all_tags(&a, src, dst, quiet).await;
     }
-    if let (Some(c), ImageRef::Registry(r)) = (&a.dest_creds, &dst) {
-        factory = factory.with_registry_options(&r.registry, a.reg.options(Some(c))?);
-    }
+    let factory = copy_factory(&a, &src, &dst)?;
     let s = factory.store(&src).map_err(failed)?;
     let d = factory.store(&dst).map_err(failed)?;
     let opts = CopyOptions {
         platform: a.platform.clone(),
         jobs: a.jobs,
         referrers: a.referrers,
-        progress: if quiet {
-            Progress::Quiet
-        } else {
-            Progress::Lines
-        },
+        progress: Progress::for_stderr(quiet),
     };
     // Copying by digest without a destination tag keeps it untagged (by digest).
     let dst_tag = match (&dst, dst.tag()) {
@@ -350,6 +332,163 @@ async fn copy(a: CopyArgs, quiet: bool) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Success)
+}
+
+fn copy_factory(a: &CopyArgs, src: &ImageRef, dst: &ImageRef) -> Result<StoreFactory, CliError> {
+    let mut factory = StoreFactory::new(a.reg.options(None)?);
+    if let (Some(c), ImageRef::Registry(r)) = (&a.src_creds, src) {
+        factory = factory.with_registry_options(&r.registry, a.reg.options(Some(c))?);
+    }
+    if let (Some(c), ImageRef::Registry(r)) = (&a.dest_creds, dst) {
+        factory = factory.with_registry_options(&r.registry, a.reg.options(Some(c))?);
+    }
+    Ok(factory)
+}
+
+/// `copy --all-tags`: every tag of the source repository, one copy each (blobs the
+/// destination already has are skipped, so shared layers move once).
+async fn copy_all_tags(
+    a: &CopyArgs,
+    src: ImageRef,
+    dst: ImageRef,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let explicit = |r: &ImageRef| match r {
+        ImageRef::Registry(r) => r.tag.is_some() || r.digest.is_some(),
+        ImageRef::Layout { tag, .. } => tag.is_some(),
+    };
+    if explicit(&src) || explicit(&dst) {
+        return Err(usage(ClientError::Invalid(format!(
+            "--all-tags copies whole repositories: give {} and {} without a tag or digest",
+            a.src, a.dst
+        ))));
+    }
+    let factory = copy_factory(a, &src, &dst)?;
+    let s = factory.store(&src).map_err(failed)?;
+    let d = factory.store(&dst).map_err(failed)?;
+    let tags = s.tags().await.map_err(failed)?;
+    let mut reports = Vec::new();
+    for tag in &tags {
+        let opts = CopyOptions {
+            platform: a.platform.clone(),
+            jobs: a.jobs,
+            referrers: a.referrers,
+            progress: Progress::for_stderr(quiet),
+        };
+        let report = crate::client::copy(&s, tag, &d, Some(tag), &opts).await;
+        if let Progress::Bar(b) = &opts.progress {
+            b.finish_and_clear();
+        }
+        let report = report.map_err(failed)?;
+        if !a.reg.json
+            && let Some(dg) = &report.digest
+        {
+            println!("{tag}\t{dg}");
+        }
+        reports.push(serde_json::json!({"tag": tag, "report": report}));
+    }
+    if a.reg.json {
+        print_json(&reports)?;
+    } else if !quiet {
+        eprintln!("copied {} tags from {} to {}", tags.len(), a.src, a.dst);
+    }
+    Ok(Exit::Success)
+}
+
+/// `image inspect` for people: the image's facts first (created, platform, size,
+/// labels, how it runs), then its layers.
+fn inspect_text(i: &ops::Inspection) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "Digest:       {}", i.digest);
+    let _ = writeln!(o, "MediaType:    {}", i.media_type);
+    if !i.platforms.is_empty() {
+        let _ = writeln!(o, "Platforms:    {}", i.platforms.join(", "));
+    }
+    let layers: u64 = i.layers.iter().map(|l| l.size).sum();
+    if let Some(c) = &i.config {
+        if let Some(t) = c["created"].as_str() {
+            let _ = writeln!(o, "Created:      {t}");
+        }
+        if let (Some(os), Some(arch)) = (c["os"].as_str(), c["architecture"].as_str()) {
+            let v = c["variant"]
+                .as_str()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default();
+            let _ = writeln!(o, "Platform:     {os}/{arch}{v}");
+        }
+    }
+    if !i.layers.is_empty() {
+        let _ = writeln!(
+            o,
+            "Size:         {} in {} layers (compressed), manifest {} B",
+            human_bytes(layers),
+            i.layers.len(),
+            i.size
+        );
+    } else {
+        let _ = writeln!(o, "Size:         manifest {} B", i.size);
+    }
+    if let Some(cfg) = i.config.as_ref().map(|c| &c["config"]) {
+        if let Some(labels) = cfg["Labels"].as_object().filter(|l| !l.is_empty()) {
+            let _ = writeln!(o, "Labels:");
+            for (k, v) in labels {
+                let _ = writeln!(o, "  {k}={}", v.as_str().unwrap_or_default());
+            }
+        }
+        for (key, name) in [("Entrypoint", "Entrypoint"), ("Cmd", "Cmd")] {
+            if let Some(a) = cfg[key].as_array() {
+                let _ = writeln!(
+                    o,
+                    "{:<14}{}",
+                    format!("{name}:"),
+                    serde_json::Value::Array(a.clone())
+                );
+            }
+        }
+        for (key, name) in [("WorkingDir", "WorkingDir"), ("User", "User")] {
+            if let Some(v) = cfg[key].as_str().filter(|v| !v.is_empty()) {
+                let _ = writeln!(o, "{:<14}{v}", format!("{name}:"));
+            }
+        }
+        if let Some(ports) = cfg["ExposedPorts"].as_object().filter(|p| !p.is_empty()) {
+            let p: Vec<&str> = ports.keys().map(String::as_str).collect();
+            let _ = writeln!(o, "ExposedPorts: {}", p.join(", "));
+        }
+        if let Some(env) = cfg["Env"].as_array().filter(|e| !e.is_empty()) {
+            let _ = writeln!(o, "Env:");
+            for e in env {
+                let _ = writeln!(o, "  {}", e.as_str().unwrap_or_default());
+            }
+        }
+    }
+    for l in &i.layers {
+        let _ = writeln!(
+            o,
+            "Layer:        {} {} ({})",
+            l.digest,
+            l.media_type,
+            human_bytes(l.size)
+        );
+    }
+    o
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit} ({n} B)")
 }
 
 async fn promote(a: PromoteArgs) -> Result<Exit, CliError> {

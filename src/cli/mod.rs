@@ -7,6 +7,10 @@ mod endpoint;
 mod events;
 mod image;
 mod job;
+mod library;
+mod listen;
+mod login;
+mod meta;
 mod registry;
 mod run;
 mod secret;
@@ -20,7 +24,9 @@ use clap::{Parser, Subcommand};
 #[repr(u8)]
 pub enum Exit {
     Success = 0,
-    /// A job, gate or check failed.
+    /// The operation failed: a job, gate or check failed; an image was not found; the
+    /// registry refused the credentials, could not be reached, or its certificate is not
+    /// trusted.
     Failure = 1,
     /// Bad usage, input or configuration.
     Usage = 2,
@@ -61,7 +67,7 @@ impl<T, E: Into<anyhow::Error>> UsageExt<T> for Result<T, E> {
 #[derive(Parser, Debug)]
 #[command(
     name = "gantry",
-    version,
+    version = meta::VERSION,
     about = "Gate container images the way Zuul does: speculative images, embedded registries, promote by manifest retag",
     propagate_version = true
 )]
@@ -116,6 +122,25 @@ pub enum Command {
     /// Registry endpoints of `gantry serve`.
     #[command(subcommand)]
     Endpoint(endpoint::EndpointCommand),
+    /// Log in to a registry: check the credentials, then store them in docker's
+    /// config.json (or its credential helper), shared with docker, podman and skopeo.
+    ///
+    /// Example: echo "$PW" | gantry login 127.0.0.1:5000 --username zuul --password-stdin
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from docker's config.json (or its helper).
+    ///
+    /// Example: gantry logout 127.0.0.1:5000
+    Logout(login::LogoutArgs),
+    /// Print gantry's version and the git commit it was built from.
+    Version(meta::VersionArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: gantry completions bash > /etc/bash_completion.d/gantry
+    Completions(meta::CompletionsArgs),
+    /// Print the man page (or write one page per command with --dir).
+    ///
+    /// Example: gantry manpage --dir /usr/local/share/man/man1
+    Manpage(meta::ManpageArgs),
 }
 
 impl Cli {
@@ -138,7 +163,9 @@ pub fn init_tracing(cli: &Cli) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("GANTRY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // rustls logs a certificate failure on its own; the client reports it as one line.
+    let filter = EnvFilter::try_from_env("GANTRY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},rustls=off")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // URL userinfo and query strings never reach the log (crate::logging).
@@ -164,10 +191,15 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Config(cmd) => config::run(cmd),
         Command::Job(cmd) => job::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
-        Command::Build(args) => build::run(*args).await,
+        Command::Build(args) => build::run(*args, cli.quiet).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Events(cmd) => events::run(cmd).await,
         Command::Trigger(cmd) => trigger::run(cmd).await,
         Command::Endpoint(cmd) => endpoint::run(cmd).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
+        Command::Version(args) => meta::version(&args),
+        Command::Completions(args) => meta::completions(&args),
+        Command::Manpage(args) => meta::manpage(&args),
     }
 }

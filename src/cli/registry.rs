@@ -34,8 +34,9 @@ pub enum RegistryCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:5000")]
+    /// Address to listen on (`:5000` every interface, `localhost:5000`); port 0 picks a
+    /// free port.
+    #[arg(long, default_value = "127.0.0.1:5000", value_parser = super::listen::parse_listen)]
     pub listen: SocketAddr,
     /// Where blobs, manifests and uploads live.
     #[arg(long, env = "GANTRY_REGISTRY_DATA")]

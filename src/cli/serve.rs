@@ -20,7 +20,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "gantry-serve.yaml")]
     pub config: PathBuf,
     /// Address to listen on (port 0: any free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = super::listen::parse_listen)]
     pub listen: std::net::SocketAddr,
     /// State directory: the event log (events.db), build logs, the local intermediate
     /// registry.

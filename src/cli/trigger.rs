@@ -43,6 +43,8 @@ pub enum TriggerCommand {
         /// Repository to check against the image regex (default: skip that check).
         #[arg(long)]
         image: Option<String>,
+        /// The configuration whose filters are tested, as `gantry serve --config` reads it
+        /// (the test reads no state, so it takes no --state-dir).
         #[arg(long, default_value = "gantry-serve.yaml")]
         config: PathBuf,
         #[arg(long)]

@@ -61,6 +61,11 @@ pub enum ClientError {
     Refused(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The server's certificate is not trusted, or an `https://` registry does not speak
+    /// TLS; never retried, never downgraded. The message names the host, why, and how to
+    /// trust it.
+    #[error("{0}")]
+    Tls(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

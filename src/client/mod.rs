@@ -9,6 +9,7 @@
 mod auth;
 pub mod body;
 pub mod copy;
+pub mod docker_config;
 mod error;
 pub mod layout;
 pub mod ops;
@@ -16,6 +17,7 @@ pub mod registry;
 pub mod retry;
 mod store;
 mod transport;
+pub mod trust;
 
 use std::pin::Pin;
 

@@ -3,8 +3,11 @@
 //! The distribution API calls built on it live in `registry.rs`.
 //!
 //! Steps of every request (`send`):
-//! 1. resolve the base URL once: HTTPS; for loopback hosts (and `--insecure`) fall back to
-//!    plain HTTP when HTTPS does not answer, as Docker does;
+//! 1. resolve the base URL once: HTTPS, trusting the system roots, `--ca-cert` and the
+//!    host's certs.d CAs (client certificate too; `trust.rs`); for loopback hosts (and
+//!    `--insecure`) fall back to plain HTTP when the server does not speak TLS, as Docker
+//!    does — never after a certificate failure, which is one clear error, and never for an
+//!    endpoint written `https://` (`https_only`);
 //! 2. attach the cached token for the request's scopes, or Basic credentials once the
 //!    registry asked for them;
 //! 3. on 401, read the challenge, fetch a token (or switch to Basic) and retry once —
@@ -28,6 +31,7 @@ use super::auth::{Challenge, Credentials, parse_challenge};
 use super::body::{Limits, collect_capped, low_speed_guarded};
 use super::error::{RegistryCodes, redact};
 use super::retry::{RetryPolicy, retry_after, retryable_status};
+use super::trust::{TlsFailure, classify};
 use super::{BlobStream, ClientError, Result};
 use crate::oci::DOCKER_HUB;
 
@@ -46,6 +50,10 @@ pub struct ClientOptions {
     pub limits: Limits,
     /// Entries per page asked for with `n` when listing tags and repositories.
     pub page_size: usize,
+    /// certs.d roots searched for `<root>/HOST[:PORT]/` (docker's and podman's by default).
+    pub certs_d: Vec<PathBuf>,
+    /// The registry was written `https://…`: never fall back to plain HTTP.
+    pub https_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +65,8 @@ impl Default for ClientOptions {
             retries: 3,
             limits: Limits::default(),
             page_size: 1000,
+            certs_d: super::trust::default_certs_d_roots(),
+            https_only: false,
         }
     }
 }
@@ -68,6 +78,7 @@ pub struct RegistryClient {
     http: reqwest::Client,
     http_insecure: reqwest::Client,
     insecure: bool,
+    https_only: bool,
     base: tokio::sync::OnceCell<(Url, bool)>,
     creds: Credentials,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
@@ -99,7 +110,7 @@ fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
-fn build_http(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Client> {
+fn build_http(opts: &ClientOptions, host: &str, accept_invalid: bool) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5))
@@ -109,7 +120,26 @@ fn build_http(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Cli
         .read_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(32)
         .danger_accept_invalid_certs(accept_invalid);
-    for path in &opts.ca_certs {
+    let certs_d = super::trust::host_certs(&opts.certs_d, host);
+    if let Some((cert, key)) = &certs_d.identity {
+        let mut pem = super::trust::read_pem(cert).map_err(|e| {
+            ClientError::io(format!("reading client certificate {}", cert.display()), e)
+        })?;
+        pem.push(b'\n');
+        pem.extend(
+            super::trust::read_pem(key)
+                .map_err(|e| ClientError::io(format!("reading client key {}", key.display()), e))?,
+        );
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            ClientError::Invalid(format!(
+                "client certificate {} with {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+        b = b.identity(id);
+    }
+    for path in opts.ca_certs.iter().chain(&certs_d.cas) {
         let pem = std::fs::read(path).map_err(|e| {
             ClientError::io(format!("reading CA certificate {}", path.display()), e)
         })?;
@@ -137,9 +167,10 @@ impl RegistryClient {
         Ok(RegistryClient {
             registry: registry.to_string(),
             api_host,
-            http: build_http(opts, false)?,
-            http_insecure: build_http(opts, true)?,
+            http: build_http(opts, registry, false)?,
+            http_insecure: build_http(opts, registry, true)?,
             insecure: opts.insecure,
+            https_only: opts.https_only,
             base: tokio::sync::OnceCell::new(),
             creds,
             tokens: Mutex::new(HashMap::new()),
@@ -167,7 +198,7 @@ impl RegistryClient {
                 let https = Url::parse(&format!("https://{}/", self.api_host)).map_err(|e| {
                     ClientError::Invalid(format!("registry {:?}: {e}", self.registry))
                 })?;
-                let fallback = self.insecure || is_loopback(&self.api_host);
+                let fallback = !self.https_only && (self.insecure || is_loopback(&self.api_host));
                 if !fallback {
                     return Ok((https, false));
                 }
@@ -180,7 +211,16 @@ impl RegistryClient {
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 match probe {
                     Ok(_) => Ok((https, self.insecure)),
-                    Err(_) => {
+                    // A certificate failure is never a reason to try plain HTTP.
+                    Err(e) if let Some(TlsFailure::Certificate(why)) = classify(&e) => {
+                        Err(self.untrusted(&why))
+                    }
+                    Err(e) => {
+                        tracing::debug!(
+                            "{}: HTTPS failed ({}); trying plain HTTP",
+                            self.api_host,
+                            error_chain(&e)
+                        );
                         let http =
                             Url::parse(&format!("http://{}/", self.api_host)).map_err(|e| {
                                 ClientError::Invalid(format!("registry {:?}: {e}", self.registry))
@@ -190,6 +230,26 @@ impl RegistryClient {
                 }
             })
             .await
+    }
+
+    fn untrusted(&self, why: &str) -> ClientError {
+        ClientError::Tls(super::trust::untrusted_message(&self.registry, why))
+    }
+
+    /// A request error as a client error: certificate failures get their one clear line.
+    fn transport(&self, method: &Method, url: &Url, e: reqwest::Error) -> ClientError {
+        match classify(&e) {
+            Some(TlsFailure::Certificate(why)) => self.untrusted(&why),
+            Some(TlsFailure::NotTls) if self.https_only => ClientError::Tls(format!(
+                "TLS: {} does not speak TLS, and it was written https:// (never downgraded to plain HTTP)",
+                self.registry
+            )),
+            _ => ClientError::Transport {
+                method: method.to_string(),
+                url: redact(url),
+                message: error_chain(&e),
+            },
+        }
     }
 
     pub async fn url(&self, path: &str) -> Result<Url> {
@@ -391,10 +451,9 @@ impl RegistryClient {
                     status_error(resp, &method, &url).await
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) => ClientError::Transport {
-                    method: method.to_string(),
-                    url: redact(&url),
-                    message: error_chain(&e),
+                Err(e) => match self.transport(&method, &url, e) {
+                    e @ ClientError::Tls(_) => return Err(e),
+                    e => e,
                 },
             };
             if attempt >= self.retries {
@@ -422,11 +481,10 @@ impl RegistryClient {
             req = req.header(reqwest::header::AUTHORIZATION, h);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        build(req).send().await.map_err(|e| ClientError::Transport {
-            method: method.to_string(),
-            url: redact(&url),
-            message: error_chain(&e),
-        })
+        build(req)
+            .send()
+            .await
+            .map_err(|e| self.transport(&method, &url, e))
     }
 
     /// The Authorization header for a request to `url`: only when `url` is on the

@@ -170,6 +170,7 @@ pub async fn build(_env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Ro
             siblings: Vec::new(),
             registry: crate::client::ClientOptions::default(),
             source_date_epoch: epoch,
+            output: None,
         }
         .with_change(change.as_deref(), change_url.as_deref());
         call.log.line(&format!(
@@ -177,9 +178,24 @@ pub async fn build(_env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Ro
             image.repository,
             context.display()
         ));
-        let result = crate::build::build(kind, &req)
-            .await
-            .map_err(|e| format!("{role}: {}: {e}", image.repository))?;
+        // The build's output (RUN steps) goes into job-output.txt as it happens.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let req = crate::build::BuildRequest {
+            output: Some(tx),
+            ..req
+        };
+        let build = crate::build::build(kind, &req);
+        tokio::pin!(build);
+        let result = loop {
+            tokio::select! {
+                r = &mut build => break r,
+                Some(line) = rx.recv() => call.log.line(&line),
+            }
+        };
+        while let Ok(line) = rx.try_recv() {
+            call.log.line(&line);
+        }
+        let result = result.map_err(|e| format!("{role}: {}: {e}", image.repository))?;
         for p in &result.images {
             call.log.line(&format!(
                 "{role}: {} {} ({} builder)",

@@ -388,6 +388,8 @@ impl ServeConfig {
                 .to_string();
             let mut options = ClientOptions {
                 insecure: e.insecure || e.url.starts_with("http://"),
+                // an endpoint written https:// is never downgraded to plain HTTP
+                https_only: e.url.starts_with("https://"),
                 ..ClientOptions::default()
             };
             match secret(
