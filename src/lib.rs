@@ -14,4 +14,5 @@ pub mod registry;
 pub mod report;
 pub mod roles;
 pub mod runner;
+pub mod text;
 pub mod trigger;

@@ -100,7 +100,7 @@ fn validate(args: &ConfigArgs, json: bool) -> Result<Exit, CliError> {
         return Err(anyhow::anyhow!("{}: not a directory", args.dir.display())).usage();
     }
     let result = job::load(&args.dir, &args.options()).and_then(|config| {
-        let errors = job::config::check_pipelines(&config);
+        let errors = job::pipelines::check_pipelines(&config);
         if errors.is_empty() {
             Ok(config)
         } else {

@@ -98,7 +98,8 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
         } => {
             let cfg = config.load()?;
             if cfg.job(&name).is_none() {
-                let hint = job::suggest::hint(&name, cfg.job_order.iter().map(String::as_str));
+                let hint =
+                    crate::text::suggest::hint(&name, cfg.job_order.iter().map(String::as_str));
                 return Err(anyhow::anyhow!("Job {name} not defined{hint}")).usage();
             }
             let frozen = match &pipeline {

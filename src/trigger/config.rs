@@ -38,7 +38,7 @@ use serde_json::Value;
 use super::TriggerError;
 use super::filter::{Order, TagFilter};
 use crate::client::{ClientOptions, Credentials};
-use crate::job::yaml::{self, Node};
+use crate::text::yaml::{self, Node};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{ConfigError, Loc};
-use crate::job::suggest;
-use crate::job::yaml::{Mark, Node, Tag, Value};
+use crate::text::suggest;
+use crate::text::yaml::{Mark, Node, Tag, Value};
 
 /// Error sink for one file and one stanza.
 pub(crate) struct Checker<'e> {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::check::{Checker, is_var_name};
 use super::{Loc, Source};
-use crate::job::yaml::{Node, Value};
+use crate::text::yaml::{Node, Value};
 
 /// Every attribute Zuul 14 accepts on a job. gantry acts on the ones ZUUL.md §2 lists and
 /// keeps the others (see `docs/zuul-compat.md`).

@@ -13,8 +13,8 @@ use super::stanzas::{
     NODESET_KEYS, PRAGMA_KEYS, QUEUE_KEYS, SEMAPHORE_KEYS, parse_named, parse_secret,
 };
 use super::{Config, ConfigError, ConfigErrors, Loc, Origin, Source, SourceFile, validate};
-use crate::job::suggest;
-use crate::job::yaml::{self, Value};
+use crate::text::suggest;
+use crate::text::yaml::{self, Value};
 
 /// How to load a configuration.
 #[derive(Clone, Debug, Default)]

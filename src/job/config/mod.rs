@@ -26,7 +26,7 @@ pub use job::{
 pub use load::{LoadOptions, config_files, load};
 pub use project::{PipelineJobs, ProjectDef, ProjectJob};
 pub use stanzas::{NamedStanza, SecretDef, SecretValue};
-pub use validate::check_pipelines;
+pub(crate) use validate::sort_errors;
 
 /// A position in a configuration file: `file:line:column`. `file` is the path as the user
 /// thinks of it (relative to the project or library directory), so messages are stable.

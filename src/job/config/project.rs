@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::check::Checker;
 use super::job::{JobDef, parse_job};
 use super::{Loc, Source};
-use crate::job::yaml::{Node, Value};
+use crate::text::yaml::{Node, Value};
 
 /// Keys of a project stanza that are not pipeline names.
 const PROJECT_KEYS: &[&str] = &[

@@ -1,16 +1,14 @@
 //! Cross-stanza checks, run once every file is parsed.
 //!
 //! Owns: references between stanzas (parents, secrets, templates, jobs in pipelines),
-//! shadowing of library jobs, conflicting variants, inheritance cycles, and a trial freeze
-//! of every project pipeline so that `config validate` reports what a run would hit.
-//! Must not: decrypt secrets or require playbook files to exist.
+//! shadowing of library jobs, conflicting variants and inheritance cycles. Must not:
+//! decrypt secrets, require playbook files to exist, or freeze jobs (the trial freeze of
+//! every pipeline is `job::pipelines`, which sits above `config`, `freeze` and `graph`).
 
 use std::collections::BTreeSet;
 
 use super::{Config, ConfigError, LoadOptions, Loc, Origin};
-use crate::job::freeze::FreezeError;
-use crate::job::graph::{GraphError, JobGraph};
-use crate::job::suggest;
+use crate::text::suggest;
 
 pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, options: &LoadOptions) {
     let mut external: BTreeSet<String> = BTreeSet::new();
@@ -200,71 +198,6 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
     config.warnings.append(&mut warnings);
 }
 
-/// A trial run of every project pipeline of a loaded configuration: freezing and graph
-/// errors, and jobs that would fail as soon as they are started (abstract, no run
-/// playbook). `config validate` reports these with the load errors; `job graph` reports
-/// only those of the pipeline it builds.
-pub fn check_pipelines(config: &Config) -> Vec<ConfigError> {
-    let mut errors = vec![];
-    let projects = config.project_names();
-    let mut seen = BTreeSet::new();
-    for project in &projects {
-        for pipeline in config.pipeline_names() {
-            match JobGraph::build(config, project, &pipeline) {
-                Ok(graph) => {
-                    for job in graph.jobs() {
-                        if let Some(message) = job.run_error() {
-                            let at = first_listing(config, project, &pipeline, &job.name);
-                            let e = ConfigError {
-                                loc: at,
-                                stanza: format!("project \"{project}\" pipeline \"{pipeline}\""),
-                                message,
-                            };
-                            if seen.insert(e.clone()) {
-                                errors.push(e);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    for error in e.errors {
-                        if let GraphError::Freeze {
-                            error: FreezeError::External { .. },
-                            ..
-                        } = &error
-                        {
-                            continue;
-                        }
-                        if let GraphError::Freeze {
-                            error: FreezeError::NotDefined { job, .. },
-                            ..
-                        } = &error
-                            && config.external.contains(job)
-                        {
-                            continue;
-                        }
-                        let at = error.loc().cloned().unwrap_or_else(|| Loc {
-                            file: "".into(),
-                            line: 0,
-                            column: 0,
-                        });
-                        let e = ConfigError {
-                            loc: at,
-                            stanza: format!("project \"{project}\" pipeline \"{pipeline}\""),
-                            message: error.to_string(),
-                        };
-                        if seen.insert(e.clone()) {
-                            errors.push(e);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    sort_errors(config, &mut errors);
-    errors
-}
-
 /// Errors in file order (the order files were read), then by position.
 pub(crate) fn sort_errors(config: &Config, errors: &mut [ConfigError]) {
     errors.sort_by_key(|e| (file_order(config, &e.loc.file), e.loc.line, e.loc.column));
@@ -277,27 +210,4 @@ pub(crate) fn file_order(config: &Config, file: &str) -> usize {
         .iter()
         .position(|f| &*f.file == file)
         .unwrap_or(usize::MAX)
-}
-
-fn first_listing(config: &Config, project: &str, pipeline: &str, job: &str) -> Loc {
-    for p in config.project_stanzas(project) {
-        let templates = p
-            .templates
-            .iter()
-            .filter_map(|(t, _)| config.templates.get(t));
-        for stanza in templates.chain(std::iter::once(p)) {
-            if let Some(pj) = stanza
-                .pipelines
-                .get(pipeline)
-                .and_then(|pl| pl.jobs.iter().find(|j| j.name == job))
-            {
-                return pj.loc.clone();
-            }
-        }
-    }
-    Loc {
-        file: "".into(),
-        line: 0,
-        column: 0,
-    }
 }
