@@ -25,6 +25,10 @@ pub struct ConfigArgs {
     /// not errors); jobs inheriting from them cannot be frozen.
     #[arg(long, alias = "allow-external-parents")]
     pub allow_external: bool,
+    /// A repository of the Zuul tenant, [NAME=]DIR (NAME: its canonical name, default the
+    /// directory's name). Repeatable; read in order after the library, before the project.
+    #[arg(long = "config-repo", value_name = "[NAME=]DIR")]
+    pub config_repos: Vec<String>,
 }
 
 impl ConfigArgs {
@@ -37,6 +41,11 @@ impl ConfigArgs {
             },
             project_name: self.project.clone(),
             allow_external: self.allow_external,
+            config_repos: self
+                .config_repos
+                .iter()
+                .map(|s| job::ConfigRepo::parse(s))
+                .collect(),
         }
     }
 
@@ -156,7 +165,10 @@ fn summary(c: &Config) -> String {
     let pipelines = c.pipeline_names();
     format!(
         "valid: {}, {}, {}, {} ({}) from {}",
-        count(c.jobs.len(), "job"),
+        count(
+            c.jobs.len() - usize::from(c.jobs.contains_key("noop")),
+            "job"
+        ),
         count(c.secrets.len(), "secret"),
         count(c.projects.len(), "project stanza"),
         count(pipelines.len(), "pipeline"),
@@ -168,7 +180,7 @@ fn summary(c: &Config) -> String {
 fn summary_json(c: &Config) -> serde_json::Value {
     serde_json::json!({
         "files": c.files.iter().map(|f| f.file.to_string()).collect::<Vec<_>>(),
-        "jobs": c.jobs.len(),
+        "jobs": c.jobs.len() - usize::from(c.jobs.contains_key("noop")),
         "secrets": c.secrets.len(),
         "projects": c.project_names(),
         "pipelines": c.pipeline_names(),

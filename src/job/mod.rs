@@ -20,7 +20,7 @@ pub mod pipelines;
 pub mod queue;
 pub mod secrets;
 
-pub use config::{Config, ConfigError, ConfigErrors, LoadOptions, Loc, load};
+pub use config::{Config, ConfigError, ConfigErrors, ConfigRepo, LoadOptions, Loc, load};
 pub use freeze::{FreezeError, FrozenJob, FrozenPlaybook, freeze, freeze_job};
 pub use graph::{
     BuildState, GraphError, GraphErrors, ItemRef, JobGraph, ParentData, Returned, Skip,

@@ -17,10 +17,22 @@ use crate::job::graph::{GraphError, JobGraph};
 /// only those of the pipeline it builds.
 pub fn check_pipelines(config: &Config) -> Vec<ConfigError> {
     let mut errors = vec![];
-    let projects = config.project_names();
+    // The project under test and the projects its own files configure; stanzas of tenant
+    // repositories about other projects are not checked.
+    let projects: Vec<String> = config
+        .project_names()
+        .into_iter()
+        .filter(|p| {
+            *p == config.project_name
+                || config.projects.iter().any(|s| {
+                    s.name.as_deref() == Some(p.as_str())
+                        && config.origin_of(&s.loc.file) == crate::job::config::Origin::Project
+                })
+        })
+        .collect();
     let mut seen = BTreeSet::new();
     for project in &projects {
-        for pipeline in config.pipeline_names() {
+        for pipeline in config.project_pipelines(project) {
             match JobGraph::build(config, project, &pipeline) {
                 Ok(graph) => {
                     for job in graph.jobs() {

@@ -324,7 +324,9 @@ pub(super) async fn run(
     } else {
         // 2. run.
         let run_pbs = job.run.clone();
-        if run_pbs.is_empty() {
+        if job.is_noop() {
+            b.log.line("noop: nothing to run");
+        } else if run_pbs.is_empty() {
             result = BuildResult::Error;
             message = Some(format!("Job {} has no run playbook", job.name));
         } else {

@@ -124,6 +124,10 @@ struct RawTrigger {
     debounce: Option<f64>,
     #[serde(default)]
     poll: Option<RawPoll>,
+    /// Tenant repositories, `[NAME=]DIR` as `--config-repo` takes them (relative to
+    /// the configuration file's directory).
+    #[serde(default)]
+    config_repos: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -161,6 +165,8 @@ pub struct Trigger {
     pub image_text: Option<String>,
     pub tags: TagFilter,
     pub project_dir: PathBuf,
+    /// Tenant repositories loaded before the project (`config_repos:`).
+    pub config_repos: Vec<crate::job::ConfigRepo>,
     pub pipeline: String,
     pub change: Option<String>,
     pub parameters: serde_json::Map<String, Value>,
@@ -420,6 +426,15 @@ impl ServeConfig {
                 image_text: t.image.clone(),
                 tags,
                 project_dir: base.join(&t.project),
+                config_repos: t
+                    .config_repos
+                    .iter()
+                    .map(|spec| {
+                        let mut r = crate::job::ConfigRepo::parse(spec);
+                        r.dir = base.join(&r.dir);
+                        r
+                    })
+                    .collect(),
                 pipeline: t.pipeline,
                 change: t.change,
                 parameters: t.parameters,

@@ -178,6 +178,7 @@ async fn process(
         host_root: None,
         key_dir: svc.run.key_dir.clone(),
         library_dir: svc.run.library_dir.clone(),
+        config_repos: trigger.config_repos.clone(),
         ca_certs: svc.run.ca_certs.clone(),
     };
     tokio::spawn(execute(svc.clone(), exec_id, req, cancel.child_token()));

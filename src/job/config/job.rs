@@ -198,6 +198,25 @@ pub struct JobDef {
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
+/// Zuul's built-in `noop` job: no parent, no playbook; a build of it succeeds at once.
+pub(crate) fn noop() -> Arc<JobDef> {
+    let source = Arc::new(Source {
+        file: "<built-in>".into(),
+        origin: super::Origin::Library,
+        root: std::path::PathBuf::new(),
+        repo: None,
+    });
+    let loc = Loc {
+        file: source.file.clone(),
+        line: 0,
+        column: 0,
+    };
+    let mut job = JobDef::empty("noop".into(), loc, source, false);
+    job.parent = Some(None);
+    job.description = Some("Zuul's built-in job: runs nothing and succeeds.".into());
+    Arc::new(job)
+}
+
 impl JobDef {
     fn empty(name: String, loc: Loc, source: Arc<Source>, project_pipeline: bool) -> JobDef {
         JobDef {

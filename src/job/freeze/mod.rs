@@ -206,11 +206,16 @@ impl FrozenJob {
                 "Job {} is abstract and may not be directly run",
                 self.name
             ))
-        } else if self.run.is_empty() {
+        } else if self.run.is_empty() && !self.is_noop() {
             Some(format!("Job {} does not specify a run playbook", self.name))
         } else {
             None
         }
+    }
+
+    /// Zuul's built-in `noop`: nothing to run, succeeds at once.
+    pub fn is_noop(&self) -> bool {
+        self.name == "noop" && self.run.is_empty() && self.pre_run.is_empty()
     }
 
     /// Every playbook, in execution order: pre-run, run, post-run, cleanup.

@@ -42,6 +42,24 @@ pub enum GraphError {
     },
     #[error("Dependency cycle detected: {path}")]
     Cycle { path: String, at: Loc },
+    /// Zuul runs nothing and reports nothing; gantry says so, because a misspelled
+    /// pipeline or project name would otherwise "pass" with zero jobs.
+    #[error("project {project} runs no job in pipeline \"{pipeline}\" ({})", known_pipelines(.known, .pipeline))]
+    EmptyPipeline {
+        project: String,
+        pipeline: String,
+        known: Vec<String>,
+    },
+}
+
+fn known_pipelines(known: &[String], pipeline: &str) -> String {
+    if known.is_empty() {
+        return "no project stanza for it lists any job: check the project name (--project)".into();
+    }
+    match crate::text::suggest::closest(pipeline, known.iter().map(String::as_str)) {
+        Some(c) => format!("its pipelines: {}; did you mean {c}?", known.join(", ")),
+        None => format!("its pipelines: {}", known.join(", ")),
+    }
 }
 
 impl GraphError {
@@ -51,6 +69,7 @@ impl GraphError {
             GraphError::MissingDependency { at, .. }
             | GraphError::UndefinedSoftDependency { at, .. }
             | GraphError::Cycle { at, .. } => Some(at),
+            GraphError::EmptyPipeline { .. } => None,
         }
     }
 }
@@ -135,6 +154,15 @@ impl JobGraph {
                 error,
             }],
         })?;
+        if jobs.is_empty() {
+            return Err(GraphErrors {
+                errors: vec![GraphError::EmptyPipeline {
+                    project: project.to_string(),
+                    pipeline: pipeline.to_string(),
+                    known: config.project_pipelines(project),
+                }],
+            });
+        }
         let mut errors = vec![];
         let mut frozen = vec![];
         for ListedJob { name, at, ctx } in &jobs {
