@@ -16,6 +16,7 @@ pub mod config;
 pub mod freeze;
 pub mod graph;
 pub mod keys;
+pub mod matchers;
 pub mod pipelines;
 pub mod queue;
 pub mod secrets;

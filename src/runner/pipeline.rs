@@ -195,6 +195,7 @@ pub async fn run_pipeline(
             .unwrap_or_else(|| req.state_dir.join("host")),
         publication.clone(),
     );
+    env.intermediate_override = req.intermediate.is_some();
     env.publish_to = req
         .publish_to
         .iter()

@@ -4,6 +4,7 @@ mod build;
 mod client;
 mod common;
 mod job;
+mod job_tenant;
 mod playbook;
 mod registry_gc;
 mod registry_interop;

@@ -246,6 +246,8 @@ pub struct PipelineContext<'c> {
     pub project_vars: Map<String, Json>,
     /// The project and template stanzas the project vars came from.
     pub project_vars_from: Vec<Loc>,
+    /// The change's branch: variants whose `branches` do not match it are left out.
+    pub branch: Option<String>,
 }
 
 /// Collect a job's variants parent-first (Zuul's `collectJobs`): for each variant of the
@@ -254,23 +256,35 @@ pub struct PipelineContext<'c> {
 pub fn collect_variants<'c>(
     config: &'c Config,
     name: &str,
+    branch: Option<&str>,
 ) -> Result<Vec<&'c Arc<JobDef>>, FreezeError> {
     let mut out = vec![];
     let mut path = vec![];
     let mut stack = vec![];
-    collect(config, name, None, &mut path, &mut stack, &mut out)?;
+    let mut walk = Walk {
+        path: &mut path,
+        stack: &mut stack,
+        branch,
+    };
+    collect(config, name, None, &mut walk, &mut out)?;
     Ok(out)
+}
+
+/// The state of one variant collection.
+struct Walk<'w> {
+    path: &'w mut Vec<String>,
+    stack: &'w mut Vec<String>,
+    branch: Option<&'w str>,
 }
 
 fn collect<'c>(
     config: &'c Config,
     name: &str,
     at: Option<&Loc>,
-    path: &mut Vec<String>,
-    stack: &mut Vec<String>,
+    walk: &mut Walk<'_>,
     out: &mut Vec<&'c Arc<JobDef>>,
 ) -> Result<(), FreezeError> {
-    path.push(name.to_string());
+    walk.path.push(name.to_string());
     let Some(variants) = config.jobs.get(name) else {
         return Err(FreezeError::NotDefined {
             job: name.to_string(),
@@ -278,6 +292,10 @@ fn collect<'c>(
         });
     };
     for variant in variants {
+        let branches = variant.branches.as_deref().unwrap_or_default();
+        if !crate::job::matchers::branch_matches(branches, walk.branch) {
+            continue;
+        }
         let parent = if variant.is_base() {
             None
         } else {
@@ -290,8 +308,8 @@ fn collect<'c>(
             }
         };
         if let Some(parent) = parent {
-            if parent == name || stack.iter().any(|s| s == parent) {
-                let mut cycle: Vec<&str> = stack.iter().map(String::as_str).collect();
+            if parent == name || walk.stack.iter().any(|s| s == parent) {
+                let mut cycle: Vec<&str> = walk.stack.iter().map(String::as_str).collect();
                 cycle.push(name);
                 let start = cycle.iter().position(|s| *s == parent).unwrap_or(0);
                 let mut shown: Vec<&str> = cycle[start..].to_vec();
@@ -301,7 +319,7 @@ fn collect<'c>(
                     at: variant.loc.clone(),
                 });
             }
-            if !path.iter().any(|p| p == parent) {
+            if !walk.path.iter().any(|p| p == parent) {
                 if !config.jobs.contains_key(parent) && config.external.iter().any(|e| e == parent)
                 {
                     return Err(FreezeError::External {
@@ -310,10 +328,10 @@ fn collect<'c>(
                         at: variant.loc.clone(),
                     });
                 }
-                stack.push(name.to_string());
+                walk.stack.push(name.to_string());
                 let parent_at = variant.set.get("parent").unwrap_or(&variant.loc).clone();
-                collect(config, parent, Some(&parent_at), path, stack, out)?;
-                stack.pop();
+                collect(config, parent, Some(&parent_at), walk, out)?;
+                walk.stack.pop();
             }
         }
         if !out.iter().any(|v| Arc::ptr_eq(v, variant)) {
@@ -336,7 +354,7 @@ pub fn freeze(
     name: &str,
     ctx: &PipelineContext<'_>,
 ) -> Result<FrozenJob, FreezeError> {
-    let variants = collect_variants(config, name)?;
+    let variants = collect_variants(config, name, ctx.branch.as_deref())?;
     let mut job = FrozenJob::new(name);
     for (level, variant) in variants.iter().enumerate() {
         apply(config, &mut job, variant, level, level == 0)?;

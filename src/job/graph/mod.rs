@@ -23,6 +23,19 @@ use crate::job::freeze::{FreezeError, FrozenJob, freeze};
 use crate::job::queue::BuildResult;
 pub use listing::{ListedJob, pipeline_jobs};
 
+use crate::job::matchers::{ChangeInfo, job_runs};
+
+/// The files (as shown in positions) a frozen job's definitions come from: a change to one
+/// of them runs the job whatever its file matchers say.
+fn definition_files(job: &FrozenJob) -> Vec<String> {
+    job.inheritance
+        .iter()
+        .filter_map(|step| step.split_once('@'))
+        .filter_map(|(_, loc)| loc.rsplit_once(':'))
+        .map(|(file, _)| file.to_string())
+        .collect()
+}
+
 /// A graph problem; messages follow Zuul's wording where Zuul has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -142,12 +155,28 @@ pub struct JobGraph {
     pub pipeline: String,
     graph: DiGraph<FrozenJob, bool>,
     index: HashMap<String, NodeIndex>,
+    /// False when the change's files were not known: `files` and `irrelevant-files` were
+    /// not evaluated (every listed job whose branch matches is in the graph).
+    pub matchers_evaluated: bool,
+    /// Listed jobs the matchers left out, in configuration order.
+    pub not_matched: Vec<String>,
 }
 
 impl JobGraph {
     /// Freeze every job `project` runs in `pipeline` and connect them. All errors are
     /// returned together.
     pub fn build(config: &Config, project: &str, pipeline: &str) -> Result<JobGraph, GraphErrors> {
+        JobGraph::build_for(config, project, pipeline, &ChangeInfo::default())
+    }
+
+    /// [`JobGraph::build`] for a change whose branch and files are (partly) known: jobs
+    /// whose matchers do not select the change are left out (`crate::job::matchers`).
+    pub fn build_for(
+        config: &Config,
+        project: &str,
+        pipeline: &str,
+        change: &ChangeInfo,
+    ) -> Result<JobGraph, GraphErrors> {
         let jobs = pipeline_jobs(config, project, pipeline).map_err(|error| GraphErrors {
             errors: vec![GraphError::Freeze {
                 job: String::new(),
@@ -165,8 +194,14 @@ impl JobGraph {
         }
         let mut errors = vec![];
         let mut frozen = vec![];
+        let mut not_matched = vec![];
         for ListedJob { name, at, ctx } in &jobs {
-            match freeze(config, name, ctx) {
+            let mut ctx = ctx.clone();
+            ctx.branch = change.branch.clone();
+            match freeze(config, name, &ctx) {
+                Ok(job) if !job_runs(&job, change, &definition_files(&job)) => {
+                    not_matched.push(job.name.clone());
+                }
                 Ok(job) => frozen.push((job, at.clone())),
                 Err(error) => {
                     let error = match error {
@@ -190,7 +225,12 @@ impl JobGraph {
                 _ => None,
             })
             .collect();
-        let graph = JobGraph::from_frozen(project, pipeline, frozen, config, &failed);
+        let graph =
+            JobGraph::from_frozen(project, pipeline, frozen, config, &failed).map(|mut g| {
+                g.matchers_evaluated = change.files.is_some();
+                g.not_matched = not_matched;
+                g
+            });
         match graph {
             Ok(g) if errors.is_empty() => Ok(g),
             Ok(_) => Err(GraphErrors { errors }),
@@ -259,6 +299,8 @@ impl JobGraph {
             pipeline: pipeline.to_string(),
             graph,
             index,
+            matchers_evaluated: false,
+            not_matched: vec![],
         };
         for cycle in g.cycles() {
             let first = g.index[&cycle[0]];

@@ -23,6 +23,13 @@ impl JobGraph {
             self.len(),
             if self.len() == 1 { "" } else { "s" }
         );
+        if !self.not_matched.is_empty() {
+            let _ = writeln!(
+                out,
+                "not run for this change (files, irrelevant-files, branches): {}",
+                self.not_matched.join(", ")
+            );
+        }
         let mut printed = BTreeSet::new();
         for ix in self.graph.node_indices() {
             if self
