@@ -377,3 +377,37 @@ fn tenant_repositories_shadow_by_zuul_rules() {
         "{stdout}"
     );
 }
+
+/// `zuul` variables as Zuul's executor sets them (zuul/executor/server.py, prepareVars):
+/// branch, jobtags, timeout, items, projects keyed by canonical name.
+#[test]
+fn zuul_variables_have_the_executors_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    write(
+        &dir,
+        "zuul.yaml",
+        "- job:\n    name: show-vars\n    tags: [images]\n    timeout: 600\n    run: playbooks/vars.yaml\n- project:\n    name: example/app\n    check:\n      jobs: [show-vars]\n",
+    );
+    write(
+        &dir,
+        "playbooks/vars.yaml",
+        "- hosts: localhost\n  tasks:\n    - zuul_return:\n        data:\n          zuul:\n            artifacts:\n              - name: vars\n                url: \"{{ zuul.branch }}|{{ zuul.projects | list | first }}|{{ zuul.project.canonical_name }}|{{ zuul.jobtags | join(',') }}|{{ zuul.timeout }}|{{ zuul.items | length }}|{{ zuul.tag }}\"\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let o = gantry(&[
+        "run",
+        dir.to_str().unwrap(),
+        "--pipeline",
+        "check",
+        "--json",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    let (stdout, stderr, code) = out(&o);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("master|localhost/example/app|localhost/example/app|images|600|1|"),
+        "{stdout}"
+    );
+}
