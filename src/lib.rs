@@ -16,4 +16,5 @@ pub mod report;
 pub mod roles;
 pub mod runner;
 pub mod server;
+pub mod text;
 pub mod trigger;

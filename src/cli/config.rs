@@ -25,6 +25,10 @@ pub struct ConfigArgs {
     /// not errors); jobs inheriting from them cannot be frozen.
     #[arg(long, alias = "allow-external-parents")]
     pub allow_external: bool,
+    /// A repository of the Zuul tenant, [NAME=]DIR (NAME: its canonical name, default the
+    /// directory's name). Repeatable; read in order after the library, before the project.
+    #[arg(long = "config-repo", value_name = "[NAME=]DIR")]
+    pub config_repos: Vec<String>,
 }
 
 impl ConfigArgs {
@@ -37,6 +41,11 @@ impl ConfigArgs {
             },
             project_name: self.project.clone(),
             allow_external: self.allow_external,
+            config_repos: self
+                .config_repos
+                .iter()
+                .map(|s| job::ConfigRepo::parse(s))
+                .collect(),
         }
     }
 
@@ -78,6 +87,74 @@ pub fn default_library_dir() -> Option<PathBuf> {
     beside.or_else(super::library::embedded_jobs_dir)
 }
 
+/// What the change is, for Zuul's matchers (`branches`, `files`, `irrelevant-files`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MatchArgs {
+    /// Target branch of the change (default: the checkout's git branch when DIR is a
+    /// checkout's root, else master).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// A file the change touches (repeatable); evaluates files / irrelevant-files.
+    #[arg(long = "changed-file", value_name = "PATH")]
+    pub changed_files: Vec<String>,
+    /// Take the changed files from `git diff --name-only REF...HEAD` of the checkout.
+    #[arg(long, value_name = "REF", conflicts_with = "changed_files")]
+    pub diff_base: Option<String>,
+}
+
+impl MatchArgs {
+    /// The branch and files of the change in `dir` (runs git for the defaults).
+    pub fn change(&self, dir: &std::path::Path) -> Result<job::matchers::ChangeInfo, CliError> {
+        let git = |args: &[&str]| -> Option<String> {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        // Only a checkout's root says which branch it is on (a directory inside another
+        // repository does not).
+        let branch = self.branch.clone().unwrap_or_else(|| {
+            dir.join(".git")
+                .exists()
+                .then(|| git(&["rev-parse", "--abbrev-ref", "HEAD"]))
+                .flatten()
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty() && b != "HEAD")
+                .unwrap_or_else(|| "master".into())
+        });
+        let files = if let Some(base) = &self.diff_base {
+            let range = format!("{base}...HEAD");
+            let out = git(&["diff", "--name-only", &range])
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--diff-base {base}: git diff --name-only {range} failed in {}",
+                        dir.display()
+                    )
+                })
+                .usage()?;
+            Some(
+                out.lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+            )
+        } else if self.changed_files.is_empty() {
+            None
+        } else {
+            Some(self.changed_files.clone())
+        };
+        Ok(job::matchers::ChangeInfo {
+            branch: Some(branch),
+            files,
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Check a project's Zuul configuration and report every error at once.
@@ -103,7 +180,7 @@ fn validate(args: &ConfigArgs, json: bool) -> Result<Exit, CliError> {
         return Err(anyhow::anyhow!("{}: not a directory", args.dir.display())).usage();
     }
     let result = job::load(&args.dir, &args.options()).and_then(|config| {
-        let errors = job::config::check_pipelines(&config);
+        let errors = job::pipelines::check_pipelines(&config);
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -159,7 +236,10 @@ fn summary(c: &Config) -> String {
     let pipelines = c.pipeline_names();
     format!(
         "valid: {}, {}, {}, {} ({}) from {}",
-        count(c.jobs.len(), "job"),
+        count(
+            c.jobs.len() - usize::from(c.jobs.contains_key("noop")),
+            "job"
+        ),
         count(c.secrets.len(), "secret"),
         count(c.projects.len(), "project stanza"),
         count(pipelines.len(), "pipeline"),
@@ -171,7 +251,7 @@ fn summary(c: &Config) -> String {
 fn summary_json(c: &Config) -> serde_json::Value {
     serde_json::json!({
         "files": c.files.iter().map(|f| f.file.to_string()).collect::<Vec<_>>(),
-        "jobs": c.jobs.len(),
+        "jobs": c.jobs.len() - usize::from(c.jobs.contains_key("noop")),
         "secrets": c.secrets.len(),
         "projects": c.project_names(),
         "pipelines": c.pipeline_names(),

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::config::ConfigArgs;
+use super::config::{ConfigArgs, MatchArgs};
 use super::{CliError, Exit, UsageExt};
 use crate::job::graph::pipeline_jobs;
 use crate::job::{self, FrozenJob, JobGraph};
@@ -35,6 +35,8 @@ pub enum JobCommand {
         timings: bool,
         #[command(flatten)]
         config: ConfigArgs,
+        #[command(flatten)]
+        change: MatchArgs,
     },
     /// Print a frozen job and, for each attribute, the definitions (file:line) it came from.
     ///
@@ -61,6 +63,7 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
             json,
             timings,
             config,
+            change,
         } => {
             let t0 = Instant::now();
             let cfg = config.load()?;
@@ -70,7 +73,13 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
                 .clone()
                 .unwrap_or_else(|| cfg.project_name.clone());
             let t1 = Instant::now();
-            let graph = JobGraph::build(&cfg, &project, &pipeline).usage()?;
+            let change = change.change(&config.dir)?;
+            let graph = JobGraph::build_for(&cfg, &project, &pipeline, &change).usage()?;
+            if !graph.matchers_evaluated {
+                eprintln!(
+                    "note: files and irrelevant-files were not evaluated (no --changed-file or --diff-base)"
+                );
+            }
             let t_graph = t1.elapsed();
             let format = if json { GraphFormat::Json } else { format };
             match format {
@@ -98,7 +107,8 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
         } => {
             let cfg = config.load()?;
             if cfg.job(&name).is_none() {
-                let hint = job::suggest::hint(&name, cfg.job_order.iter().map(String::as_str));
+                let hint =
+                    crate::text::suggest::hint(&name, cfg.job_order.iter().map(String::as_str));
                 return Err(anyhow::anyhow!("Job {name} not defined{hint}")).usage();
             }
             let frozen = match &pipeline {

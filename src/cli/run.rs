@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// The shipped job library (default: the one installed with gantry).
     #[arg(long)]
     pub jobs_dir: Option<PathBuf>,
+    /// A repository of the Zuul tenant, [NAME=]DIR; repeatable, read in order after the
+    /// library and before the project.
+    #[arg(long = "config-repo", value_name = "[NAME=]DIR")]
+    pub config_repos: Vec<String>,
     /// Trust this CA for publication registries; repeatable.
     #[arg(long = "ca-cert")]
     pub ca_certs: Vec<PathBuf>,
@@ -156,6 +160,11 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
             .jobs_dir
             .clone()
             .or_else(super::config::default_library_dir),
+        config_repos: args
+            .config_repos
+            .iter()
+            .map(|s| crate::job::ConfigRepo::parse(s))
+            .collect(),
         ca_certs: args.ca_certs.clone(),
     };
     let cancel = tokio_util::sync::CancellationToken::new();

@@ -138,7 +138,8 @@ pub fn run(cmd: SecretCommand) -> Result<Exit, CliError> {
                 key_dir,
             };
             let Some(secret) = cfg.secrets.get(&name) else {
-                let hint = crate::job::suggest::hint(&name, cfg.secrets.keys().map(String::as_str));
+                let hint =
+                    crate::text::suggest::hint(&name, cfg.secrets.keys().map(String::as_str));
                 return Err(anyhow::anyhow!("Secret {name} not found{hint}")).usage();
             };
             let private = if secret.data.is_encrypted() {

@@ -16,12 +16,12 @@ pub mod config;
 pub mod freeze;
 pub mod graph;
 pub mod keys;
+pub mod matchers;
+pub mod pipelines;
 pub mod queue;
 pub mod secrets;
-pub mod suggest;
-pub mod yaml;
 
-pub use config::{Config, ConfigError, ConfigErrors, LoadOptions, Loc, load};
+pub use config::{Config, ConfigError, ConfigErrors, ConfigRepo, LoadOptions, Loc, load};
 pub use freeze::{FreezeError, FrozenJob, FrozenPlaybook, freeze, freeze_job};
 pub use graph::{
     BuildState, GraphError, GraphErrors, ItemRef, JobGraph, ParentData, Returned, Skip,

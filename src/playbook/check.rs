@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::NativeRoles;
 use super::model::{Action, Files, Play, PlaybookError, Pos, Task};
 use super::template::is_template;
-use crate::job::suggest;
+use crate::text::suggest;
 
 /// The directories a role name is looked up in, in order: beside the playbook, in the
 /// project, and beside the role that includes it (roles including sibling roles).

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::job::suggest;
-use crate::job::yaml::{self, Mark, Node, Value as Y};
+use crate::text::suggest;
+use crate::text::yaml::{self, Mark, Node, Value as Y};
 
 /// Where a play, task or value was written. `file` is the path as the user thinks of it
 /// (relative to the project directory when it is inside it), `path` the one to open.

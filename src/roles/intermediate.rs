@@ -61,7 +61,11 @@ pub async fn pull(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, Str
             .line("pull-from-intermediate-registry: no container images from changes ahead");
         return Ok(RoleOutcome::default());
     }
-    let intermediate = intermediate_endpoint(env, call)?;
+    let (intermediate, from) = intermediate_endpoint(env, call)?;
+    call.log.line(&format!(
+        "pull-from-intermediate-registry: intermediate registry {} from {from}",
+        intermediate.host
+    ));
     // Furthest change first, so for the same repository:tag the nearest change wins.
     for a in images {
         let url = a
@@ -111,7 +115,11 @@ pub async fn push(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, Str
     }
     let buildset =
         buildset_endpoint(call)?.ok_or("push-to-intermediate-registry needs buildset_registry")?;
-    let intermediate = intermediate_endpoint(env, call)?;
+    let (intermediate, from) = intermediate_endpoint(env, call)?;
+    call.log.line(&format!(
+        "push-to-intermediate-registry: intermediate registry {} from {from}",
+        intermediate.host
+    ));
     let build = super::zuul_str(call, "build").ok_or("zuul.build is not set")?;
     let mut artifacts = Vec::new();
     for image in any_images(call)? {
@@ -119,7 +127,14 @@ pub async fn push(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, Str
         for tag in &image.tags {
             let src = reference(&buildset.host, &repo, tag)?;
             let dst = reference(&intermediate.host, &repo, &format!("{build}_{tag}"))?;
-            let digest = copy(&buildset, &src, &intermediate, &dst).await?;
+            let digest = copy(&buildset, &src, &intermediate, &dst)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "intermediate registry {} from {from}: {e}",
+                        intermediate.host
+                    )
+                })?;
             call.log.line(&format!(
                 "push-to-intermediate-registry: {src} -> {dst} ({digest})"
             ));

@@ -27,9 +27,10 @@ use crate::playbook::{NativeRoles, RoleCall, RoleOutcome};
 
 pub use images::ImageSpec;
 
-/// A registry the runner provides (the intermediate registry when gantry runs it, or
-/// `--intermediate-registry`): it takes precedence over the `intermediate_registry`
-/// secret's host and port, so a reference configuration runs unchanged on any machine.
+/// A registry the runner provides: gantry's embedded intermediate registry (used when the
+/// configuration names none) or `--intermediate-registry` (an explicit override).
+/// Configuration wins otherwise: the `intermediate_registry` secret or variable is the
+/// registry the roles use, so other CI machines find the images there (ZUUL.md §9).
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     /// `host:port`
@@ -46,6 +47,9 @@ struct RunningRegistry {
 /// What the roles share for one `gantry run`.
 pub struct RoleEnv {
     pub intermediate: Option<Endpoint>,
+    /// True when `intermediate` was given explicitly (`--intermediate-registry`): it then
+    /// overrides the configuration's `intermediate_registry`.
+    pub intermediate_override: bool,
     /// Root under which `use-buildset-registry` writes host configuration (docker certs.d,
     /// config.json, registries.conf, containerd and BuildKit files). `/` on a CI node;
     /// a directory under the state dir by default so a laptop's /etc is untouched.
@@ -66,6 +70,7 @@ impl RoleEnv {
     ) -> RoleEnv {
         RoleEnv {
             intermediate,
+            intermediate_override: false,
             host_root,
             publication,
             publish_to: HashMap::new(),
@@ -271,19 +276,35 @@ pub(crate) fn buildset_endpoint(call: &RoleCall<'_>) -> Result<Option<Endpoint>,
     }))
 }
 
-/// The intermediate registry: the runner's, else the `intermediate_registry` variable.
+/// The intermediate registry and where it came from (for messages): an explicit
+/// `--intermediate-registry` override, else the configuration's `intermediate_registry`
+/// (secret or variable), else gantry's embedded one.
 pub(crate) fn intermediate_endpoint(
     env: &RoleEnv,
     call: &RoleCall<'_>,
-) -> Result<Endpoint, String> {
-    if let Some(e) = &env.intermediate {
-        return Ok(e.clone());
+) -> Result<(Endpoint, &'static str), String> {
+    if env.intermediate_override
+        && let Some(e) = &env.intermediate
+    {
+        return Ok((
+            e.clone(),
+            "--intermediate-registry (overriding the configuration)",
+        ));
     }
-    let r = registry_var(call, "intermediate_registry")?
-        .ok_or("no intermediate registry: pass --intermediate-registry or define the intermediate_registry secret")?;
-    let options = r.options(&call.work_dir.join(".gantry/certs"))?;
-    Ok(Endpoint {
-        host: r.host_port(),
-        options,
-    })
+    if let Some(r) = registry_var(call, "intermediate_registry")? {
+        let options = r.options(&call.work_dir.join(".gantry/certs"))?;
+        return Ok((
+            Endpoint {
+                host: r.host_port(),
+                options,
+            },
+            "the intermediate_registry secret",
+        ));
+    }
+    env.intermediate
+        .clone()
+        .map(|e| (e, "gantry's embedded intermediate registry"))
+        .ok_or_else(|| {
+            "no intermediate registry: define the intermediate_registry secret or pass --intermediate-registry".to_string()
+        })
 }

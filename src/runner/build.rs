@@ -32,36 +32,88 @@ struct Build {
     returned: Returned,
 }
 
-fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Value]) -> Value {
+/// The `zuul` variable as Zuul's executor sets it (`zuul/executor/server.py`,
+/// `AnsibleJob.prepareVars` / `zuul/model.py` `FrozenJob`): one item (this change), the
+/// project keyed by its canonical name (`<canonical_hostname>/<name>`, which kolla and
+/// others read), branch, tags, timeout and executor paths. A plain value, so any executor
+/// (the built-in interpreter or ansible-playbook's inventory) can use it.
+pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Value]) -> Value {
     let project = &ctx.config.project_name;
     let short = project.rsplit('/').next().unwrap_or(project);
+    let hostname = "localhost";
+    let canonical = format!("{hostname}/{project}");
     let src_dir = ctx.opts.project_dir.display().to_string();
+    let branch = ctx.item.branch.clone().unwrap_or_else(|| "master".into());
+    let change_ref = ctx.opts.change.as_ref().map(|c| {
+        format!(
+            "refs/changes/{c}/{}",
+            ctx.opts.patchset.clone().unwrap_or_else(|| "1".into())
+        )
+    });
+    let change_url = ctx
+        .opts
+        .change
+        .as_ref()
+        .map(|c| format!("gantry://{project}/change/{c}"));
+    let project_var = json!({
+        "name": project,
+        "short_name": short,
+        "canonical_name": canonical,
+        "canonical_hostname": hostname,
+        "src_dir": src_dir,
+    });
+    let state = ctx.opts.state_dir.display().to_string();
     json!({
         "tenant": "gantry",
         "pipeline": ctx.opts.pipeline,
         "job": job.name,
+        "jobtags": job.tags.iter().collect::<Vec<_>>(),
         "build": uuid,
         "buildset": ctx.buildset,
+        "event_id": ctx.buildset,
+        "branch": branch,
+        "override_branch": null,
+        "override_checkout": null,
         "change": ctx.opts.change,
         "patchset": ctx.opts.patchset,
-        "ref": ctx.opts.change.as_ref().map(|c| format!("refs/changes/{c}/{}", ctx.opts.patchset.clone().unwrap_or_else(|| "1".into()))),
-        "change_url": ctx.opts.change.as_ref().map(|c| format!("gantry://{project}/change/{c}")),
-        "project": {
+        "ref": change_ref,
+        "tag": null,
+        "oldrev": null,
+        "newrev": null,
+        "change_url": change_url,
+        "message": "",
+        "timeout": job.timeout,
+        "post_timeout": job.post_timeout,
+        "project": project_var,
+        "projects": {canonical.clone(): {
             "name": project,
             "short_name": short,
-            "canonical_name": project,
-            "canonical_hostname": "localhost",
+            "canonical_name": canonical,
+            "canonical_hostname": hostname,
             "src_dir": src_dir,
-        },
-        "projects": {project: {"name": project, "short_name": short, "src_dir": src_dir, "required": false, "checkout": "HEAD"}},
+            "required": false,
+            "checkout": branch,
+            "checkout_description": "zuul branch",
+        }},
+        "items": [{
+            "project": project_var,
+            "branch": branch,
+            "change": ctx.opts.change,
+            "patchset": ctx.opts.patchset,
+            "change_url": change_url,
+            "bundle_id": null,
+        }],
         "child_jobs": [],
         "artifacts": artifacts,
         "attempts": 1,
         "voting": job.voting,
         "executor": {
+            "hostname": hostname,
+            "src_root": ctx.opts.project_dir.parent().map(|p| p.display().to_string()).unwrap_or_default(),
             "result_data_file": "",
-            "work_root": ctx.opts.state_dir.display().to_string(),
-            "log_root": ctx.opts.state_dir.display().to_string(),
+            "work_root": state,
+            "log_root": state,
+            "inventory_file": "",
         },
     })
 }
@@ -325,7 +377,9 @@ pub(super) async fn run(
     } else {
         // 2. run.
         let run_pbs = job.run.clone();
-        if run_pbs.is_empty() {
+        if job.is_noop() {
+            b.log.line("noop: nothing to run");
+        } else if run_pbs.is_empty() {
             result = BuildResult::Error;
             message = Some(format!("Job {} has no run playbook", job.name));
         } else {

@@ -72,6 +72,8 @@ pub struct PipelineRequest {
     pub host_root: Option<PathBuf>,
     pub key_dir: Option<PathBuf>,
     pub library_dir: Option<PathBuf>,
+    /// Tenant repositories (`--config-repo`), in order.
+    pub config_repos: Vec<crate::job::ConfigRepo>,
     pub ca_certs: Vec<PathBuf>,
 }
 
@@ -115,19 +117,18 @@ pub async fn run_pipeline(
             req.project_dir.display()
         ))
     })?;
-    let project = req
-        .project
-        .clone()
-        .unwrap_or_else(|| project_name(&project_dir.display().to_string()));
     let config = crate::job::load(
         &project_dir,
         &LoadOptions {
             library_dir: req.library_dir.clone(),
-            project_name: Some(project.clone()),
+            project_name: req.project.clone(),
             allow_external: false,
+            config_repos: req.config_repos.clone(),
         },
     )
     .map_err(|e| PipelineError::Config(e.to_string()))?;
+    // The directory's name, or the name the project's own stanza gives itself.
+    let project = config.project_name.clone();
     let graph = JobGraph::build(&config, &project, &req.pipeline)
         .map_err(|e| PipelineError::Config(e.to_string()))?;
 
@@ -196,6 +197,7 @@ pub async fn run_pipeline(
             .unwrap_or_else(|| req.state_dir.join("host")),
         publication.clone(),
     );
+    env.intermediate_override = req.intermediate.is_some();
     env.publish_to = req
         .publish_to
         .iter()

@@ -45,7 +45,7 @@ use serde_json::Value;
 use super::TriggerError;
 use super::filter::{Order, TagFilter};
 use crate::client::{ClientOptions, Credentials};
-use crate::job::yaml::{self, Node};
+use crate::text::yaml::{self, Node};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,6 +139,10 @@ struct RawTrigger {
     debounce: Option<f64>,
     #[serde(default)]
     poll: Option<RawPoll>,
+    /// Tenant repositories, `[NAME=]DIR` as `--config-repo` takes them (relative to
+    /// the configuration file's directory).
+    #[serde(default)]
+    config_repos: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -229,6 +233,8 @@ pub struct Trigger {
     pub image_text: Option<String>,
     pub tags: TagFilter,
     pub project_dir: PathBuf,
+    /// Tenant repositories loaded before the project (`config_repos:`).
+    pub config_repos: Vec<crate::job::ConfigRepo>,
     pub pipeline: String,
     pub change: Option<String>,
     pub parameters: serde_json::Map<String, Value>,
@@ -565,6 +571,15 @@ impl ServeConfig {
                 image_text: t.image.clone(),
                 tags,
                 project_dir,
+                config_repos: t
+                    .config_repos
+                    .iter()
+                    .map(|spec| {
+                        let mut r = crate::job::ConfigRepo::parse(spec);
+                        r.dir = base.join(&r.dir);
+                        r
+                    })
+                    .collect(),
                 pipeline: t.pipeline,
                 change: t.change,
                 parameters: t.parameters,
@@ -607,6 +622,7 @@ impl ServeConfig {
                     library_dir: library_dir.map(Path::to_path_buf),
                     project_name: Some(project.clone()),
                     allow_external: false,
+                    config_repos: t.config_repos.clone(),
                 },
             );
             let problem = match loaded {

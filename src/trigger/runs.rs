@@ -242,6 +242,7 @@ async fn request(svc: &Service, x: &ExecutionRow) -> Result<PipelineRequest, Str
         host_root: None,
         key_dir: svc.run.key_dir.clone(),
         library_dir: svc.run.library_dir.clone(),
+        config_repos: trigger.config_repos.clone(),
         ca_certs: svc.run.ca_certs.clone(),
     })
 }

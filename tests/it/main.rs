@@ -10,6 +10,7 @@ mod daily_docker;
 mod daily_tls;
 mod hostile;
 mod job;
+mod job_tenant;
 mod playbook;
 mod registry_gc;
 mod registry_gc_stress;

@@ -387,6 +387,10 @@ fn the_registry_job_resumes_only_after_its_dependents() {
 #[test]
 fn the_reference_configuration_runs_unchanged() {
     let publication = GantryServer::registry(&[]);
+    // The reference configuration's intermediate_registry secret names a host that does not
+    // exist here; configuration wins unless --intermediate-registry overrides it explicitly.
+    let intermediate = GantryServer::registry(&[]);
+    let intermediate_host = intermediate.host();
     let tmp = tempfile::tempdir().unwrap();
     let keys = repo().join("tests/fixtures/job/keys");
     let publish = format!("docker.io={}", publication.host());
@@ -404,6 +408,8 @@ fn the_reference_configuration_runs_unchanged() {
                 keys.to_str().unwrap(),
                 "--publish-to",
                 &publish,
+                "--intermediate-registry",
+                &intermediate_host,
             ],
         )
         .env("GANTRY_BUILDER", "native")

@@ -7,14 +7,16 @@
 use std::sync::Arc;
 
 use super::{ConfigError, Loc};
-use crate::job::suggest;
-use crate::job::yaml::{Mark, Node, Tag, Value};
+use crate::text::suggest;
+use crate::text::yaml::{Mark, Node, Tag, Value};
 
 /// Error sink for one file and one stanza.
 pub(crate) struct Checker<'e> {
     pub file: Arc<str>,
     pub stanza: String,
     pub errors: &'e mut Vec<ConfigError>,
+    /// Problems that do not stop loading (deprecated forms); the loader keeps them.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
@@ -29,6 +31,15 @@ impl Checker<'_> {
     pub fn error(&mut self, mark: Mark, message: impl Into<String>) {
         self.errors.push(ConfigError {
             loc: self.loc(mark),
+            stanza: self.stanza.clone(),
+            message: message.into(),
+        });
+    }
+
+    pub fn warn(&mut self, mark: Mark, message: impl Into<String>) {
+        let loc = self.loc(mark);
+        self.warnings.push(ConfigError {
+            loc,
             stanza: self.stanza.clone(),
             message: message.into(),
         });

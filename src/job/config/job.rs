@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::check::{Checker, is_var_name};
 use super::{Loc, Source};
-use crate::job::yaml::{Node, Value};
+use crate::text::yaml::{Node, Value};
 
 /// Every attribute Zuul 14 accepts on a job. gantry acts on the ones ZUUL.md §2 lists and
 /// keeps the others (see `docs/zuul-compat.md`).
@@ -196,6 +196,25 @@ pub struct JobDef {
     pub final_attributes: Vec<String>,
     /// Accepted Zuul attributes gantry keeps but does not act on, as written.
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Zuul's built-in `noop` job: no parent, no playbook; a build of it succeeds at once.
+pub(crate) fn noop() -> Arc<JobDef> {
+    let source = Arc::new(Source {
+        file: "<built-in>".into(),
+        origin: super::Origin::Library,
+        root: std::path::PathBuf::new(),
+        repo: None,
+    });
+    let loc = Loc {
+        file: source.file.clone(),
+        line: 0,
+        column: 0,
+    };
+    let mut job = JobDef::empty("noop".into(), loc, source, false);
+    job.parent = Some(None);
+    job.description = Some("Zuul's built-in job: runs nothing and succeeds.".into());
+    Arc::new(job)
 }
 
 impl JobDef {

@@ -13,8 +13,8 @@ use super::stanzas::{
     NODESET_KEYS, PRAGMA_KEYS, QUEUE_KEYS, SEMAPHORE_KEYS, parse_named, parse_secret,
 };
 use super::{Config, ConfigError, ConfigErrors, Loc, Origin, Source, SourceFile, validate};
-use crate::job::suggest;
-use crate::job::yaml::{self, Value};
+use crate::text::suggest;
+use crate::text::yaml::{self, Value};
 
 /// How to load a configuration.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +26,39 @@ pub struct LoadOptions {
     /// Accept references to jobs and project-templates defined in other repositories
     /// (`base`, `tox`, `openstack-python3-jobs`, …) with a warning instead of an error.
     pub allow_external: bool,
+    /// The tenant's other repositories, read in this order after the library and before the
+    /// project (Zuul: config-projects, then untrusted-projects).
+    pub config_repos: Vec<ConfigRepo>,
+}
+
+/// One tenant repository (`--config-repo [NAME=]DIR`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigRepo {
+    /// Canonical name (`opendev/base-jobs`): what `roles: [{zuul: NAME}]` and
+    /// `zuul.projects` use.
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl ConfigRepo {
+    /// `NAME=DIR` or `DIR` (the name is then the directory's name).
+    pub fn parse(spec: &str) -> ConfigRepo {
+        match spec.split_once('=') {
+            Some((name, dir)) if !name.is_empty() && !dir.is_empty() => ConfigRepo {
+                name: name.to_string(),
+                dir: PathBuf::from(dir),
+            },
+            _ => {
+                let dir = PathBuf::from(spec);
+                let abs = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+                let name = abs
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| spec.to_string());
+                ConfigRepo { name, dir }
+            }
+        }
+    }
 }
 
 const STANZAS: &[&str] = &[
@@ -47,6 +80,9 @@ const STANZAS: &[&str] = &[
 
 /// The configuration files of a project directory in Zuul's order: `zuul.yaml`,
 /// `zuul.d/**/*.yaml`, `.zuul.yaml`, `.zuul.d/**/*.yaml` (each directory sorted by path).
+/// As Zuul's merger (`zuul/merger/merger.py`, `getFiles`): only names ending in `.yaml`
+/// (projects keep Ansible playbooks as `*.yml` there), and a directory holding a
+/// `.zuul.ignore` file is skipped with everything under it.
 pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = vec![];
     for root in ["zuul.yaml", "zuul.d", ".zuul.yaml", ".zuul.d"] {
@@ -64,11 +100,14 @@ pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn walk_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if dir.join(".zuul.ignore").exists() {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
             walk_yaml(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path.extension().is_some_and(|e| e == "yaml") {
             out.push(path);
         }
     }
@@ -80,15 +119,19 @@ fn walk_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     let mut sources = vec![];
     let mut errors = vec![];
-    let mut read = |path: &Path, base: &Path, origin: Origin, root: &Path, display_prefix: &str| {
+    let mut read = |path: &Path, base: &Path, origin: Origin, root: &Path, repo: Option<&str>| {
         let rel = path.strip_prefix(base).unwrap_or(path);
-        let display = format!("{display_prefix}{}", rel.display());
+        let display = match repo {
+            Some(name) => format!("{name}:{}", rel.display()),
+            None => rel.display().to_string(),
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => sources.push(SourceFile {
                 display,
                 text,
                 origin,
                 root: root.to_path_buf(),
+                repo: repo.map(str::to_string),
             }),
             Err(e) => errors.push(ConfigError {
                 loc: Loc {
@@ -112,14 +155,30 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config, ConfigE
         }
         files.sort();
         for f in files {
-            read(&f, &root, Origin::Library, &root, "");
+            read(&f, &root, Origin::Library, &root, None);
+        }
+    }
+    for repo in &options.config_repos {
+        if !repo.dir.is_dir() {
+            return Err(io_error(
+                &repo.dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("--config-repo {}: not a directory", repo.name),
+                ),
+            ));
+        }
+        let files = config_files(&repo.dir).map_err(|e| io_error(&repo.dir, e))?;
+        for f in &files {
+            read(f, &repo.dir, Origin::Repo, &repo.dir, Some(&repo.name));
         }
     }
     let files = config_files(project_dir).map_err(|e| io_error(project_dir, e))?;
     for f in &files {
-        read(f, project_dir, Origin::Project, project_dir, "");
+        read(f, project_dir, Origin::Project, project_dir, None);
     }
     let mut options = options.clone();
+    let explicit_name = options.project_name.is_some();
     if options.project_name.is_none() {
         let abs = project_dir
             .canonicalize()
@@ -127,7 +186,12 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config, ConfigE
         options.project_name = abs.file_name().map(|n| n.to_string_lossy().into_owned());
     }
     match from_sources(sources, &options) {
-        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(mut config) if errors.is_empty() => {
+            if !explicit_name {
+                adopt_own_stanza_name(&mut config);
+            }
+            Ok(config)
+        }
         Ok(config) => Err(ConfigErrors {
             errors,
             warnings: config.warnings,
@@ -137,6 +201,32 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config, ConfigE
             e.errors = errors;
             Err(e)
         }
+    }
+}
+
+/// Zuul reads an untrusted project's own `project` stanzas as being about that project,
+/// whatever its checkout directory is called: when the project's files name exactly one
+/// project (`openstack/loci` in a checkout called `loci`), that is the project under test
+/// (an untrusted project may only configure itself).
+fn adopt_own_stanza_name(config: &mut Config) {
+    let own = |file: &str| {
+        config
+            .files
+            .iter()
+            .any(|f| &*f.file == file && f.origin == Origin::Project)
+    };
+    let mut names: Vec<&str> = config
+        .projects
+        .iter()
+        .filter(|p| own(&p.loc.file))
+        .filter_map(|p| p.name.as_deref())
+        .collect();
+    names.sort();
+    names.dedup();
+    if let [name] = names.as_slice()
+        && *name != config.project_name
+    {
+        config.project_name = name.to_string();
     }
 }
 
@@ -193,6 +283,7 @@ pub(crate) fn from_sources(
             file: file.display.clone().into(),
             origin: file.origin,
             root: file.root.clone(),
+            repo: file.repo.as_deref().map(Arc::from),
         });
         config.files.push(source.clone());
         parse_file(&mut config, &mut errors, &source, &file.text);
@@ -211,6 +302,16 @@ pub(crate) fn from_sources(
             warnings: std::mem::take(&mut config.warnings),
         })
     }
+}
+
+/// True when a second definition of a name comes from another tenant repository (or the
+/// library) than the first: Zuul's `shadow` — a warning, and the first definition wins.
+fn shadowed(config: &Config, first: &Loc, source: &Source) -> bool {
+    let Some(first) = config.files.iter().find(|f| f.file == first.file) else {
+        return false;
+    };
+    let differs = first.origin != source.origin || first.repo != source.repo;
+    differs && !(first.origin == Origin::Project && source.origin == Origin::Project)
 }
 
 /// The `name` of a stanza body, when it is a plain string.
@@ -235,6 +336,7 @@ fn parse_file(
         file: source.file.clone(),
         stanza: "file".into(),
         errors,
+        warnings: vec![],
     };
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
@@ -309,11 +411,29 @@ fn parse_file(
                 }
                 if let Some(secret) = parsed {
                     if let Some(first) = config.secrets.get(&secret.name) {
-                        let msg = format!(
-                            "secret \"{}\" is already defined at {}",
-                            secret.name, first.loc
-                        );
-                        ck.error(body.mark, msg);
+                        if shadowed(config, &first.loc, source) {
+                            // A job uses its own project's secret: the project's wins.
+                            let msg = format!(
+                                "secret \"{}\" is also defined at {}; {} used",
+                                secret.name,
+                                first.loc,
+                                if source.origin == Origin::Project {
+                                    "this one is"
+                                } else {
+                                    "the first is"
+                                }
+                            );
+                            ck.warn(body.mark, msg);
+                            if source.origin == Origin::Project {
+                                config.secrets.insert(secret.name.clone(), Arc::new(secret));
+                            }
+                        } else {
+                            let msg = format!(
+                                "secret \"{}\" is already defined at {}",
+                                secret.name, first.loc
+                            );
+                            ck.error(body.mark, msg);
+                        }
                     } else {
                         config.secrets.insert(secret.name.clone(), Arc::new(secret));
                     }
@@ -333,7 +453,11 @@ fn parse_file(
                             "project-template \"{name}\" is already defined at {}",
                             first.loc
                         );
-                        ck.error(body.mark, msg);
+                        if shadowed(config, &first.loc, source) {
+                            ck.warn(body.mark, format!("{msg}; the first definition wins"));
+                        } else {
+                            ck.error(body.mark, msg);
+                        }
                     } else {
                         config.templates.insert(name, t);
                     }
@@ -356,7 +480,12 @@ fn parse_file(
                     if let Some(first) = map.get(&s.name) {
                         let msg =
                             format!("{kind} \"{}\" is already defined at {}", s.name, first.loc);
-                        ck.error(body.mark, msg);
+                        let first_loc = first.loc.clone();
+                        if shadowed(config, &first_loc, source) {
+                            ck.warn(body.mark, format!("{msg}; the first definition wins"));
+                        } else {
+                            ck.error(body.mark, msg);
+                        }
                     } else {
                         map.insert(s.name.clone(), s);
                     }
@@ -378,4 +507,5 @@ fn parse_file(
             }
         }
     }
+    config.warnings.append(&mut ck.warnings);
 }

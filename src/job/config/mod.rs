@@ -23,10 +23,10 @@ pub use job::{
     Dependency, EXECUTION_ATTRIBUTES, JobDef, ListAttr, PlaybookDef, SecretUse, Vars,
     is_execution_attribute,
 };
-pub use load::{LoadOptions, config_files, load};
+pub use load::{ConfigRepo, LoadOptions, config_files, load};
 pub use project::{PipelineJobs, ProjectDef, ProjectJob};
 pub use stanzas::{NamedStanza, SecretDef, SecretValue};
-pub use validate::check_pipelines;
+pub(crate) use validate::sort_errors;
 
 /// A position in a configuration file: `file:line:column`. `file` is the path as the user
 /// thinks of it (relative to the project or library directory), so messages are stable.
@@ -56,11 +56,13 @@ impl Loc {
     }
 }
 
-/// Where a definition comes from: the shipped library or the project under test.
+/// Where a definition comes from: the shipped library, a tenant repository given with
+/// `--config-repo` (its name is in [`Source::repo`]), or the project under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     Library,
+    Repo,
     Project,
 }
 
@@ -68,6 +70,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Origin::Library => "the job library",
+            Origin::Repo => "a tenant repository",
             Origin::Project => "the project",
         })
     }
@@ -82,6 +85,8 @@ pub struct SourceFile {
     pub origin: Origin,
     /// Directory that playbook paths of this file are relative to.
     pub root: PathBuf,
+    /// Canonical name of the tenant repository it belongs to (`Origin::Repo` only).
+    pub repo: Option<String>,
 }
 
 /// Identity of the file a definition came from, shared by all its definitions.
@@ -90,6 +95,8 @@ pub struct Source {
     pub file: Arc<str>,
     pub origin: Origin,
     pub root: PathBuf,
+    /// Canonical name of the tenant repository (`Origin::Repo` only).
+    pub repo: Option<Arc<str>>,
 }
 
 /// One configuration problem.
@@ -186,7 +193,25 @@ impl Config {
         names
     }
 
-    /// Project stanzas that apply to `project` (named so, or unnamed when it is ours).
+    /// The pipelines `project`'s own stanzas (and their templates) list jobs in, sorted.
+    pub fn project_pipelines(&self, project: &str) -> Vec<String> {
+        let mut names: Vec<String> = vec![];
+        for p in self.project_stanzas(project) {
+            let templates = p
+                .templates
+                .iter()
+                .filter_map(|(t, _)| self.templates.get(t));
+            for stanza in templates.chain(std::iter::once(p)) {
+                names.extend(stanza.pipelines.keys().cloned());
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Project stanzas that apply to `project`: named so, or unnamed in the project's own
+    /// files (an unnamed stanza in a tenant repository is about that repository).
     pub fn project_stanzas<'a>(
         &'a self,
         project: &str,
@@ -194,8 +219,17 @@ impl Config {
         let project = project.to_string();
         self.projects.iter().filter(move |p| match &p.name {
             Some(n) => *n == project,
-            None => project == self.project_name,
+            None => project == self.project_name && self.origin_of(&p.loc.file) == Origin::Project,
         })
+    }
+
+    /// The origin of a file that was read (the project for an unknown one).
+    pub fn origin_of(&self, file: &str) -> Origin {
+        self.files
+            .iter()
+            .find(|s| &*s.file == file)
+            .map(|s| s.origin)
+            .unwrap_or(Origin::Project)
     }
 
     /// Names of every project with a stanza, ours first.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::check::Checker;
 use super::job::{JobDef, parse_job};
 use super::{Loc, Source};
-use crate::job::yaml::{Node, Value};
+use crate::text::yaml::{Node, Value};
 
 /// Keys of a project stanza that are not pipeline names.
 const PROJECT_KEYS: &[&str] = &[
@@ -23,7 +23,7 @@ const PROJECT_KEYS: &[&str] = &[
     "queue",
 ];
 const TEMPLATE_KEYS: &[&str] = &["name", "description", "queue", "vars"];
-const PIPELINE_KEYS: &[&str] = &["jobs", "debug", "fail-fast"];
+const PIPELINE_KEYS: &[&str] = &["jobs", "debug", "fail-fast", "queue"];
 
 /// A `project` or `project-template` stanza.
 #[derive(Debug)]
@@ -175,6 +175,15 @@ fn parse_pipeline(ck: &mut Checker<'_>, node: &Node, source: &Arc<Source>) -> Op
                 }
             }
             "fail-fast" => out.fail_fast = ck.boolean(v, key),
+            "queue" => {
+                // Removed from project pipelines in Zuul 10; project-config-era trees still
+                // carry it. Accepted so they load, with the modern spelling suggested.
+                ck.string(v, key);
+                ck.warn(
+                    v.mark,
+                    "\"queue\" inside a project pipeline is deprecated (removed in Zuul 10): set \"queue\" on the project instead",
+                );
+            }
             _ => {
                 ck.boolean(v, key);
             }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::check::Checker;
 use super::{Loc, Source};
-use crate::job::yaml::{Node, Tag, Value};
+use crate::text::yaml::{Node, Tag, Value};
 
 /// A stanza kept as written (nodesets, semaphores, pipelines, …).
 #[derive(Clone, Debug, Serialize)]

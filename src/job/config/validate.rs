@@ -1,18 +1,63 @@
 //! Cross-stanza checks, run once every file is parsed.
 //!
 //! Owns: references between stanzas (parents, secrets, templates, jobs in pipelines),
-//! shadowing of library jobs, conflicting variants, inheritance cycles, and a trial freeze
-//! of every project pipeline so that `config validate` reports what a run would hit.
-//! Must not: decrypt secrets or require playbook files to exist.
+//! shadowing of library jobs, conflicting variants and inheritance cycles. Must not:
+//! decrypt secrets, require playbook files to exist, or freeze jobs (the trial freeze of
+//! every pipeline is `job::pipelines`, which sits above `config`, `freeze` and `graph`).
 
 use std::collections::BTreeSet;
 
 use super::{Config, ConfigError, LoadOptions, Loc, Origin};
-use crate::job::freeze::FreezeError;
-use crate::job::graph::{GraphError, JobGraph};
-use crate::job::suggest;
+use crate::text::suggest;
+
+/// Zuul's tenant rules for jobs defined in more than one repository, applied before any
+/// check: a tenant repository's definition replaces gantry's shipped one (zuul-jobs defines
+/// `build-container-image` itself); of two tenant repositories the first one's definitions
+/// win and the later ones are dropped with a warning (Zuul's `shadow`).
+fn resolve_shadowing(config: &mut Config) {
+    for name in &config.job_order {
+        let Some(variants) = config.jobs.get_mut(name) else {
+            continue;
+        };
+        if variants.iter().any(|v| v.source.origin == Origin::Repo) {
+            variants.retain(|v| v.source.origin != Origin::Library);
+        }
+        let Some(first_repo) = variants
+            .iter()
+            .find(|v| v.source.origin == Origin::Repo)
+            .map(|v| (v.source.repo.clone(), v.loc.clone()))
+        else {
+            continue;
+        };
+        let mut dropped: Vec<Loc> = vec![];
+        variants.retain(|v| {
+            let keep = v.source.origin != Origin::Repo || v.source.repo == first_repo.0;
+            if !keep && !dropped.iter().any(|d| d.file == v.loc.file) {
+                dropped.push(v.loc.clone());
+            }
+            keep
+        });
+        for at in dropped {
+            config.warnings.push(ConfigError {
+                loc: at,
+                stanza: format!("job \"{name}\""),
+                message: format!(
+                    "job {name} is also defined in {} ({}); the first definition wins (Zuul: shadow)",
+                    first_repo.0.as_deref().unwrap_or("another repository"),
+                    first_repo.1.short()
+                ),
+            });
+        }
+    }
+}
 
 pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, options: &LoadOptions) {
+    resolve_shadowing(config);
+    // The built-in `noop` job (Zuul defines it in every tenant).
+    if !config.jobs.contains_key("noop") {
+        config.jobs.insert("noop".into(), vec![super::job::noop()]);
+        config.job_order.push("noop".into());
+    }
     let mut external: BTreeSet<String> = BTreeSet::new();
     let push = |errors: &mut Vec<ConfigError>,
                 warnings: &mut Vec<ConfigError>,
@@ -20,12 +65,15 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
                 stanza: String,
                 message: String,
                 is_external: bool| {
+        // Inside tenant repositories, references to repositories not given are only
+        // warnings: only what the project under test uses must resolve.
+        let in_repo = config.origin_of(&loc.file) == Origin::Repo;
         let e = ConfigError {
             loc: loc.clone(),
             stanza,
             message,
         };
-        if is_external && options.allow_external {
+        if in_repo || (is_external && options.allow_external) {
             warnings.push(e);
         } else {
             errors.push(e);
@@ -37,8 +85,9 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
     for name in &config.job_order {
         let variants = &config.jobs[name];
         let first = &variants[0];
-        // A project may not redefine a library job (Zuul: "not permitted to shadow").
-        if first.source.origin == Origin::Library
+        // A project may not redefine a library or tenant job (Zuul: "not permitted to
+        // shadow").
+        if first.source.origin != Origin::Project
             && let Some(shadow) = variants.iter().find(|v| v.source.origin == Origin::Project)
         {
             push(
@@ -49,7 +98,12 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
                 format!(
                     "Job {name} in {} is not permitted to shadow job {name} in {} ({})",
                     Origin::Project,
-                    Origin::Library,
+                    first
+                        .source
+                        .repo
+                        .as_deref()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| first.source.origin.to_string()),
                     first.loc.short()
                 ),
                 false,
@@ -155,7 +209,15 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
     }
 
     // Projects and templates: referenced jobs and templates exist.
-    let stanzas = config.projects.iter().chain(config.templates.values());
+    // Project stanzas of tenant repositories about other projects are not ours to check.
+    let stanzas = config
+        .projects
+        .iter()
+        .filter(|p| {
+            config.origin_of(&p.loc.file) == Origin::Project
+                || p.name.as_deref() == Some(config.project_name.as_str())
+        })
+        .chain(config.templates.values());
     for p in stanzas {
         let stanza = match &p.name {
             Some(n) if config.templates.get(n).is_some_and(|t| std::ptr::eq(t, p)) => {
@@ -200,71 +262,6 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
     config.warnings.append(&mut warnings);
 }
 
-/// A trial run of every project pipeline of a loaded configuration: freezing and graph
-/// errors, and jobs that would fail as soon as they are started (abstract, no run
-/// playbook). `config validate` reports these with the load errors; `job graph` reports
-/// only those of the pipeline it builds.
-pub fn check_pipelines(config: &Config) -> Vec<ConfigError> {
-    let mut errors = vec![];
-    let projects = config.project_names();
-    let mut seen = BTreeSet::new();
-    for project in &projects {
-        for pipeline in config.pipeline_names() {
-            match JobGraph::build(config, project, &pipeline) {
-                Ok(graph) => {
-                    for job in graph.jobs() {
-                        if let Some(message) = job.run_error() {
-                            let at = first_listing(config, project, &pipeline, &job.name);
-                            let e = ConfigError {
-                                loc: at,
-                                stanza: format!("project \"{project}\" pipeline \"{pipeline}\""),
-                                message,
-                            };
-                            if seen.insert(e.clone()) {
-                                errors.push(e);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    for error in e.errors {
-                        if let GraphError::Freeze {
-                            error: FreezeError::External { .. },
-                            ..
-                        } = &error
-                        {
-                            continue;
-                        }
-                        if let GraphError::Freeze {
-                            error: FreezeError::NotDefined { job, .. },
-                            ..
-                        } = &error
-                            && config.external.contains(job)
-                        {
-                            continue;
-                        }
-                        let at = error.loc().cloned().unwrap_or_else(|| Loc {
-                            file: "".into(),
-                            line: 0,
-                            column: 0,
-                        });
-                        let e = ConfigError {
-                            loc: at,
-                            stanza: format!("project \"{project}\" pipeline \"{pipeline}\""),
-                            message: error.to_string(),
-                        };
-                        if seen.insert(e.clone()) {
-                            errors.push(e);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    sort_errors(config, &mut errors);
-    errors
-}
-
 /// Errors in file order (the order files were read), then by position.
 pub(crate) fn sort_errors(config: &Config, errors: &mut [ConfigError]) {
     errors.sort_by_key(|e| (file_order(config, &e.loc.file), e.loc.line, e.loc.column));
@@ -277,27 +274,4 @@ pub(crate) fn file_order(config: &Config, file: &str) -> usize {
         .iter()
         .position(|f| &*f.file == file)
         .unwrap_or(usize::MAX)
-}
-
-fn first_listing(config: &Config, project: &str, pipeline: &str, job: &str) -> Loc {
-    for p in config.project_stanzas(project) {
-        let templates = p
-            .templates
-            .iter()
-            .filter_map(|(t, _)| config.templates.get(t));
-        for stanza in templates.chain(std::iter::once(p)) {
-            if let Some(pj) = stanza
-                .pipelines
-                .get(pipeline)
-                .and_then(|pl| pl.jobs.iter().find(|j| j.name == job))
-            {
-                return pj.loc.clone();
-            }
-        }
-    }
-    Loc {
-        file: "".into(),
-        line: 0,
-        column: 0,
-    }
 }

@@ -6,8 +6,11 @@
 //! build states, and which dependents to skip after a result. Must not: run anything, know
 //! about time, or decide about `requires` (see `job::queue`).
 
+mod listing;
+mod render;
+mod results;
+
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -15,8 +18,23 @@ use serde::Serialize;
 use serde_json::Map;
 
 use crate::job::config::{Config, Loc};
-use crate::job::freeze::{FreezeError, FrozenJob, PipelineContext, deep_update, freeze};
+
+use crate::job::freeze::{FreezeError, FrozenJob, freeze};
 use crate::job::queue::BuildResult;
+pub use listing::{ListedJob, pipeline_jobs};
+
+use crate::job::matchers::{ChangeInfo, job_runs};
+
+/// The files (as shown in positions) a frozen job's definitions come from: a change to one
+/// of them runs the job whatever its file matchers say.
+fn definition_files(job: &FrozenJob) -> Vec<String> {
+    job.inheritance
+        .iter()
+        .filter_map(|step| step.split_once('@'))
+        .filter_map(|(_, loc)| loc.rsplit_once(':'))
+        .map(|(file, _)| file.to_string())
+        .collect()
+}
 
 /// A graph problem; messages follow Zuul's wording where Zuul has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +55,24 @@ pub enum GraphError {
     },
     #[error("Dependency cycle detected: {path}")]
     Cycle { path: String, at: Loc },
+    /// Zuul runs nothing and reports nothing; gantry says so, because a misspelled
+    /// pipeline or project name would otherwise "pass" with zero jobs.
+    #[error("project {project} runs no job in pipeline \"{pipeline}\" ({})", known_pipelines(.known, .pipeline))]
+    EmptyPipeline {
+        project: String,
+        pipeline: String,
+        known: Vec<String>,
+    },
+}
+
+fn known_pipelines(known: &[String], pipeline: &str) -> String {
+    if known.is_empty() {
+        return "no project stanza for it lists any job: check the project name (--project)".into();
+    }
+    match crate::text::suggest::closest(pipeline, known.iter().map(String::as_str)) {
+        Some(c) => format!("its pipelines: {}; did you mean {c}?", known.join(", ")),
+        None => format!("its pipelines: {}", known.join(", ")),
+    }
 }
 
 impl GraphError {
@@ -46,6 +82,7 @@ impl GraphError {
             GraphError::MissingDependency { at, .. }
             | GraphError::UndefinedSoftDependency { at, .. }
             | GraphError::Cycle { at, .. } => Some(at),
+            GraphError::EmptyPipeline { .. } => None,
         }
     }
 }
@@ -118,96 +155,53 @@ pub struct JobGraph {
     pub pipeline: String,
     graph: DiGraph<FrozenJob, bool>,
     index: HashMap<String, NodeIndex>,
-}
-
-/// One job a project lists in a pipeline, with what the project pipeline adds to it.
-#[derive(Debug, Clone)]
-pub struct ListedJob<'c> {
-    pub name: String,
-    /// Where it is first listed.
-    pub at: Loc,
-    pub ctx: PipelineContext<'c>,
-}
-
-/// The jobs a project lists in a pipeline, in order: templates' entries first, then the
-/// project's own; a job listed again adds a project-pipeline variant. Every entry carries
-/// the project vars (templates' first, then the project's).
-pub fn pipeline_jobs<'c>(
-    config: &'c Config,
-    project: &str,
-    pipeline: &str,
-) -> Result<Vec<ListedJob<'c>>, FreezeError> {
-    let mut order: Vec<ListedJob<'c>> = vec![];
-    let mut vars = Map::new();
-    let mut vars_from = vec![];
-    let add = |pj: &'c crate::job::config::ProjectJob, order: &mut Vec<ListedJob<'c>>| {
-        let ix = match order.iter().position(|l| l.name == pj.name) {
-            Some(ix) => ix,
-            None => {
-                order.push(ListedJob {
-                    name: pj.name.clone(),
-                    at: pj.loc.clone(),
-                    ctx: PipelineContext::default(),
-                });
-                order.len() - 1
-            }
-        };
-        if let Some(v) = &pj.variant {
-            order[ix].ctx.variants.push(v);
-        }
-    };
-    for stanza in config.project_stanzas(project) {
-        for (template, at) in &stanza.templates {
-            let Some(t) = config.templates.get(template) else {
-                if config.external.iter().any(|e| e == template) {
-                    continue;
-                }
-                return Err(FreezeError::TemplateNotDefined {
-                    template: template.clone(),
-                    at: at.clone(),
-                });
-            };
-            if !t.vars.is_empty() {
-                vars = deep_update(&vars, &t.vars);
-                vars_from.push(t.loc.clone());
-            }
-            if let Some(p) = t.pipelines.get(pipeline) {
-                for pj in &p.jobs {
-                    add(pj, &mut order);
-                }
-            }
-        }
-        if !stanza.vars.is_empty() {
-            vars = deep_update(&vars, &stanza.vars);
-            vars_from.push(stanza.loc.clone());
-        }
-        if let Some(p) = stanza.pipelines.get(pipeline) {
-            for pj in &p.jobs {
-                add(pj, &mut order);
-            }
-        }
-    }
-    for entry in &mut order {
-        entry.ctx.project_vars = vars.clone();
-        entry.ctx.project_vars_from = vars_from.clone();
-    }
-    Ok(order)
+    /// False when the change's files were not known: `files` and `irrelevant-files` were
+    /// not evaluated (every listed job whose branch matches is in the graph).
+    pub matchers_evaluated: bool,
+    /// Listed jobs the matchers left out, in configuration order.
+    pub not_matched: Vec<String>,
 }
 
 impl JobGraph {
     /// Freeze every job `project` runs in `pipeline` and connect them. All errors are
     /// returned together.
     pub fn build(config: &Config, project: &str, pipeline: &str) -> Result<JobGraph, GraphErrors> {
+        JobGraph::build_for(config, project, pipeline, &ChangeInfo::default())
+    }
+
+    /// [`JobGraph::build`] for a change whose branch and files are (partly) known: jobs
+    /// whose matchers do not select the change are left out (`crate::job::matchers`).
+    pub fn build_for(
+        config: &Config,
+        project: &str,
+        pipeline: &str,
+        change: &ChangeInfo,
+    ) -> Result<JobGraph, GraphErrors> {
         let jobs = pipeline_jobs(config, project, pipeline).map_err(|error| GraphErrors {
             errors: vec![GraphError::Freeze {
                 job: String::new(),
                 error,
             }],
         })?;
+        if jobs.is_empty() {
+            return Err(GraphErrors {
+                errors: vec![GraphError::EmptyPipeline {
+                    project: project.to_string(),
+                    pipeline: pipeline.to_string(),
+                    known: config.project_pipelines(project),
+                }],
+            });
+        }
         let mut errors = vec![];
         let mut frozen = vec![];
+        let mut not_matched = vec![];
         for ListedJob { name, at, ctx } in &jobs {
-            match freeze(config, name, ctx) {
+            let mut ctx = ctx.clone();
+            ctx.branch = change.branch.clone();
+            match freeze(config, name, &ctx) {
+                Ok(job) if !job_runs(&job, change, &definition_files(&job)) => {
+                    not_matched.push(job.name.clone());
+                }
                 Ok(job) => frozen.push((job, at.clone())),
                 Err(error) => {
                     let error = match error {
@@ -231,7 +225,12 @@ impl JobGraph {
                 _ => None,
             })
             .collect();
-        let graph = JobGraph::from_frozen(project, pipeline, frozen, config, &failed);
+        let graph =
+            JobGraph::from_frozen(project, pipeline, frozen, config, &failed).map(|mut g| {
+                g.matchers_evaluated = change.files.is_some();
+                g.not_matched = not_matched;
+                g
+            });
         match graph {
             Ok(g) if errors.is_empty() => Ok(g),
             Ok(_) => Err(GraphErrors { errors }),
@@ -300,6 +299,8 @@ impl JobGraph {
             pipeline: pipeline.to_string(),
             graph,
             index,
+            matchers_evaluated: false,
+            not_matched: vec![],
         };
         for cycle in g.cycles() {
             let first = g.index[&cycle[0]];
@@ -500,268 +501,4 @@ impl JobGraph {
         }
         out
     }
-
-    /// What the ancestors of `job` returned, as Zuul hands it to a starting build
-    /// (`getJobParentData`): every dependency, recursively, that returned data, taken in
-    /// configuration order.
-    /// - `data`: deep-merged, a later job winning; the `zuul`, `nodepool` and
-    ///   `unsafe_vars` keys are removed.
-    /// - `secret_data`: deep-merged with the *earlier* job winning (Zuul's order), `zuul`
-    ///   removed.
-    /// - `artifacts`: `requires` artifacts (from [`crate::job::queue`]) first, then each
-    ///   ancestor's `zuul.artifacts`, enriched with `project, job, branch, change,
-    ///   patchset`, without duplicates.
-    pub fn parent_data(
-        &self,
-        job: &str,
-        returned: &HashMap<String, Returned>,
-        item: &ItemRef,
-        requires_artifacts: Vec<serde_json::Value>,
-    ) -> ParentData {
-        let mut out = ParentData {
-            data: Map::new(),
-            secret_data: Map::new(),
-            artifacts: requires_artifacts,
-        };
-        let Some(&start) = self.index.get(job) else {
-            return out;
-        };
-        let mut ancestors = BTreeSet::new();
-        let mut todo = vec![start];
-        while let Some(ix) = todo.pop() {
-            for dep in self.graph.neighbors_directed(ix, Direction::Incoming) {
-                if ancestors.insert(dep) {
-                    todo.push(dep);
-                }
-            }
-        }
-        for ix in ancestors {
-            let name = &self.graph[ix].name;
-            let Some(r) = returned.get(name) else {
-                continue;
-            };
-            out.data = deep_update(&out.data, &r.data);
-            for k in ["zuul", "nodepool", "unsafe_vars"] {
-                out.data.remove(k);
-            }
-            out.secret_data = deep_update(&r.secret_data, &out.secret_data);
-            out.secret_data.remove("zuul");
-            for a in crate::job::queue::artifacts_in(&r.data) {
-                let mut m = serde_json::Map::new();
-                m.insert("name".into(), a.name.into());
-                m.insert("url".into(), a.url.into());
-                if let Some(meta) = a.metadata {
-                    m.insert("metadata".into(), meta);
-                }
-                m.insert("project".into(), item.project.clone().into());
-                m.insert("job".into(), name.clone().into());
-                if let Some(b) = &item.branch {
-                    m.insert("branch".into(), b.clone().into());
-                }
-                if let (Some(c), Some(p)) = (&item.change, &item.patchset) {
-                    m.insert("change".into(), c.clone().into());
-                    m.insert("patchset".into(), p.clone().into());
-                }
-                let a = serde_json::Value::Object(m);
-                if !out.artifacts.contains(&a) {
-                    out.artifacts.push(a);
-                }
-            }
-        }
-        out
-    }
-
-    /// Which dependents to skip once `job` has a result (Zuul's `setResult`):
-    /// - SUCCESS or paused with `zuul.child_jobs` returned: an empty list skips every
-    ///   dependent reachable through hard edges; a list skips the direct dependents it does
-    ///   not name, and theirs (hard edges);
-    /// - any result but SUCCESS and SKIPPED (not paused): every dependent, recursively.
-    pub fn to_skip(
-        &self,
-        job: &str,
-        result: Option<BuildResult>,
-        paused: bool,
-        child_jobs: Option<&[String]>,
-    ) -> Option<Skip> {
-        let ok = result == Some(BuildResult::Success) || paused;
-        if ok && let Some(children) = child_jobs {
-            let reason = format!("Skipped due to child_jobs return value in job {job}");
-            let mut jobs: Vec<&str> = vec![];
-            if children.is_empty() {
-                jobs = self.dependents_recursive(job, true);
-            } else {
-                for (dep, _) in self.dependents(job) {
-                    if children.iter().any(|c| c == dep) {
-                        continue;
-                    }
-                    jobs.push(dep);
-                    jobs.extend(self.dependents_recursive(dep, true));
-                }
-            }
-            return self.skip_list(jobs, reason);
-        }
-        if !ok && result.is_some() && result != Some(BuildResult::Skipped) {
-            let reason = format!("Skipped due to failed job {job}");
-            return self.skip_list(self.dependents_recursive(job, false), reason);
-        }
-        None
-    }
-
-    fn skip_list(&self, jobs: Vec<&str>, reason: String) -> Option<Skip> {
-        let set: BTreeSet<&str> = jobs.into_iter().collect();
-        if set.is_empty() {
-            return None;
-        }
-        let jobs = self
-            .graph
-            .node_indices()
-            .map(|ix| self.graph[ix].name.as_str())
-            .filter(|n| set.contains(n))
-            .map(str::to_string)
-            .collect();
-        Some(Skip { jobs, reason })
-    }
-
-    /// An indented tree: roots (no dependencies) first; each job under the jobs it depends
-    /// on; a job already printed is shown as `name (see above)`.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{} pipeline of {}: {} job{}",
-            self.pipeline,
-            self.project,
-            self.len(),
-            if self.len() == 1 { "" } else { "s" }
-        );
-        let mut printed = BTreeSet::new();
-        for ix in self.graph.node_indices() {
-            if self
-                .graph
-                .neighbors_directed(ix, Direction::Incoming)
-                .next()
-                .is_none()
-            {
-                self.text_node(ix, 0, None, &mut printed, &mut out);
-            }
-        }
-        out
-    }
-
-    fn text_node(
-        &self,
-        ix: NodeIndex,
-        depth: usize,
-        soft: Option<bool>,
-        printed: &mut BTreeSet<NodeIndex>,
-        out: &mut String,
-    ) {
-        let job = &self.graph[ix];
-        let indent = "  ".repeat(depth);
-        let soft = if soft == Some(true) { " (soft)" } else { "" };
-        if !printed.insert(ix) {
-            let _ = writeln!(out, "{indent}{}{soft} (see above)", job.name);
-            return;
-        }
-        let mut notes = vec![];
-        if !job.voting {
-            notes.push("non-voting".to_string());
-        }
-        if !job.provides.is_empty() {
-            notes.push(format!(
-                "provides: {}",
-                job.provides.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if !job.requires.is_empty() {
-            notes.push(format!(
-                "requires: {}",
-                job.requires.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if let Some(e) = job.run_error() {
-            notes.push(format!("error: {e}"));
-        }
-        let notes = if notes.is_empty() {
-            String::new()
-        } else {
-            format!("  [{}]", notes.join("; "))
-        };
-        let _ = writeln!(out, "{indent}{}{soft}{notes}", job.name);
-        let mut children: Vec<(NodeIndex, bool)> = self
-            .graph
-            .edges_directed(ix, Direction::Outgoing)
-            .map(|e| {
-                use petgraph::visit::EdgeRef;
-                (e.target(), *e.weight())
-            })
-            .collect();
-        children.sort_by_key(|(c, _)| *c);
-        for (child, soft) in children {
-            self.text_node(child, depth + 1, Some(soft), printed, out);
-        }
-    }
-
-    /// Graphviz: edges from dependency to dependent, soft ones dashed.
-    pub fn to_dot(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "digraph \"{} {}\" {{",
-            escape(&self.project),
-            escape(&self.pipeline)
-        );
-        let _ = writeln!(out, "  rankdir=LR;\n  node [shape=box];");
-        for ix in self.graph.node_indices() {
-            let job = &self.graph[ix];
-            let style = if job.voting { "" } else { ", style=dashed" };
-            let _ = writeln!(
-                out,
-                "  \"{}\" [label=\"{}\"{style}];",
-                escape(&job.name),
-                escape(&job.name)
-            );
-        }
-        for e in self.graph.edge_indices() {
-            if let Some((a, b)) = self.graph.edge_endpoints(e) {
-                let style = if self.graph[e] { " [style=dashed]" } else { "" };
-                let _ = writeln!(
-                    out,
-                    "  \"{}\" -> \"{}\"{style};",
-                    escape(&self.graph[a].name),
-                    escape(&self.graph[b].name)
-                );
-            }
-        }
-        out.push_str("}\n");
-        out
-    }
-
-    /// `{project, pipeline, jobs: [{name, dependencies: [{name, soft}], provides, requires,
-    /// voting, error}]}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let jobs: Vec<serde_json::Value> = self
-            .jobs()
-            .map(|job| {
-                let deps: Vec<serde_json::Value> = self
-                    .dependencies(&job.name)
-                    .into_iter()
-                    .map(|(n, soft)| serde_json::json!({"name": n, "soft": soft}))
-                    .collect();
-                serde_json::json!({
-                    "name": job.name,
-                    "dependencies": deps,
-                    "provides": job.provides,
-                    "requires": job.requires,
-                    "voting": job.voting,
-                    "error": job.run_error(),
-                })
-            })
-            .collect();
-        serde_json::json!({"project": self.project, "pipeline": self.pipeline, "jobs": jobs})
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
