@@ -6,8 +6,9 @@
 //! and text goes to a [`LogSink`] (which redacts secrets) — this module never prints.
 //!
 //! The interface below is what the runner (`runner/`) and the native roles (`roles/`)
-//! build on; the interpreter lives in `model.rs` (playbook files → plays and tasks, with
-//! file:line), `interp.rs` (execution) and `modules.rs` (shell, command, set_fact, …).
+//! build on; the interpreter lives in `model/` (playbook files → plays and tasks, with
+//! file:line), `interp/` (execution, roles, handlers), `template/` (Jinja, filters) and
+//! `modules.rs` (shell, command, set_fact, …).
 
 mod check;
 mod files;
