@@ -100,6 +100,8 @@ pub async fn run_playbook(
         task_files: HashMap::new(),
         machine: machine_vars(),
         handlers: Vec::new(),
+        ran_roles: Vec::new(),
+        exported: None,
     };
     Ok(interp.playbook(&plays).await)
 }
@@ -181,6 +183,21 @@ fn machine_vars() -> Vars {
     v.set("inventory_hostname", json!("localhost"));
     v.set("inventory_hostname_short", json!("localhost"));
     v.set("ansible_check_mode", json!(false));
+    // The job's inventory: one host.
+    v.set(
+        "groups",
+        json!({"all": ["localhost"], "ungrouped": ["localhost"]}),
+    );
+    v.set("group_names", json!([]));
+    for k in [
+        "ansible_play_hosts",
+        "ansible_play_hosts_all",
+        "ansible_play_batch",
+        "play_hosts",
+    ] {
+        v.set(k, json!(["localhost"]));
+    }
+    v.set("omit", json!(super::template::OMIT));
     let env: Map<String, Value> = std::env::vars().map(|(k, x)| (k, json!(x))).collect();
     v.set(
         "ansible_user_dir",
@@ -232,6 +249,8 @@ struct Failure {
     /// What the task registered (for `ansible_failed_result` in `rescue`).
     result: Value,
     cancelled: bool,
+    /// `meta: end_play`: the play ends here, successfully.
+    end_play: bool,
 }
 
 impl Failure {
@@ -247,6 +266,9 @@ struct Frame {
     play: Map<String, Value>,
     role_vars: Map<String, Value>,
     task_vars: Map<String, Value>,
+    /// Role parameters and the `vars` of `include_role`/`include_tasks` (Ansible's "role
+    /// and include params", above facts).
+    params: Map<String, Value>,
     /// Loop variables and `ansible_failed_*`: values, never templated again.
     verbatim: Map<String, Value>,
     role: Option<Arc<RoleInfo>>,
@@ -338,6 +360,12 @@ struct Interp<'c, 'a> {
     machine: Vars,
     /// The current play's handlers (its own, then those of the roles it ran).
     handlers: Vec<Handler>,
+    /// Roles the play ran from `roles:` or as dependencies (name and parameters): Ansible
+    /// runs each once per play.
+    ran_roles: Vec<(String, Map<String, Value>)>,
+    /// The defaults and vars of the last role loaded (a play's `roles:` make them visible
+    /// to the rest of the play).
+    exported: Option<(Map<String, Value>, Map<String, Value>)>,
 }
 
 struct Handler {
@@ -354,6 +382,9 @@ impl Interp<'_, '_> {
         let mut failure = None;
         for play in plays {
             if let Err(f) = self.play(play).await {
+                if f.end_play {
+                    continue;
+                }
                 failure = Some(f);
                 break;
             }
@@ -379,8 +410,12 @@ impl Interp<'_, '_> {
         self.log.line("");
         self.log.line(&format!(
             "PLAY [{}]",
-            play.name.as_deref().unwrap_or("localhost")
+            play.name.as_deref().unwrap_or(&play.hosts.join(","))
         ));
+        if !super::model::hosts_match(&play.hosts) {
+            self.log.line("skipping: no hosts matched");
+            return Ok(());
+        }
         let mut frame = Frame {
             play: play.vars.clone(),
             environment: play.environment.iter().cloned().collect(),
@@ -419,8 +454,9 @@ impl Interp<'_, '_> {
         // Notified handlers run after each section, as in Ansible.
         self.run_tasks(&play.pre_tasks, &frame).await?;
         self.flush_handlers().await?;
+        self.ran_roles.clear();
         for r in &play.roles {
-            self.play_role(r, &frame).await?;
+            self.play_role(r, &mut frame).await?;
         }
         self.run_tasks(&play.tasks, &frame).await?;
         self.flush_handlers().await?;
@@ -435,6 +471,7 @@ impl Interp<'_, '_> {
             msg,
             result,
             cancelled: false,
+            end_play: false,
         }
     }
 
@@ -463,6 +500,16 @@ impl Interp<'_, '_> {
                         rescue,
                         always,
                     } => self.block(t, block, rescue, always, frame).await?,
+                    Action::Meta { what } if what == "flush_handlers" => {
+                        self.flush_handlers().await?
+                    }
+                    Action::Meta { what } if what == "end_play" || what == "end_host" => {
+                        return Err(Failure {
+                            end_play: true,
+                            ..self.failure(&t.pos, "meta", String::new(), Value::Null)
+                        });
+                    }
+                    Action::Meta { .. } => {}
                     _ => self.task(t, frame).await?,
                 }
             }
@@ -492,6 +539,7 @@ impl Interp<'_, '_> {
         let mut result = self.run_tasks(block, &bf).await;
         if let Err(f) = &result
             && !f.cancelled
+            && !f.end_play
             && !rescue.is_empty()
         {
             let mut rf = bf.clone();
@@ -544,10 +592,14 @@ impl Interp<'_, '_> {
             v.set("role_name", json!(r.name));
             v.set("role_path", json!(r.dir.display().to_string()));
         }
-        for layer in [&self.host, &f.verbatim] {
-            for (k, x) in layer {
-                v.set_verbatim(k.clone(), x.clone());
-            }
+        for (k, x) in &self.host {
+            v.set_verbatim(k.clone(), x.clone());
+        }
+        for (k, x) in &f.params {
+            v.set(k.clone(), x.clone());
+        }
+        for (k, x) in &f.verbatim {
+            v.set_verbatim(k.clone(), x.clone());
         }
         for (k, var) in &self.ctx.vars.map {
             if top_level(k, var) {

@@ -35,6 +35,12 @@ pub use template::{Templar, TemplateError, Var, Vars};
 /// Implementations redact every secret string before writing.
 pub trait LogSink: Send + Sync {
     fn line(&self, line: &str);
+
+    /// Every finished task (not includes), as Ansible's callbacks see it:
+    /// `{"task": name, "action": module, "result": {changed, failed, skipped, msg, results, …}}`
+    /// (censored under `no_log`). Not redacted: implementations that print it must redact.
+    /// The differential tests compare these with real Ansible's; the default ignores them.
+    fn task_result(&self, _record: &Value) {}
 }
 
 /// Data a build hands back with `zuul_return` (ZUUL.md §7): `data` (visible to dependent

@@ -105,6 +105,14 @@ pub enum LoopKind {
     WithItems,
     /// `with_dict:` — `{key, value}` items.
     WithDict,
+    /// `with_sequence: start=1 end=3 format=x%02d` (or `count=`, `stride=`).
+    WithSequence,
+    /// `with_together:` — lists zipped (shorter ones padded with null).
+    WithTogether,
+    /// `with_subelements: [list, key]` — `(element, sub-item)` pairs.
+    WithSubelements,
+    /// `with_fileglob:` — files matching the patterns (relative to `files/`).
+    WithFileglob,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +130,9 @@ pub struct Loop {
 #[derive(Clone, Debug)]
 pub struct Play {
     pub pos: Pos,
+    /// The host pattern (`all`, `localhost`, `all[0]`, `all:!x`, …), evaluated over the
+    /// job's inventory (one host, `localhost`, in the groups `all` and `ungrouped`).
+    pub hosts: Vec<String>,
     pub name: Option<String>,
     pub vars: Map<String, Value>,
     pub vars_files: Vec<(Pos, String)>,
@@ -189,6 +200,9 @@ pub enum Action {
     },
     /// `include_tasks` / `import_tasks`: a file relative to the including file.
     Tasks { file: String },
+    /// `meta: flush_handlers` (or `noop`, `end_play`, `end_host`, `clear_host_errors`,
+    /// `refresh_inventory`, `reset_connection`).
+    Meta { what: String },
 }
 
 impl Action {
@@ -199,6 +213,7 @@ impl Action {
             Action::Block { .. } => "block",
             Action::Role { .. } => "include_role",
             Action::Tasks { .. } => "include_tasks",
+            Action::Meta { .. } => "meta",
         }
     }
 }
@@ -221,11 +236,14 @@ impl Files {
             file: file.to_string(),
             source,
         })?;
-        let node = yaml::parse(&text).map_err(|e| PlaybookError::Yaml {
+        let mut node = yaml::parse(&text).map_err(|e| PlaybookError::Yaml {
             file: file.to_string(),
             mark: e.mark,
             message: e.message,
         })?;
+        if let Some(n) = &mut node {
+            pyyaml_scalars(n, &text);
+        }
         Ok((file, node))
     }
 
@@ -333,18 +351,105 @@ impl Files {
     }
 }
 
-/// YAML → JSON for values the interpreter templates. `mode: 0644` is octal to PyYAML but
-/// our YAML reader reads it as the float 644.0; give modes back their digits as a string.
-pub(crate) fn to_json(n: &Node) -> Value {
-    match &n.value {
-        Y::Float(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 1e5 => {
-            let digits = format!("{}", *f as u64);
-            if digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                Value::String(format!("0{digits}"))
-            } else {
-                n.to_json()
+/// Plain scalars as PyYAML (YAML 1.1, Ansible's reader) resolves them: `010` and `0o17`,
+/// `0x1F`, `0b101`, `1_000`, sexagesimal `1:30` (= 90) are integers or strings as PyYAML
+/// says; a float needs a dot (`1e3` is a string, `1.0e+3` a float).
+fn pyyaml_scalars(n: &mut Node, text: &str) {
+    let raw = n.source(text).map(str::trim);
+    match &mut n.value {
+        Y::Seq(items) => items.iter_mut().for_each(|i| pyyaml_scalars(i, text)),
+        Y::Map(entries) => entries
+            .iter_mut()
+            .for_each(|(_, v)| pyyaml_scalars(v, text)),
+        Y::Int(_) | Y::Float(_) | Y::Str(_) if n.tag.is_none() => {
+            let Some(raw) = raw else {
+                return;
+            };
+            if raw.starts_with(['"', '\'', '|', '>', '*', '&', '!']) || raw.contains('\n') {
+                return;
+            }
+            if let Some(v) = yaml11_number(raw) {
+                n.value = v;
+            } else if matches!(n.value, Y::Int(_) | Y::Float(_)) {
+                n.value = Y::Str(raw.to_string());
             }
         }
+        _ => {}
+    }
+}
+
+fn yaml11_number(raw: &str) -> Option<Y> {
+    let (neg, body) = match raw.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, raw.strip_prefix('+').unwrap_or(raw)),
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let sign = |i: i64| if neg { -i } else { i };
+    let clean = body.replace('_', "");
+    let int = |digits: &str, radix: u32| {
+        i64::from_str_radix(digits, radix)
+            .ok()
+            .map(|i| Y::Int(sign(i)))
+    };
+    if let Some(b) = clean.strip_prefix("0b") {
+        return int(b, 2);
+    }
+    if let Some(h) = clean.strip_prefix("0x") {
+        return int(h, 16);
+    }
+    if !clean.is_empty() && clean.bytes().all(|b| b.is_ascii_digit()) {
+        if clean.len() > 1 && clean.starts_with('0') {
+            return if clean.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                int(&clean, 8)
+            } else {
+                None
+            };
+        }
+        return int(&clean, 10);
+    }
+    if body.contains(':') && !body.contains('.') {
+        let parts: Vec<&str> = clean.split(':').collect();
+        if parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && !parts[0].starts_with('0')
+            && parts[1..]
+                .iter()
+                .all(|p| p.parse::<u32>().is_ok_and(|x| x < 60))
+        {
+            let v = parts
+                .iter()
+                .fold(0i64, |acc, p| acc * 60 + p.parse::<i64>().unwrap_or(0));
+            return Some(Y::Int(sign(v)));
+        }
+        return None;
+    }
+    let lower = body.to_ascii_lowercase();
+    if lower == ".inf" {
+        return Some(Y::Float(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }));
+    }
+    if lower == ".nan" && !neg {
+        return Some(Y::Float(f64::NAN));
+    }
+    let re = regex::Regex::new(r"^([0-9][0-9_]*)?\.[0-9_]*([eE][-+][0-9]+)?$").ok()?;
+    if re.is_match(body) && body != "." {
+        return clean
+            .parse::<f64>()
+            .ok()
+            .map(|f| Y::Float(if neg { -f } else { f }));
+    }
+    None
+}
+
+/// YAML → JSON for values the interpreter templates.
+pub(crate) fn to_json(n: &Node) -> Value {
+    match &n.value {
         Y::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
         Y::Map(entries) => Value::Object(
             entries
@@ -354,4 +459,106 @@ pub(crate) fn to_json(n: &Node) -> Value {
         ),
         _ => n.to_json(),
     }
+}
+
+/// Whether a host pattern selects `localhost`: names, groups (`all`, `ungrouped`), `*`
+/// wildcards, `~regex`, subscripts (`all[0]`, `all[0:2]`) and the `:`/`,`, `:&` and `:!`
+/// operators, as Ansible evaluates them over an inventory holding only `localhost`.
+pub fn hosts_match(patterns: &[String]) -> bool {
+    let mut selected = false;
+    for pattern in patterns {
+        for term in split_pattern(pattern) {
+            let (op, term) = match term.chars().next() {
+                Some('!') => ('!', &term[1..]),
+                Some('&') => ('&', &term[1..]),
+                _ => ('|', term.as_str()),
+            };
+            let hit = term_matches(term);
+            selected = match op {
+                '!' => selected && !hit,
+                '&' => selected && hit,
+                _ => selected || hit,
+            };
+        }
+    }
+    selected
+}
+
+/// `a:b,c[0:1]` → `a`, `b`, `c[0:1]` (a `:` inside brackets is a slice).
+pub(super) fn split_pattern(p: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    for c in p.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ']' => {
+                depth -= 1;
+                cur.push(c)
+            }
+            ':' | ',' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+fn term_matches(term: &str) -> bool {
+    let (base, sub) = match term.find('[') {
+        Some(i) if term.ends_with(']') => (&term[..i], Some(&term[i + 1..term.len() - 1])),
+        _ => (term, None),
+    };
+    let names = ["localhost", "all", "ungrouped"];
+    let base_hit = if let Some(re) = base.strip_prefix('~') {
+        regex::Regex::new(&format!("^(?:{re})"))
+            .map(|r| names.iter().any(|n| r.is_match(n)))
+            .unwrap_or(false)
+    } else if base.contains('*') {
+        let re = format!("^{}$", regex::escape(base).replace("\\*", ".*"));
+        regex::Regex::new(&re)
+            .map(|r| names.iter().any(|n| r.is_match(n)))
+            .unwrap_or(false)
+    } else {
+        names.contains(&base) || base == "127.0.0.1"
+    };
+    // One host: index 0 / -1, or a slice that covers it.
+    let in_range = match sub {
+        None => true,
+        Some(s) => match s.split_once(':') {
+            None => matches!(s.trim(), "0" | "-1"),
+            Some((a, b)) => {
+                let a: i64 = a.trim().parse().unwrap_or(0);
+                let b: i64 = if b.trim().is_empty() {
+                    1
+                } else {
+                    b.trim().parse().unwrap_or(0)
+                };
+                (a == 0 || a == -1) && (b >= 0 || b == -1) && (b != 0 || a == -1)
+            }
+        },
+    };
+    base_hit && in_range
+}
+
+/// A YAML text as Ansible's `from_yaml` reads it (PyYAML's YAML 1.1 scalars).
+pub(crate) fn yaml_value(text: &str) -> Result<Value, String> {
+    let mut node = yaml::parse(text).map_err(|e| format!("{}: {}", e.mark, e.message))?;
+    Ok(match &mut node {
+        Some(n) => {
+            pyyaml_scalars(n, text);
+            to_json(n)
+        }
+        None => Value::Null,
+    })
 }

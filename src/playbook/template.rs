@@ -19,11 +19,14 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use minijinja::value::{Enumerator, Object, Value as JValue, ValueKind};
+use minijinja::value::{Enumerator, Object, Value as JValue};
 use minijinja::{Environment, Error as JError, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
+mod ansible;
 mod filters;
+mod lookup;
+mod pyfmt;
 
 use filters::add_filters;
 pub use filters::merge;
@@ -124,6 +127,9 @@ struct Scope {
 
 impl Object for Scope {
     fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        if key.as_str() == Some(lookup::SCOPE) {
+            return Some(JValue::from_dyn_object(self.clone()));
+        }
         let var = self.vars.map.get(key.as_str()?)?;
         if var.unsafe_ {
             return Some(JValue::from_serialize(&var.value));
@@ -235,6 +241,13 @@ fn render_value_in(
         Value::String(s) if is_template(s) => {
             let ctx = JValue::from_dyn_object(scope.clone());
             if let Some(expr) = single_expression(s) {
+                // Ansible returns a number or boolean named alone as it is (`{{ n }}`).
+                if expr.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    && let Some(var) = scope.vars.map.get(expr)
+                    && matches!(var.value, Value::Number(_) | Value::Bool(_))
+                {
+                    return Ok(var.value.clone());
+                }
                 let e = env.compile_expression(expr).map_err(jerr)?;
                 let out = e
                     .eval(ctx)
@@ -242,7 +255,9 @@ fn render_value_in(
                 if out.is_undefined() {
                     return Err(TemplateError(format!("'{expr}' is undefined")));
                 }
-                serde_json::to_value(&out).map_err(|e| TemplateError(e.to_string()))?
+                ansible_concat(
+                    serde_json::to_value(&out).map_err(|e| TemplateError(e.to_string()))?,
+                )
             } else {
                 Value::String(
                     env.render_str(s, ctx)
@@ -272,10 +287,29 @@ fn render_value_in(
     })
 }
 
+/// What Ansible 2.16 (`jinja2_native` off) makes of a template that is one expression:
+/// lists, mappings and booleans stay as they are, numbers become their text (`"3"`),
+/// `None` the empty string, and text that reads as a Python list or mapping becomes one.
+fn ansible_concat(v: Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(pyfmt::repr(&JValue::from_serialize(&n))),
+        Value::Null => Value::String(String::new()),
+        Value::String(s) if s.starts_with(['[', '{']) && !s.contains('"') => {
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
+        other => other,
+    }
+}
+
+/// The value of `omit`: a module parameter set to it is left out.
+pub const OMIT: &str = "__omit_place_holder__gantry";
+
 /// The template engine of one run.
 #[derive(Clone)]
 pub struct Templar {
     env: Arc<Environment<'static>>,
+    /// For the `template` module: Ansible renders files with `trim_blocks`.
+    file_env: Arc<Environment<'static>>,
 }
 
 impl Default for Templar {
@@ -286,11 +320,33 @@ impl Default for Templar {
 
 impl Templar {
     pub fn new() -> Templar {
+        let mut file_env = Templar::environment();
+        file_env.set_trim_blocks(true);
+        Templar {
+            env: Arc::new(Templar::environment()),
+            file_env: Arc::new(file_env),
+        }
+    }
+
+    fn environment() -> Environment<'static> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Chainable: `nope.a | default('d')` and `nope.a is defined` work, as in Ansible;
+        // printing an undefined value is still an error (the formatter, and the checks of
+        // single expressions and conditions below).
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_keep_trailing_newline(true);
+        env.set_formatter(pyfmt::format);
+        env.set_unknown_method_callback(pyfmt::methods);
         add_filters(&mut env);
-        Templar { env: Arc::new(env) }
+        lookup::add(&mut env);
+        env
+    }
+
+    /// Renders a template file's text (`template` module): `trim_blocks` on, as Ansible.
+    pub fn render_file(&self, s: &str, vars: &Vars) -> Result<String, TemplateError> {
+        self.file_env
+            .render_str(s, JValue::from_dyn_object(self.scope(vars)))
+            .map_err(|e| explain(&self.file_env, s, false, vars, e))
     }
 
     fn scope(&self, vars: &Vars) -> Arc<Scope> {
@@ -312,11 +368,48 @@ impl Templar {
             .map_err(|e| explain(&self.env, s, false, vars, e))
     }
 
+    /// Evaluates an expression to its value, as it is (`debug: var=x`).
+    pub fn expression(&self, expr: &str, vars: &Vars) -> Result<Value, TemplateError> {
+        let e = self.env.compile_expression(expr).map_err(jerr)?;
+        let v = e
+            .eval(JValue::from_dyn_object(self.scope(vars)))
+            .map_err(|e| explain(&self.env, expr, true, vars, e))?;
+        if v.is_undefined() {
+            return Err(TemplateError(format!("'{expr}' is undefined")));
+        }
+        serde_json::to_value(&v).map_err(|e| TemplateError(e.to_string()))
+    }
+
     /// Evaluates a bare expression (`when`, `failed_when`, `until`) to a boolean.
     /// A bare string that is itself `{{ … }}` is accepted too, as Ansible does.
     pub fn condition(&self, expr: &str, vars: &Vars) -> Result<bool, TemplateError> {
         let expr = single_expression(expr).unwrap_or(expr).trim();
         let e = self.env.compile_expression(expr).map_err(jerr)?;
+        // Chainable undefined would make `nope == 1` false; Ansible fails on an undefined
+        // name that the condition does not guard with `defined` or `default`.
+        if !expr.contains("defined") && !expr.contains("default") && !expr.contains("d(") {
+            const GLOBALS: &[&str] = &[
+                "lookup",
+                "query",
+                "q",
+                "now",
+                "range",
+                "dict",
+                "namespace",
+                "omit",
+            ];
+            let mut missing: Vec<String> = e
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|n| !GLOBALS.contains(&n.as_str()) && vars.get(n).is_none())
+                .collect();
+            missing.sort();
+            if let Some(first) = missing.first() {
+                return Err(TemplateError(format!(
+                    "'{first}' is undefined (in {expr:?})"
+                )));
+            }
+        }
         let v = e
             .eval(JValue::from_dyn_object(self.scope(vars)))
             .map_err(|e| explain(&self.env, expr, true, vars, e))?;
@@ -327,15 +420,10 @@ impl Templar {
     }
 }
 
-/// Ansible truthiness for conditions: strings "false"/"no"/"0"/"" are false.
+/// Python truthiness, as Ansible's conditionals use it: any non-empty string is true
+/// (`when: s` with `s: "false"` runs).
 fn truthy(v: &JValue) -> bool {
-    match v.kind() {
-        ValueKind::String => {
-            let s = v.as_str().unwrap_or("").trim().to_ascii_lowercase();
-            !matches!(s.as_str(), "" | "false" | "no" | "0" | "off" | "n")
-        }
-        _ => v.is_true(),
-    }
+    v.is_true()
 }
 
 fn to_json(v: &JValue) -> Result<Value, JError> {
@@ -408,10 +496,7 @@ mod tests {
             e("echo {{ nope }}"),
             "'nope' is undefined (in \"echo {{ nope }}\")"
         );
-        assert_eq!(
-            e("{{ missing.attr }}"),
-            "'missing.attr' is undefined (in \"missing.attr\")"
-        );
+        assert_eq!(e("{{ missing.attr }}"), "'missing.attr' is undefined");
         assert!(e("{{ zuul.project.nope }}x").starts_with("'zuul.project.nope' is undefined"));
         assert!(e("{{ a }}{{ b }}").starts_with("'a', 'b' are undefined"));
         let c = t.condition("nope2 == 1", &v).unwrap_err().to_string();

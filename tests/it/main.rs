@@ -5,6 +5,7 @@ mod client;
 mod common;
 mod job;
 mod playbook;
+mod playbook_diff;
 mod registry_gc;
 mod registry_interop;
 mod registry_spec;

@@ -85,9 +85,19 @@ impl Interp<'_, '_> {
         Ok(())
     }
 
-    pub(super) async fn play_role(&mut self, r: &RoleRef, frame: &Frame) -> Result<(), Failure> {
+    pub(super) async fn play_role(
+        &mut self,
+        r: &RoleRef,
+        frame: &mut Frame,
+    ) -> Result<(), Failure> {
+        // A role listed twice with the same parameters runs once.
+        let key = (r.name.clone(), r.params.clone());
+        if self.ran_roles.contains(&key) {
+            return Ok(());
+        }
+        self.ran_roles.push(key);
         let mut f = frame.clone();
-        f.task_vars.extend(r.params.clone());
+        f.params.extend(r.params.clone());
         let native = self.ctx.native.has(&r.name);
         if native || !r.when.is_empty() {
             self.log.line("");
@@ -108,7 +118,13 @@ impl Interp<'_, '_> {
                 }
             }
         }
+        self.exported = None;
         let done = self.role(&r.pos, &r.name, &RoleFrom::default(), f).await?;
+        // A play's roles are public: their defaults and vars stay for the rest of the play.
+        if let Some((defaults, vars)) = self.exported.take() {
+            frame.defaults.extend(defaults);
+            frame.role_vars.extend(vars);
+        }
         if !done.included {
             let no_log = false;
             self.show(&done, no_log, None);
@@ -137,7 +153,7 @@ impl Interp<'_, '_> {
         }
     }
 
-    /// Runs a role with the frame of its caller (parameters already in `task_vars`).
+    /// Runs a role with the frame of its caller (parameters already in `params`).
     pub(super) async fn role(
         &mut self,
         pos: &Pos,
@@ -235,8 +251,14 @@ impl Interp<'_, '_> {
             Err(msg) => return Ok(ItemDone::failed(msg)),
         };
         for (dep, params) in deps {
+            // A dependency runs once per play (per parameters).
+            let key = (dep.clone(), params.clone());
+            if self.ran_roles.contains(&key) {
+                continue;
+            }
+            self.ran_roles.push(key);
             let mut df = rf.clone();
-            df.task_vars.extend(params);
+            df.params.extend(params);
             df.depth += 1;
             let done = Box::pin(self.role(pos, &dep, &RoleFrom::default(), df)).await?;
             if done.flag("failed") {
@@ -245,6 +267,9 @@ impl Interp<'_, '_> {
         }
         let role_vars = loaded.pop().unwrap_or_default();
         let defaults = loaded.pop().unwrap_or_default();
+        if rf.depth == 0 || self.exported.is_none() {
+            self.exported = Some((defaults.clone(), role_vars.clone()));
+        }
         rf.defaults.extend(defaults);
         rf.role_vars.extend(role_vars);
         rf.role = Some(Arc::new(RoleInfo {

@@ -58,6 +58,17 @@ impl Interp<'_, '_> {
             }
         };
         let registered = Value::Object(result.result.clone());
+        if !result.included {
+            let shown = if no_log {
+                json!({"censored": NO_LOG, "changed": result.flag("changed"),
+                       "failed": result.flag("failed"), "skipped": result.flag("skipped")})
+            } else {
+                registered.clone()
+            };
+            self.ctx.log.task_result(
+                &json!({"task": name, "action": task.action.label(), "result": shown}),
+            );
+        }
         if let Some(reg) = &task.register {
             self.host.insert(reg.clone(), registered.clone());
         }
@@ -187,6 +198,66 @@ impl Interp<'_, '_> {
             (LoopKind::WithDict, other) => {
                 return Err(format!("with_dict expects a mapping, found {other}"));
             }
+            (LoopKind::WithSequence, Value::String(spec)) => sequence(&spec)?,
+            (LoopKind::WithTogether, Value::Array(lists)) => {
+                let lists: Vec<Vec<Value>> = lists
+                    .into_iter()
+                    .map(|l| match l {
+                        Value::Array(a) => a,
+                        other => vec![other],
+                    })
+                    .collect();
+                let n = lists.iter().map(Vec::len).max().unwrap_or(0);
+                (0..n)
+                    .map(|i| {
+                        Value::Array(
+                            lists
+                                .iter()
+                                .map(|l| l.get(i).cloned().unwrap_or(Value::Null))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            }
+            (LoopKind::WithSubelements, Value::Array(args)) => {
+                let (Some(Value::Array(list)), Some(Value::String(key))) =
+                    (args.first(), args.get(1))
+                else {
+                    return Err("with_subelements expects a list and a key".into());
+                };
+                let skip_missing = args
+                    .get(2)
+                    .and_then(|f| f.get("skip_missing"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let mut out = Vec::new();
+                for elem in list {
+                    match elem.get(key.as_str()) {
+                        Some(Value::Array(subs)) => {
+                            out.extend(subs.iter().map(|s| json!([elem, s])));
+                        }
+                        None if skip_missing => {}
+                        _ => {
+                            return Err(format!(
+                                "could not find '{key}' key in iterated item '{elem}'"
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            (LoopKind::WithFileglob, patterns) => {
+                let mut v = vars.clone();
+                v.set_verbatim("__gantry_patterns", patterns);
+                match self
+                    .templar
+                    .render(&json!("{{ query('fileglob', __gantry_patterns) }}"), &v)
+                    .map_err(|e| format!("with_fileglob: {e}"))?
+                {
+                    Value::Array(a) => a,
+                    _ => Vec::new(),
+                }
+            }
             (_, other) => return Err(format!("loop expects a list, found {other}")),
         })
     }
@@ -278,7 +349,8 @@ impl Interp<'_, '_> {
                     }
                 };
                 let mut rf = f;
-                rf.task_vars.extend(params.clone());
+                rf.params.extend(task.vars.clone());
+                rf.params.extend(params.clone());
                 // `when` of an include applies to the include, once.
                 rf.when.clear();
                 if !self.ctx.native.has(&role) && !no_log {
@@ -312,6 +384,8 @@ impl Interp<'_, '_> {
                 Ok(ItemDone::included())
             }
             Action::Block { .. } => Ok(ItemDone::failed("a block cannot loop")),
+            // Run by `run_tasks` (flush_handlers) or nothing to do here.
+            Action::Meta { .. } => Ok(ItemDone::ok(false)),
         }
     }
 
@@ -551,4 +625,80 @@ mod tests {
         let r = json!({"msg": "boom"});
         assert_eq!(describe_failure(r.as_object().unwrap()), "boom");
     }
+}
+
+/// `with_sequence`: `start=1 end=5 stride=1 format=%d` or `count=5` (or `1-5/2`).
+fn sequence(spec: &str) -> Result<Vec<Value>, String> {
+    let bad = || format!("with_sequence: cannot read {spec:?}");
+    let (mut start, mut end, mut stride, mut count, mut format) =
+        (1i64, None, 1i64, None, "%d".to_string());
+    match crate::playbook::model::key_values(spec) {
+        Some(kv) => {
+            for (k, v) in kv {
+                let v = v.as_str().unwrap_or("").to_string();
+                let num = || -> Result<i64, String> {
+                    let t = v.trim();
+                    if let Some(h) = t.strip_prefix("0x") {
+                        i64::from_str_radix(h, 16).map_err(|_| bad())
+                    } else {
+                        t.parse().map_err(|_| bad())
+                    }
+                };
+                match k.as_str() {
+                    "start" => start = num()?,
+                    "end" => end = Some(num()?),
+                    "stride" => stride = num()?,
+                    "count" => count = Some(num()?),
+                    "format" => format = v,
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        None => {
+            let (range, step) = spec.split_once('/').unwrap_or((spec, "1"));
+            let (a, b) = range.split_once('-').unwrap_or(("1", range));
+            start = a.trim().parse().map_err(|_| bad())?;
+            end = Some(b.trim().parse().map_err(|_| bad())?);
+            stride = step.trim().parse().map_err(|_| bad())?;
+        }
+    }
+    let end = match (end, count) {
+        (_, Some(c)) => start + (c - 1) * stride,
+        (Some(e), None) => e,
+        (None, None) => return Err("with_sequence: must specify count or end".into()),
+    };
+    if stride == 0 {
+        return Err("with_sequence: stride must not be 0".into());
+    }
+    let mut out = Vec::new();
+    let mut i = start;
+    while (stride > 0 && i <= end) || (stride < 0 && i >= end) {
+        out.push(Value::String(printf(&format, i)));
+        i += stride;
+    }
+    Ok(out)
+}
+
+/// The `%d`, `%0Nd`, `%x`, `%o`, `%s` of Python's `%` with one integer.
+fn printf(format: &str, n: i64) -> String {
+    let re = regex::Regex::new(r"%(0?)(\d*)([dixXos])").ok();
+    let Some(re) = re else {
+        return format.to_string();
+    };
+    re.replace(format, |c: &regex::Captures<'_>| {
+        let width: usize = c[2].parse().unwrap_or(0);
+        let body = match &c[3] {
+            "x" => format!("{n:x}"),
+            "X" => format!("{n:X}"),
+            "o" => format!("{n:o}"),
+            _ => n.to_string(),
+        };
+        let pad = if &c[1] == "0" { '0' } else { ' ' };
+        let mut s = body;
+        while s.len() < width {
+            s.insert(0, pad);
+        }
+        s
+    })
+    .into_owned()
 }

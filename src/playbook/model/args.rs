@@ -17,7 +17,7 @@ pub fn key_values(s: &str) -> Option<Map<String, Value>> {
 
 /// Splits on whitespace outside quotes and outside `{{ }}` / `{% %}`, as Ansible's
 /// `split_args` does, keeping quotes (removed by [`unquote`]).
-fn split_args(s: &str) -> Vec<String> {
+pub(super) fn split_args(s: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;
@@ -73,15 +73,12 @@ fn split_args(s: &str) -> Vec<String> {
     words
 }
 
-fn unquote(v: &str) -> String {
+pub(super) fn unquote(v: &str) -> String {
     for q in ['"', '\''] {
         if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
             let inner = &v[1..v.len() - 1];
-            return if q == '"' {
-                inner.replace("\\\"", "\"").replace("\\\\", "\\")
-            } else {
-                inner.to_string()
-            };
+            // As Ansible's `parse_kv`: the quotes go, escapes stay (`'\\2'` is Jinja's).
+            return inner.to_string();
         }
     }
     v.to_string()

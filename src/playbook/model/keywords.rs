@@ -13,6 +13,15 @@ pub enum Module {
     File,
     Stat,
     ZuulReturn,
+    IncludeVars,
+    Lineinfile,
+    Tempfile,
+    Slurp,
+    Setup,
+    WaitFor,
+    Uri,
+    Package,
+    Pip,
 }
 
 impl Module {
@@ -28,6 +37,15 @@ impl Module {
         Module::File,
         Module::Stat,
         Module::ZuulReturn,
+        Module::IncludeVars,
+        Module::Lineinfile,
+        Module::Tempfile,
+        Module::Slurp,
+        Module::Setup,
+        Module::WaitFor,
+        Module::Uri,
+        Module::Package,
+        Module::Pip,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +61,15 @@ impl Module {
             Module::File => "file",
             Module::Stat => "stat",
             Module::ZuulReturn => "zuul_return",
+            Module::IncludeVars => "include_vars",
+            Module::Lineinfile => "lineinfile",
+            Module::Tempfile => "tempfile",
+            Module::Slurp => "slurp",
+            Module::Setup => "setup",
+            Module::WaitFor => "wait_for",
+            Module::Uri => "uri",
+            Module::Package => "package",
+            Module::Pip => "pip",
         }
     }
 
@@ -100,7 +127,79 @@ impl Module {
                 "force",
             ],
             Module::Stat => &["path", "follow", "get_checksum", "get_md5", "get_mime"],
-            Module::ZuulReturn => &["data", "secret_data", "file"],
+            Module::ZuulReturn => &["data", "secret_data", "file", "secret_file", "path"],
+            Module::IncludeVars => &[
+                "_raw_params",
+                "file",
+                "name",
+                "dir",
+                "depth",
+                "files_matching",
+                "ignore_files",
+                "extensions",
+                "ignore_unknown_extensions",
+                "hash_behaviour",
+            ],
+            Module::Lineinfile => &[
+                "path",
+                "dest",
+                "name",
+                "line",
+                "regexp",
+                "state",
+                "insertafter",
+                "insertbefore",
+                "create",
+                "mode",
+                "owner",
+                "group",
+                "backup",
+                "backrefs",
+                "firstmatch",
+                "search_string",
+            ],
+            Module::Tempfile => &["state", "path", "prefix", "suffix"],
+            Module::Slurp => &["src", "path"],
+            Module::Setup => &["gather_subset", "filter", "gather_timeout", "fact_path"],
+            Module::WaitFor => &[
+                "path",
+                "port",
+                "host",
+                "timeout",
+                "delay",
+                "sleep",
+                "state",
+                "connect_timeout",
+                "msg",
+                "search_regex",
+            ],
+            Module::Uri => &[
+                "url",
+                "method",
+                "body",
+                "body_format",
+                "headers",
+                "status_code",
+                "return_content",
+                "validate_certs",
+                "timeout",
+                "force_basic_auth",
+                "url_username",
+                "url_password",
+                "dest",
+            ],
+            Module::Package => &["name", "state", "use"],
+            Module::Pip => &[
+                "name",
+                "state",
+                "requirements",
+                "virtualenv",
+                "virtualenv_command",
+                "extra_args",
+                "executable",
+                "chdir",
+                "version",
+            ],
         })
     }
 
@@ -113,13 +212,16 @@ impl Module {
             Module::Assert => &[&["that"]],
             Module::Shell => &[&["_raw_params", "cmd"]],
             Module::Command => &[&["_raw_params", "cmd", "argv"]],
+            Module::IncludeVars => &[&["_raw_params", "file", "dir"]],
+            Module::Lineinfile => &[&["path", "dest", "name"]],
+            Module::Slurp => &[&["src", "path"]],
             _ => &[],
         }
     }
 
     /// Modules whose string argument is a command line (`shell: echo hi`), not `k=v` pairs.
     pub(super) fn free_form(self) -> bool {
-        matches!(self, Module::Shell | Module::Command)
+        matches!(self, Module::Shell | Module::Command | Module::IncludeVars)
     }
 }
 
@@ -131,6 +233,10 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "with_items",
     "with_list",
     "with_dict",
+    "with_sequence",
+    "with_together",
+    "with_subelements",
+    "with_fileglob",
     "loop_control",
     "vars",
     "register",
@@ -161,6 +267,7 @@ pub const TASK_KEYWORDS: &[&str] = &[
 /// Actions that are not modules.
 pub(super) const CONTROL_ACTIONS: &[&str] = &[
     "block",
+    "meta",
     "include_role",
     "import_role",
     "include_tasks",
@@ -192,3 +299,17 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "serial",
     "ignore_unreachable",
 ];
+
+/// A control action's name without `ansible.builtin.` / `ansible.legacy.`, when it is one.
+pub(super) fn control_action(name: &str) -> Option<&'static str> {
+    let short = name
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| name.strip_prefix("ansible.legacy."))
+        .unwrap_or(name);
+    CONTROL_ACTIONS.iter().copied().find(|a| *a == short)
+}
+
+/// Options a free-form `command`/`shell` line may carry as `key=value` words
+/// (`command: chdir=/tmp ls`), as Ansible reads them.
+pub(super) const FREE_FORM_OPTIONS: &[&str] =
+    &["chdir", "creates", "removes", "executable", "stdin"];

@@ -124,6 +124,7 @@ impl Parser<'_> {
         let entries = self.entries(node, "a play")?;
         let mut play = Play {
             pos: self.pos(node.mark),
+            hosts: Vec::new(),
             name: None,
             vars: Map::new(),
             vars_files: Vec::new(),
@@ -139,7 +140,7 @@ impl Parser<'_> {
             match key.as_str() {
                 "hosts" => {
                     hosts = true;
-                    self.hosts(v);
+                    play.hosts = self.hosts(v);
                 }
                 "name" => play.name = self.string(v, "a play's name"),
                 "vars" => play.vars = self.mapping(v, "a play's vars"),
@@ -183,31 +184,39 @@ impl Parser<'_> {
     }
 
     /// `hosts`: everything runs on this machine, so only the names meaning "here" are valid.
-    pub(super) fn hosts(&mut self, node: &Node) {
-        let names: Vec<(Mark, String)> = match &node.value {
-            Y::Str(s) => s
-                .split([',', ':'])
-                .map(|h| (node.mark, h.trim().to_string()))
-                .filter(|(_, h)| !h.is_empty())
-                .collect(),
+    /// `hosts`: a pattern or a list of them (evaluated when the play runs).
+    pub(super) fn hosts(&mut self, node: &Node) -> Vec<String> {
+        let patterns = self.host_patterns(node);
+        for p in &patterns {
+            for term in super::split_pattern(p) {
+                let base = term.split('[').next().unwrap_or("");
+                let known = matches!(base, "all" | "localhost" | "127.0.0.1" | "ungrouped")
+                    || base.contains('*')
+                    || base.starts_with(['~', '!', '&']);
+                if !known {
+                    self.error(
+                        node.mark,
+                        format!("hosts \"{term}\": gantry runs every play on this machine (the inventory is localhost in the groups all and ungrouped); use \"all\" or \"localhost\""),
+                    );
+                }
+            }
+        }
+        patterns
+    }
+
+    fn host_patterns(&mut self, node: &Node) -> Vec<String> {
+        match &node.value {
+            Y::Str(s) => vec![s.clone()],
             Y::Seq(items) => items
                 .iter()
-                .filter_map(|i| self.string(i, "a host").map(|s| (i.mark, s)))
+                .filter_map(|i| self.string(i, "a host"))
                 .collect(),
             _ => {
                 self.error(
                     node.mark,
                     format!("hosts must be a string or a list, found {}", node.kind()),
                 );
-                return;
-            }
-        };
-        for (mark, h) in names {
-            if !matches!(h.as_str(), "all" | "localhost" | "127.0.0.1") {
-                self.error(
-                    mark,
-                    format!("hosts \"{h}\": gantry runs every play on this machine; use \"all\" or \"localhost\""),
-                );
+                Vec::new()
             }
         }
     }

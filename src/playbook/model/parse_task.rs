@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::keywords::CONTROL_ACTIONS;
+use super::args::split_args;
+use super::keywords::{CONTROL_ACTIONS, FREE_FORM_OPTIONS, control_action};
 use super::parse::Parser;
 use super::{Action, Loop, LoopKind, Module, TASK_KEYWORDS, Task, key_values, to_json};
 use crate::job::suggest;
@@ -56,7 +57,8 @@ impl Parser<'_> {
             match key.as_str() {
                 "name" => task.name = self.string(v, "a task's name"),
                 "when" => task.when = self.conditions(v, "when"),
-                "loop" | "with_items" | "with_list" | "with_dict" => {
+                "loop" | "with_items" | "with_list" | "with_dict" | "with_sequence"
+                | "with_together" | "with_subelements" | "with_fileglob" => {
                     if task.looping.is_some() {
                         self.error(
                             k.mark,
@@ -66,6 +68,10 @@ impl Parser<'_> {
                     let kind = match key.as_str() {
                         "with_items" => LoopKind::WithItems,
                         "with_dict" => LoopKind::WithDict,
+                        "with_sequence" => LoopKind::WithSequence,
+                        "with_together" => LoopKind::WithTogether,
+                        "with_subelements" => LoopKind::WithSubelements,
+                        "with_fileglob" => LoopKind::WithFileglob,
                         _ => LoopKind::Loop,
                     };
                     task.looping = Some(Loop {
@@ -104,14 +110,15 @@ impl Parser<'_> {
                     }
                 }
                 other if TASK_KEYWORDS.contains(&other) => {}
-                other if Module::from_name(other).is_some() || CONTROL_ACTIONS.contains(&other) => {
+                other if Module::from_name(other).is_some() || control_action(other).is_some() => {
                     if let Some((first, _, _)) = &action {
                         self.error(
                             k.mark,
                             format!("conflicting action statements: {first}, {other}"),
                         );
                     } else {
-                        action = Some((key.clone(), k, v));
+                        let key = control_action(&key).map(str::to_string).unwrap_or(key);
+                        action = Some((key, k, v));
                     }
                 }
                 _ => unknown.push((key, k)),
@@ -191,6 +198,29 @@ impl Parser<'_> {
                 }
             }
             "include_role" | "import_role" => self.role_action(v, &key)?,
+            "meta" => {
+                const META: &[&str] = &[
+                    "flush_handlers",
+                    "noop",
+                    "end_play",
+                    "end_host",
+                    "clear_host_errors",
+                    "refresh_inventory",
+                    "reset_connection",
+                ];
+                let what = self.string(v, "meta")?;
+                if !META.contains(&what.as_str()) {
+                    self.error(
+                        v.mark,
+                        format!(
+                            "meta: unsupported \"{what}\"; supported: {}",
+                            META.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+                Action::Meta { what }
+            }
             "include_tasks" | "import_tasks" => {
                 let file = match &v.value {
                     Y::Map(_) => {
@@ -326,7 +356,27 @@ impl Parser<'_> {
                 }
             }
             Y::Str(s) if module.free_form() => {
-                map.insert("_raw_params".into(), Value::String(s.clone()));
+                // `chdir=/tmp ls` and friends: options among the words, as Ansible reads
+                // them; the rest is the command line.
+                let words = split_args(s);
+                let is_option = |w: &str| {
+                    w.split_once('=')
+                        .is_some_and(|(k, _)| FREE_FORM_OPTIONS.contains(&k))
+                };
+                if words.iter().any(|w| is_option(w)) {
+                    let mut rest = Vec::new();
+                    for w in words {
+                        match w.split_once('=') {
+                            Some((k, v)) if FREE_FORM_OPTIONS.contains(&k) => {
+                                map.insert(k.to_string(), Value::String(super::args::unquote(v)));
+                            }
+                            _ => rest.push(w),
+                        }
+                    }
+                    map.insert("_raw_params".into(), Value::String(rest.join(" ")));
+                } else {
+                    map.insert("_raw_params".into(), Value::String(s.clone()));
+                }
             }
             Y::Str(s) => match key_values(s) {
                 Some(kv) => map.extend(kv),

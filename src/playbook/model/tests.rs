@@ -97,12 +97,13 @@ fn misplaced_and_conflicting() {
 }
 
 #[test]
-fn modes_keep_their_octal_digits() {
+fn modes_are_read_as_pyyaml_reads_them() {
+    // PyYAML: a leading zero is octal (0755 = 493); Ansible's file modules take the int.
     let (tasks, _) = parse_tasks("- file: {path: x, mode: 0755}\n- file: {path: x, mode: 493}\n");
     let Action::Module { args, .. } = &tasks[0].action else {
         panic!()
     };
-    assert_eq!(args["mode"], "0755");
+    assert_eq!(args["mode"], 493);
     let Action::Module { args, .. } = &tasks[1].action else {
         panic!()
     };

@@ -1,11 +1,12 @@
 //! The Ansible filters, tests and lookups added to minijinja.
 
 use base64::Engine as _;
-use minijinja::value::{Value as JValue, ValueKind};
-use minijinja::{Environment, Error as JError, ErrorKind, State};
+use minijinja::value::Value as JValue;
+use minijinja::{Environment, Error as JError, ErrorKind};
 use serde_json::Value;
 
 use super::{from_json_value, to_json};
+use crate::playbook::template::ansible;
 
 pub(super) fn add_filters(env: &mut Environment<'static>) {
     fn default(v: JValue, def: Option<JValue>, boolean: Option<bool>) -> JValue {
@@ -18,36 +19,14 @@ pub(super) fn add_filters(env: &mut Environment<'static>) {
     }
     env.add_filter("default", default);
     env.add_filter("d", default);
-    env.add_filter("bool", |v: JValue| -> bool {
-        match v.kind() {
-            ValueKind::String => matches!(
-                v.as_str()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-                    .as_str(),
-                "yes" | "y" | "true" | "t" | "on" | "1"
-            ),
-            _ => v.is_true(),
-        }
-    });
-    env.add_filter("to_json", |v: JValue| -> Result<String, JError> {
-        Ok(serde_json::to_string(&to_json(&v)?).unwrap_or_default())
-    });
-    env.add_filter("to_nice_json", |v: JValue| -> Result<String, JError> {
-        Ok(serde_json::to_string_pretty(&to_json(&v)?).unwrap_or_default())
-    });
     env.add_filter("from_json", |s: String| -> Result<JValue, JError> {
         serde_json::from_str::<Value>(&s)
             .map(from_json_value)
             .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("from_json: {e}")))
     });
-    env.add_filter("to_yaml", |v: JValue| -> Result<String, JError> {
-        serde_saphyr::to_string(&to_json(&v)?)
-            .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
-    });
+    ansible::add(env);
     env.add_filter("from_yaml", |s: String| -> Result<JValue, JError> {
-        serde_saphyr::from_str::<Value>(&s)
+        crate::playbook::model::yaml_value(&s)
             .map(from_json_value)
             .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("from_yaml: {e}")))
     });
@@ -88,21 +67,6 @@ pub(super) fn add_filters(env: &mut Environment<'static>) {
             .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("b64decode: {e}")))?;
         Ok(String::from_utf8_lossy(&b).into_owned())
     });
-    env.add_filter(
-        "combine",
-        |base: JValue,
-         rest: minijinja::value::Rest<JValue>,
-         kwargs: minijinja::value::Kwargs|
-         -> Result<JValue, JError> {
-            let recursive: Option<bool> = kwargs.get("recursive")?;
-            kwargs.assert_all_used()?;
-            let mut out = to_json(&base)?;
-            for other in rest.iter() {
-                merge(&mut out, to_json(other)?, recursive.unwrap_or(false));
-            }
-            Ok(from_json_value(out))
-        },
-    );
     env.add_filter("dict2items", |v: JValue| -> Result<JValue, JError> {
         let Value::Object(o) = to_json(&v)? else {
             return Err(JError::new(
@@ -199,7 +163,17 @@ pub(super) fn add_filters(env: &mut Environment<'static>) {
                 "expects two lists",
             ));
         };
-        Ok(from_json_value(Value::Array(op(&x, &y))))
+        // Python's sets: each value once; small integers come out in order.
+        let mut out: Vec<Value> = Vec::new();
+        for v in op(&x, &y) {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        if out.iter().all(|v| v.is_i64()) {
+            out.sort_by_key(|v| v.as_i64().unwrap_or(0));
+        }
+        Ok(from_json_value(Value::Array(out)))
     }
     env.add_filter("difference", |a: JValue, b: JValue| {
         set_op(a, b, |x, y| {
@@ -241,26 +215,6 @@ pub(super) fn add_filters(env: &mut Environment<'static>) {
     env.add_test("succeeded", |v: JValue| !field(&v, "failed"));
     env.add_test("changed", |v: JValue| field(&v, "changed"));
     env.add_test("skipped", |v: JValue| field(&v, "skipped"));
-    env.add_function(
-        "lookup",
-        |_state: &State, kind: String, arg: String| -> Result<JValue, JError> {
-            match kind.as_str() {
-                "env" => Ok(JValue::from(std::env::var(&arg).unwrap_or_default())),
-                "file" => std::fs::read_to_string(&arg)
-                    .map(|s| JValue::from(s.trim_end_matches('\n').to_string()))
-                    .map_err(|e| {
-                        JError::new(
-                            ErrorKind::InvalidOperation,
-                            format!("lookup('file', {arg:?}): {e}"),
-                        )
-                    }),
-                other => Err(JError::new(
-                    ErrorKind::InvalidOperation,
-                    format!("unsupported lookup plugin {other:?} (supported: env, file)"),
-                )),
-            }
-        },
-    );
 }
 
 /// Deep merge for `combine(recursive=True)` and `zuul_return`: maps merge, the rest replaces.
