@@ -36,8 +36,11 @@ use super::modules::ModuleResult;
 use super::redact::Redactor;
 use super::template::is_template;
 use super::{LogSink, NativeRoles, Returned, Templar, Vars};
+use machine::machine_vars;
 
+mod machine;
 mod role;
+mod sequence;
 mod task;
 
 /// Everything a playbook run needs from the runner.
@@ -174,43 +177,6 @@ impl LogSink for Log<'_> {
     fn line(&self, line: &str) {
         self.sink.line(&self.redact(line));
     }
-}
-
-/// The lowest variables: Ansible's magic variables for the one host, and the facts about
-/// this machine that playbooks use without gathering facts.
-fn machine_vars() -> Vars {
-    let mut v = Vars::default();
-    v.set("inventory_hostname", json!("localhost"));
-    v.set("inventory_hostname_short", json!("localhost"));
-    v.set("ansible_check_mode", json!(false));
-    // The job's inventory: one host.
-    v.set(
-        "groups",
-        json!({"all": ["localhost"], "ungrouped": ["localhost"]}),
-    );
-    v.set("group_names", json!([]));
-    for k in [
-        "ansible_play_hosts",
-        "ansible_play_hosts_all",
-        "ansible_play_batch",
-        "play_hosts",
-    ] {
-        v.set(k, json!(["localhost"]));
-    }
-    v.set("omit", json!(super::template::OMIT));
-    let env: Map<String, Value> = std::env::vars().map(|(k, x)| (k, json!(x))).collect();
-    v.set(
-        "ansible_user_dir",
-        env.get("HOME").cloned().unwrap_or(json!("/")),
-    );
-    v.set(
-        "ansible_user_id",
-        env.get("USER").cloned().unwrap_or(json!("")),
-    );
-    v.set_verbatim("ansible_env", Value::Object(env));
-    v.set("ansible_architecture", json!(std::env::consts::ARCH));
-    v.set("ansible_system", json!("Linux"));
-    v
 }
 
 /// Where a `no_log` native role's lines go.
