@@ -167,7 +167,7 @@ impl Checker<'_> {
     fn tasks(&mut self, tasks: &[Task], role_dir: Option<&Path>) {
         for t in tasks {
             match &t.action {
-                Action::Module { .. } => {}
+                Action::Module { .. } | Action::Meta { .. } => {}
                 Action::Block {
                     block,
                     rescue,

@@ -81,7 +81,7 @@ async fn write_if_changed(dest: &Path, content: &[u8]) -> Result<bool, ModuleErr
 }
 
 /// Finds a relative `src` of `copy` (`sub = "files"`) or `template` (`"templates"`).
-fn find_src(src: &str, sub: &str, ctx: &ModuleCtx<'_>) -> Result<PathBuf, ModuleError> {
+pub(super) fn find_src(src: &str, sub: &str, ctx: &ModuleCtx<'_>) -> Result<PathBuf, ModuleError> {
     let p = Path::new(src);
     if p.is_absolute() || src.starts_with('~') {
         return Ok(resolve(ctx.work_dir, src));
@@ -238,7 +238,7 @@ pub async fn template(
         .map_err(ModuleError::io("reading", &src))?;
     let rendered = ctx
         .templar
-        .render_string(&text, ctx.vars)
+        .render_file(&text, ctx.vars)
         .map_err(|e| ModuleError::Args(format!("rendering {}: {e}", src.display())))?;
     let dest = dest_for(&dest_arg, &resolve(ctx.work_dir, &dest_arg), &src);
     let force = opt_bool(m, "force")?.unwrap_or(true);
@@ -493,7 +493,7 @@ mod tests {
         std::fs::create_dir(t.path("templates")).unwrap();
         std::fs::write(
             t.path("templates/t.j2"),
-            "hello {{ who }}\n{% if true %}yes{% endif %}\n",
+            "hello {{ who }}\n{% if true %}\nyes\n{% endif %}\nend\n",
         )
         .unwrap();
         t.search = vec![t.dir.path().to_path_buf()];
@@ -501,7 +501,8 @@ mod tests {
         assert!(template(&a, &t.ctx()).await.unwrap().changed());
         assert_eq!(
             std::fs::read_to_string(t.path("t.txt")).unwrap(),
-            "hello gantry\nyes\n"
+            "hello gantry\nyes\nend\n",
+            "trim_blocks, as Ansible's template module"
         );
     }
 

@@ -30,13 +30,17 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::check::{self, find_role, role_dependencies, role_dirs, role_file, role_not_found};
-use super::model::{Action, Cond, Files, Flag, Play, PlaybookError, Pos, RoleRef, Task};
+use super::check;
+use super::model::{Action, Cond, Files, Flag, Play, PlaybookError, Pos, Task};
 use super::modules::ModuleResult;
 use super::redact::Redactor;
 use super::template::is_template;
-use super::{LogSink, NativeRoles, Returned, RoleCall, Templar, Vars};
+use super::{LogSink, NativeRoles, Returned, Templar, Vars};
+use machine::machine_vars;
 
+mod machine;
+mod role;
+mod sequence;
 mod task;
 
 /// Everything a playbook run needs from the runner.
@@ -99,6 +103,8 @@ pub async fn run_playbook(
         task_files: HashMap::new(),
         machine: machine_vars(),
         handlers: Vec::new(),
+        ran_roles: Vec::new(),
+        exported: None,
     };
     Ok(interp.playbook(&plays).await)
 }
@@ -173,28 +179,6 @@ impl LogSink for Log<'_> {
     }
 }
 
-/// The lowest variables: Ansible's magic variables for the one host, and the facts about
-/// this machine that playbooks use without gathering facts.
-fn machine_vars() -> Vars {
-    let mut v = Vars::default();
-    v.set("inventory_hostname", json!("localhost"));
-    v.set("inventory_hostname_short", json!("localhost"));
-    v.set("ansible_check_mode", json!(false));
-    let env: Map<String, Value> = std::env::vars().map(|(k, x)| (k, json!(x))).collect();
-    v.set(
-        "ansible_user_dir",
-        env.get("HOME").cloned().unwrap_or(json!("/")),
-    );
-    v.set(
-        "ansible_user_id",
-        env.get("USER").cloned().unwrap_or(json!("")),
-    );
-    v.set_verbatim("ansible_env", Value::Object(env));
-    v.set("ansible_architecture", json!(std::env::consts::ARCH));
-    v.set("ansible_system", json!("Linux"));
-    v
-}
-
 /// Where a `no_log` native role's lines go.
 struct Silent;
 
@@ -231,6 +215,8 @@ struct Failure {
     /// What the task registered (for `ansible_failed_result` in `rescue`).
     result: Value,
     cancelled: bool,
+    /// `meta: end_play`: the play ends here, successfully.
+    end_play: bool,
 }
 
 impl Failure {
@@ -246,6 +232,9 @@ struct Frame {
     play: Map<String, Value>,
     role_vars: Map<String, Value>,
     task_vars: Map<String, Value>,
+    /// Role parameters and the `vars` of `include_role`/`include_tasks` (Ansible's "role
+    /// and include params", above facts).
+    params: Map<String, Value>,
     /// Loop variables and `ansible_failed_*`: values, never templated again.
     verbatim: Map<String, Value>,
     role: Option<Arc<RoleInfo>>,
@@ -337,6 +326,12 @@ struct Interp<'c, 'a> {
     machine: Vars,
     /// The current play's handlers (its own, then those of the roles it ran).
     handlers: Vec<Handler>,
+    /// Roles the play ran from `roles:` or as dependencies (name and parameters): Ansible
+    /// runs each once per play.
+    ran_roles: Vec<(String, Map<String, Value>)>,
+    /// The defaults and vars of the last role loaded (a play's `roles:` make them visible
+    /// to the rest of the play).
+    exported: Option<(Map<String, Value>, Map<String, Value>)>,
 }
 
 struct Handler {
@@ -353,6 +348,9 @@ impl Interp<'_, '_> {
         let mut failure = None;
         for play in plays {
             if let Err(f) = self.play(play).await {
+                if f.end_play {
+                    continue;
+                }
                 failure = Some(f);
                 break;
             }
@@ -378,8 +376,12 @@ impl Interp<'_, '_> {
         self.log.line("");
         self.log.line(&format!(
             "PLAY [{}]",
-            play.name.as_deref().unwrap_or("localhost")
+            play.name.as_deref().unwrap_or(&play.hosts.join(","))
         ));
+        if !super::model::hosts_match(&play.hosts) {
+            self.log.line("skipping: no hosts matched");
+            return Ok(());
+        }
         let mut frame = Frame {
             play: play.vars.clone(),
             environment: play.environment.iter().cloned().collect(),
@@ -418,83 +420,14 @@ impl Interp<'_, '_> {
         // Notified handlers run after each section, as in Ansible.
         self.run_tasks(&play.pre_tasks, &frame).await?;
         self.flush_handlers().await?;
+        self.ran_roles.clear();
         for r in &play.roles {
-            self.play_role(r, &frame).await?;
+            self.play_role(r, &mut frame).await?;
         }
         self.run_tasks(&play.tasks, &frame).await?;
         self.flush_handlers().await?;
         self.run_tasks(&play.post_tasks, &frame).await?;
         self.flush_handlers().await
-    }
-
-    /// Marks the handlers a changed task notifies (by name, `role : name`, or `listen`).
-    fn notify(&mut self, task: &Task) -> Result<(), String> {
-        for n in &task.notify {
-            let mut found = false;
-            for h in &mut self.handlers {
-                let own = h.task.name.as_deref() == Some(n.as_str());
-                let in_role = h.frame.role.as_ref().is_some_and(|r| {
-                    h.task
-                        .name
-                        .as_ref()
-                        .map(|t| format!("{} : {t}", r.name))
-                        .as_deref()
-                        == Some(n.as_str())
-                });
-                if own || in_role || h.task.listen.iter().any(|l| l == n) {
-                    h.notified = true;
-                    found = true;
-                }
-            }
-            if !found {
-                return Err(format!(
-                    "the requested handler \"{n}\" was not found in the play's handlers"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    async fn flush_handlers(&mut self) -> Result<(), Failure> {
-        // Handlers may notify handlers defined after them: walk by index.
-        let mut i = 0;
-        while i < self.handlers.len() {
-            if self.handlers[i].notified {
-                self.handlers[i].notified = false;
-                let (task, mut frame) = (
-                    self.handlers[i].task.clone(),
-                    self.handlers[i].frame.clone(),
-                );
-                frame.handler = true;
-                self.task(&task, &frame).await?;
-            }
-            i += 1;
-        }
-        Ok(())
-    }
-
-    /// Adds a role's `handlers/main.yaml` to the play's handlers (once).
-    fn role_handlers(&mut self, dir: &Path, rf: &Frame) -> Result<(), String> {
-        let Some(file) = role_file(dir, "handlers", "main") else {
-            return Ok(());
-        };
-        if self
-            .handlers
-            .iter()
-            .any(|h| h.file.as_deref() == Some(file.as_path()))
-        {
-            return Ok(());
-        }
-        let tasks = self.load_tasks(&file)?;
-        for t in tasks.iter() {
-            self.handlers.push(Handler {
-                task: t.clone(),
-                frame: rf.clone(),
-                file: Some(file.clone()),
-                notified: false,
-            });
-        }
-        Ok(())
     }
 
     fn failure(&self, pos: &Pos, task: &str, msg: String, result: Value) -> Failure {
@@ -504,6 +437,7 @@ impl Interp<'_, '_> {
             msg,
             result,
             cancelled: false,
+            end_play: false,
         }
     }
 
@@ -532,6 +466,16 @@ impl Interp<'_, '_> {
                         rescue,
                         always,
                     } => self.block(t, block, rescue, always, frame).await?,
+                    Action::Meta { what } if what == "flush_handlers" => {
+                        self.flush_handlers().await?
+                    }
+                    Action::Meta { what } if what == "end_play" || what == "end_host" => {
+                        return Err(Failure {
+                            end_play: true,
+                            ..self.failure(&t.pos, "meta", String::new(), Value::Null)
+                        });
+                    }
+                    Action::Meta { .. } => {}
                     _ => self.task(t, frame).await?,
                 }
             }
@@ -561,6 +505,7 @@ impl Interp<'_, '_> {
         let mut result = self.run_tasks(block, &bf).await;
         if let Err(f) = &result
             && !f.cancelled
+            && !f.end_play
             && !rescue.is_empty()
         {
             let mut rf = bf.clone();
@@ -613,10 +558,14 @@ impl Interp<'_, '_> {
             v.set("role_name", json!(r.name));
             v.set("role_path", json!(r.dir.display().to_string()));
         }
-        for layer in [&self.host, &f.verbatim] {
-            for (k, x) in layer {
-                v.set_verbatim(k.clone(), x.clone());
-            }
+        for (k, x) in &self.host {
+            v.set_verbatim(k.clone(), x.clone());
+        }
+        for (k, x) in &f.params {
+            v.set(k.clone(), x.clone());
+        }
+        for (k, x) in &f.verbatim {
+            v.set_verbatim(k.clone(), x.clone());
         }
         for (k, var) in &self.ctx.vars.map {
             if top_level(k, var) {
@@ -700,199 +649,6 @@ impl Interp<'_, '_> {
             Some(r) => format!("{} : {base}", r.name),
             None => base,
         }
-    }
-
-    async fn play_role(&mut self, r: &RoleRef, frame: &Frame) -> Result<(), Failure> {
-        let mut f = frame.clone();
-        f.task_vars.extend(r.params.clone());
-        let native = self.ctx.native.has(&r.name);
-        if native || !r.when.is_empty() {
-            self.log.line("");
-            self.log.line(&format!("TASK [{}]", r.name));
-        }
-        if !r.when.is_empty() {
-            let vars = self.vars(&f);
-            match self.conds(&r.when, &vars) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.log.host("skipping: Conditional result was False");
-                    self.stats.skipped += 1;
-                    return Ok(());
-                }
-                Err(msg) => {
-                    self.stats.failed += 1;
-                    return Err(self.failure(&r.pos, &r.name, msg, Value::Null));
-                }
-            }
-        }
-        let done = self.role(&r.pos, &r.name, &RoleFrom::default(), f).await?;
-        if !done.included {
-            let no_log = false;
-            self.show(&done, no_log, None);
-            if done.flag("failed") {
-                self.stats.failed += 1;
-                let msg = done
-                    .result
-                    .get("msg")
-                    .and_then(Value::as_str)
-                    .unwrap_or("failed")
-                    .to_string();
-                return Err(self.failure(&r.pos, &r.name, msg, Value::Object(done.result)));
-            }
-            self.count(&done);
-        }
-        Ok(())
-    }
-
-    fn count(&mut self, d: &ItemDone) {
-        if d.flag("skipped") {
-            self.stats.skipped += 1;
-        } else if d.flag("changed") {
-            self.stats.changed += 1;
-        } else {
-            self.stats.ok += 1;
-        }
-    }
-
-    /// Runs a role with the frame of its caller (parameters already in `task_vars`).
-    async fn role(
-        &mut self,
-        pos: &Pos,
-        name: &str,
-        from: &RoleFrom,
-        mut rf: Frame,
-    ) -> Result<ItemDone, Failure> {
-        if self.ctx.native.has(name) {
-            if from.tasks.is_some() {
-                return Ok(ItemDone::failed(format!(
-                    "role \"{name}\" is native (built into gantry): it has no tasks_from files"
-                )));
-            }
-            let vars = self.vars(&rf);
-            // `no_log` on the include (or an enclosing block) silences the role too.
-            let silent = self.flag(rf.no_log.as_ref(), &vars).unwrap_or(true);
-            let call = RoleCall {
-                vars: &vars,
-                work_dir: self.ctx.work_dir,
-                log: if silent { &Silent } else { &self.log },
-                templar: &self.templar,
-            };
-            let outcome = tokio::select! {
-                r = self.ctx.native.run(name, call) => r,
-                _ = self.ctx.cancel.cancelled() => return Err(self.cancelled(pos, name)),
-            };
-            return Ok(match outcome {
-                Err(msg) => ItemDone::failed(msg),
-                Ok(out) => {
-                    self.log.add_secrets(&out.returned);
-                    self.returned.merge(out.returned);
-                    for (k, v) in out.facts {
-                        self.host.insert(k.clone(), v.clone());
-                        self.facts.insert(k, v);
-                    }
-                    ItemDone::ok(out.changed)
-                }
-            });
-        }
-        if rf.depth > MAX_DEPTH {
-            return Ok(ItemDone::failed(format!(
-                "role \"{name}\" included too deeply (a loop?)"
-            )));
-        }
-        let dirs = role_dirs(
-            &self.playbook_dir,
-            self.ctx.project_dir,
-            rf.role.as_ref().map(|r| r.dir.as_path()),
-        );
-        let Some(dir) = find_role(name, &dirs) else {
-            return Ok(ItemDone::failed(role_not_found(
-                name,
-                &dirs,
-                self.ctx.native,
-            )));
-        };
-        let mut loaded = Vec::new();
-        for (sub, from) in [("defaults", &from.defaults), ("vars", &from.vars)] {
-            let file = match from {
-                Some(f) => match role_file(&dir, sub, f) {
-                    Some(p) => Some(p),
-                    None => {
-                        return Ok(ItemDone::failed(format!(
-                            "role \"{name}\" has no {sub} file \"{f}\""
-                        )));
-                    }
-                },
-                None => role_file(&dir, sub, "main"),
-            };
-            match file.map(|p| self.files.vars(&p)).transpose() {
-                Ok(m) => loaded.push(m.unwrap_or_default()),
-                Err(e) => return Ok(ItemDone::failed(e.to_string())),
-            }
-        }
-        let tasks_file = match &from.tasks {
-            Some(f) => match role_file(&dir, "tasks", f) {
-                Some(p) => Some(p),
-                None => {
-                    return Ok(ItemDone::failed(format!(
-                        "role \"{name}\" has no task file \"{f}\""
-                    )));
-                }
-            },
-            None => role_file(&dir, "tasks", "main"),
-        };
-        let tasks = match tasks_file {
-            Some(p) => match self.load_tasks(&p) {
-                Ok(t) => t,
-                Err(msg) => return Ok(ItemDone::failed(msg)),
-            },
-            None => Arc::new(Vec::new()),
-        };
-        let deps = match role_dependencies(&self.files, &dir) {
-            Ok(d) => d,
-            Err(msg) => return Ok(ItemDone::failed(msg)),
-        };
-        for (dep, params) in deps {
-            let mut df = rf.clone();
-            df.task_vars.extend(params);
-            df.depth += 1;
-            let done = Box::pin(self.role(pos, &dep, &RoleFrom::default(), df)).await?;
-            if done.flag("failed") {
-                return Ok(done);
-            }
-        }
-        let role_vars = loaded.pop().unwrap_or_default();
-        let defaults = loaded.pop().unwrap_or_default();
-        rf.defaults.extend(defaults);
-        rf.role_vars.extend(role_vars);
-        rf.role = Some(Arc::new(RoleInfo {
-            name: name.to_string(),
-            dir,
-        }));
-        rf.depth += 1;
-        if let Err(msg) = self.role_handlers(
-            &rf.role.as_ref().map(|r| r.dir.clone()).unwrap_or_default(),
-            &rf,
-        ) {
-            return Ok(ItemDone::failed(msg));
-        }
-        self.run_tasks(&tasks, &rf).await?;
-        Ok(ItemDone::included())
-    }
-
-    fn load_tasks(&mut self, path: &Path) -> Result<Arc<Vec<Task>>, String> {
-        if let Some(t) = self.task_files.get(path) {
-            return Ok(t.clone());
-        }
-        let tasks = self.files.tasks(path).map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        let tasks = Arc::new(tasks);
-        self.task_files.insert(path.to_path_buf(), tasks.clone());
-        Ok(tasks)
     }
 }
 

@@ -6,8 +6,9 @@
 //! and text goes to a [`LogSink`] (which redacts secrets) — this module never prints.
 //!
 //! The interface below is what the runner (`runner/`) and the native roles (`roles/`)
-//! build on; the interpreter lives in `model.rs` (playbook files → plays and tasks, with
-//! file:line), `interp.rs` (execution) and `modules.rs` (shell, command, set_fact, …).
+//! build on; the interpreter lives in `model/` (playbook files → plays and tasks, with
+//! file:line), `interp/` (execution, roles, handlers), `template/` (Jinja, filters) and
+//! `modules.rs` (shell, command, set_fact, …).
 
 mod check;
 mod files;
@@ -34,6 +35,12 @@ pub use template::{Templar, TemplateError, Var, Vars};
 /// Implementations redact every secret string before writing.
 pub trait LogSink: Send + Sync {
     fn line(&self, line: &str);
+
+    /// Every finished task (not includes), as Ansible's callbacks see it:
+    /// `{"task": name, "action": module, "result": {changed, failed, skipped, msg, results, …}}`
+    /// (censored under `no_log`). Not redacted: implementations that print it must redact.
+    /// The differential tests compare these with real Ansible's; the default ignores them.
+    fn task_result(&self, _record: &Value) {}
 }
 
 /// Data a build hands back with `zuul_return` (ZUUL.md §7): `data` (visible to dependent

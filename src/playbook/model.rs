@@ -12,8 +12,18 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::text::suggest;
 use crate::text::yaml::{self, Mark, Node, Value as Y};
+
+mod args;
+mod keywords;
+mod parse;
+mod parse_task;
+#[cfg(test)]
+mod tests;
+
+pub use args::key_values;
+pub use keywords::{Module, PLAY_KEYWORDS, TASK_KEYWORDS};
+use parse::Parser;
 
 /// Where a play, task or value was written. `file` is the path as the user thinks of it
 /// (relative to the project directory when it is inside it), `path` the one to open.
@@ -77,199 +87,6 @@ impl PlaybookError {
 }
 
 /// The modules the interpreter runs (`ansible.builtin.` / `ansible.legacy.` prefixes accepted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Module {
-    Shell,
-    Command,
-    SetFact,
-    Debug,
-    Fail,
-    Assert,
-    Copy,
-    Template,
-    File,
-    Stat,
-    ZuulReturn,
-}
-
-impl Module {
-    pub const ALL: &'static [Module] = &[
-        Module::Shell,
-        Module::Command,
-        Module::SetFact,
-        Module::Debug,
-        Module::Fail,
-        Module::Assert,
-        Module::Copy,
-        Module::Template,
-        Module::File,
-        Module::Stat,
-        Module::ZuulReturn,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Module::Shell => "shell",
-            Module::Command => "command",
-            Module::SetFact => "set_fact",
-            Module::Debug => "debug",
-            Module::Fail => "fail",
-            Module::Assert => "assert",
-            Module::Copy => "copy",
-            Module::Template => "template",
-            Module::File => "file",
-            Module::Stat => "stat",
-            Module::ZuulReturn => "zuul_return",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Module> {
-        let short = name
-            .strip_prefix("ansible.builtin.")
-            .or_else(|| name.strip_prefix("ansible.legacy."))
-            .unwrap_or(name);
-        Module::ALL.iter().copied().find(|m| m.name() == short)
-    }
-
-    /// The parameters a module takes; `None`: any (set_fact's keys are the facts).
-    /// `owner`, `group` and friends are accepted and ignored: everything runs as the user
-    /// running gantry, on this machine.
-    pub fn params(self) -> Option<&'static [&'static str]> {
-        Some(match self {
-            Module::Shell => &[
-                "_raw_params",
-                "cmd",
-                "chdir",
-                "executable",
-                "creates",
-                "removes",
-                "stdin",
-                "warn",
-            ],
-            Module::Command => &[
-                "_raw_params",
-                "cmd",
-                "argv",
-                "chdir",
-                "creates",
-                "removes",
-                "stdin",
-                "warn",
-            ],
-            Module::SetFact => return None,
-            Module::Debug => &["msg", "var", "verbosity"],
-            Module::Fail => &["msg"],
-            Module::Assert => &["that", "fail_msg", "msg", "success_msg", "quiet"],
-            Module::Copy => &[
-                "content",
-                "src",
-                "dest",
-                "mode",
-                "remote_src",
-                "force",
-                "owner",
-                "group",
-                "backup",
-            ],
-            Module::Template => &["src", "dest", "mode", "force", "owner", "group", "backup"],
-            Module::File => &[
-                "path", "dest", "name", "state", "mode", "src", "owner", "group", "recurse",
-                "force",
-            ],
-            Module::Stat => &["path", "follow", "get_checksum", "get_md5", "get_mime"],
-            Module::ZuulReturn => &["data", "secret_data", "file"],
-        })
-    }
-
-    /// Parameters that must be present (checked when the arguments are not a template).
-    fn required(self) -> &'static [&'static [&'static str]] {
-        match self {
-            Module::Copy => &[&["dest"], &["content", "src"]],
-            Module::Template => &[&["src"], &["dest"]],
-            Module::File | Module::Stat => &[&["path", "dest", "name"]],
-            Module::Assert => &[&["that"]],
-            Module::Shell => &[&["_raw_params", "cmd"]],
-            Module::Command => &[&["_raw_params", "cmd", "argv"]],
-            _ => &[],
-        }
-    }
-
-    /// Modules whose string argument is a command line (`shell: echo hi`), not `k=v` pairs.
-    fn free_form(self) -> bool {
-        matches!(self, Module::Shell | Module::Command)
-    }
-}
-
-/// Task keywords (besides the action itself).
-pub const TASK_KEYWORDS: &[&str] = &[
-    "name",
-    "when",
-    "loop",
-    "with_items",
-    "with_list",
-    "with_dict",
-    "loop_control",
-    "vars",
-    "register",
-    "failed_when",
-    "changed_when",
-    "ignore_errors",
-    "no_log",
-    "environment",
-    "args",
-    "until",
-    "retries",
-    "delay",
-    "rescue",
-    "always",
-    "notify",
-    "listen",
-    // Accepted and ignored: every task runs on this machine as this user (`delegate_to`
-    // may only name this machine), tags select nothing, and there is one host.
-    "delegate_to",
-    "tags",
-    "become",
-    "become_user",
-    "run_once",
-    "check_mode",
-    "diff",
-];
-
-/// Actions that are not modules.
-const CONTROL_ACTIONS: &[&str] = &[
-    "block",
-    "include_role",
-    "import_role",
-    "include_tasks",
-    "import_tasks",
-];
-
-/// Play keywords.
-pub const PLAY_KEYWORDS: &[&str] = &[
-    "hosts",
-    "name",
-    "vars",
-    "vars_files",
-    "roles",
-    "pre_tasks",
-    "tasks",
-    "post_tasks",
-    "handlers",
-    "environment",
-    // Accepted and ignored: facts are not gathered (there is nothing to gather about the
-    // one local host that a job needs), privilege escalation is not done (tasks run as
-    // the user running gantry), and with one host every error is fatal anyway.
-    "gather_facts",
-    "become",
-    "become_user",
-    "any_errors_fatal",
-    "tags",
-    "connection",
-    "strategy",
-    "serial",
-    "ignore_unreachable",
-];
-
 /// A condition (`when`, `failed_when`, …): a literal boolean or a Jinja expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cond {
@@ -288,6 +105,14 @@ pub enum LoopKind {
     WithItems,
     /// `with_dict:` — `{key, value}` items.
     WithDict,
+    /// `with_sequence: start=1 end=3 format=x%02d` (or `count=`, `stride=`).
+    WithSequence,
+    /// `with_together:` — lists zipped (shorter ones padded with null).
+    WithTogether,
+    /// `with_subelements: [list, key]` — `(element, sub-item)` pairs.
+    WithSubelements,
+    /// `with_fileglob:` — files matching the patterns (relative to `files/`).
+    WithFileglob,
 }
 
 #[derive(Clone, Debug)]
@@ -305,6 +130,9 @@ pub struct Loop {
 #[derive(Clone, Debug)]
 pub struct Play {
     pub pos: Pos,
+    /// The host pattern (`all`, `localhost`, `all[0]`, `all:!x`, …), evaluated over the
+    /// job's inventory (one host, `localhost`, in the groups `all` and `ungrouped`).
+    pub hosts: Vec<String>,
     pub name: Option<String>,
     pub vars: Map<String, Value>,
     pub vars_files: Vec<(Pos, String)>,
@@ -372,6 +200,9 @@ pub enum Action {
     },
     /// `include_tasks` / `import_tasks`: a file relative to the including file.
     Tasks { file: String },
+    /// `meta: flush_handlers` (or `noop`, `end_play`, `end_host`, `clear_host_errors`,
+    /// `refresh_inventory`, `reset_connection`).
+    Meta { what: String },
 }
 
 impl Action {
@@ -382,6 +213,7 @@ impl Action {
             Action::Block { .. } => "block",
             Action::Role { .. } => "include_role",
             Action::Tasks { .. } => "include_tasks",
+            Action::Meta { .. } => "meta",
         }
     }
 }
@@ -404,11 +236,14 @@ impl Files {
             file: file.to_string(),
             source,
         })?;
-        let node = yaml::parse(&text).map_err(|e| PlaybookError::Yaml {
+        let mut node = yaml::parse(&text).map_err(|e| PlaybookError::Yaml {
             file: file.to_string(),
             mark: e.mark,
             message: e.message,
         })?;
+        if let Some(n) = &mut node {
+            pyyaml_scalars(n, &text);
+        }
         Ok((file, node))
     }
 
@@ -516,18 +351,105 @@ impl Files {
     }
 }
 
-/// YAML → JSON for values the interpreter templates. `mode: 0644` is octal to PyYAML but
-/// our YAML reader reads it as the float 644.0; give modes back their digits as a string.
-fn to_json(n: &Node) -> Value {
-    match &n.value {
-        Y::Float(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 1e5 => {
-            let digits = format!("{}", *f as u64);
-            if digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                Value::String(format!("0{digits}"))
-            } else {
-                n.to_json()
+/// Plain scalars as PyYAML (YAML 1.1, Ansible's reader) resolves them: `010` and `0o17`,
+/// `0x1F`, `0b101`, `1_000`, sexagesimal `1:30` (= 90) are integers or strings as PyYAML
+/// says; a float needs a dot (`1e3` is a string, `1.0e+3` a float).
+fn pyyaml_scalars(n: &mut Node, text: &str) {
+    let raw = n.source(text).map(str::trim);
+    match &mut n.value {
+        Y::Seq(items) => items.iter_mut().for_each(|i| pyyaml_scalars(i, text)),
+        Y::Map(entries) => entries
+            .iter_mut()
+            .for_each(|(_, v)| pyyaml_scalars(v, text)),
+        Y::Int(_) | Y::Float(_) | Y::Str(_) if n.tag.is_none() => {
+            let Some(raw) = raw else {
+                return;
+            };
+            if raw.starts_with(['"', '\'', '|', '>', '*', '&', '!']) || raw.contains('\n') {
+                return;
+            }
+            if let Some(v) = yaml11_number(raw) {
+                n.value = v;
+            } else if matches!(n.value, Y::Int(_) | Y::Float(_)) {
+                n.value = Y::Str(raw.to_string());
             }
         }
+        _ => {}
+    }
+}
+
+fn yaml11_number(raw: &str) -> Option<Y> {
+    let (neg, body) = match raw.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, raw.strip_prefix('+').unwrap_or(raw)),
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let sign = |i: i64| if neg { -i } else { i };
+    let clean = body.replace('_', "");
+    let int = |digits: &str, radix: u32| {
+        i64::from_str_radix(digits, radix)
+            .ok()
+            .map(|i| Y::Int(sign(i)))
+    };
+    if let Some(b) = clean.strip_prefix("0b") {
+        return int(b, 2);
+    }
+    if let Some(h) = clean.strip_prefix("0x") {
+        return int(h, 16);
+    }
+    if !clean.is_empty() && clean.bytes().all(|b| b.is_ascii_digit()) {
+        if clean.len() > 1 && clean.starts_with('0') {
+            return if clean.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                int(&clean, 8)
+            } else {
+                None
+            };
+        }
+        return int(&clean, 10);
+    }
+    if body.contains(':') && !body.contains('.') {
+        let parts: Vec<&str> = clean.split(':').collect();
+        if parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && !parts[0].starts_with('0')
+            && parts[1..]
+                .iter()
+                .all(|p| p.parse::<u32>().is_ok_and(|x| x < 60))
+        {
+            let v = parts
+                .iter()
+                .fold(0i64, |acc, p| acc * 60 + p.parse::<i64>().unwrap_or(0));
+            return Some(Y::Int(sign(v)));
+        }
+        return None;
+    }
+    let lower = body.to_ascii_lowercase();
+    if lower == ".inf" {
+        return Some(Y::Float(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }));
+    }
+    if lower == ".nan" && !neg {
+        return Some(Y::Float(f64::NAN));
+    }
+    let re = regex::Regex::new(r"^([0-9][0-9_]*)?\.[0-9_]*([eE][-+][0-9]+)?$").ok()?;
+    if re.is_match(body) && body != "." {
+        return clean
+            .parse::<f64>()
+            .ok()
+            .map(|f| Y::Float(if neg { -f } else { f }));
+    }
+    None
+}
+
+/// YAML → JSON for values the interpreter templates.
+pub(crate) fn to_json(n: &Node) -> Value {
+    match &n.value {
         Y::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
         Y::Map(entries) => Value::Object(
             entries
@@ -539,864 +461,104 @@ fn to_json(n: &Node) -> Value {
     }
 }
 
-struct Parser<'e> {
-    file: Arc<str>,
-    path: Arc<Path>,
-    errors: &'e mut Vec<PlaybookError>,
-}
-
-impl Parser<'_> {
-    fn pos(&self, mark: Mark) -> Pos {
-        Pos {
-            file: self.file.clone(),
-            path: self.path.clone(),
-            line: mark.line,
-            column: mark.column,
-        }
-    }
-
-    fn error(&mut self, mark: Mark, message: String) {
-        let pos = self.pos(mark);
-        self.errors.push(PlaybookError::Invalid { pos, message });
-    }
-
-    /// The entries of a mapping, with duplicate keys reported.
-    fn entries<'n>(
-        &mut self,
-        node: &'n Node,
-        what: &str,
-    ) -> Option<Vec<(String, &'n Node, &'n Node)>> {
-        let Y::Map(entries) = &node.value else {
-            self.error(
-                node.mark,
-                format!("{what} must be a mapping, found {}", node.kind()),
-            );
-            return None;
-        };
-        let mut out: Vec<(String, &Node, &Node)> = Vec::new();
-        for (k, v) in entries {
-            let key = k.key_text();
-            if out.iter().any(|(seen, _, _)| *seen == key) {
-                self.error(k.mark, format!("duplicate key \"{key}\" in {what}"));
-                continue;
-            }
-            out.push((key, k, v));
-        }
-        Some(out)
-    }
-
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Y::Str(s) => Some(s.clone()),
-            Y::Int(_) | Y::Float(_) | Y::Bool(_) => Some(node.key_text()),
-            _ => {
-                self.error(
-                    node.mark,
-                    format!("{what} must be a string, found {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn mapping(&mut self, node: &Node, what: &str) -> Map<String, Value> {
-        match to_json(node) {
-            Value::Object(m) => m,
-            Value::Null => Map::new(),
-            _ => {
-                self.error(
-                    node.mark,
-                    format!("{what} must be a mapping, found {}", node.kind()),
-                );
-                Map::new()
-            }
-        }
-    }
-
-    /// A name or a list of names.
-    fn names(&mut self, node: &Node, what: &str) -> Vec<String> {
-        match &node.value {
-            Y::Seq(items) => items.iter().filter_map(|i| self.string(i, what)).collect(),
-            _ => self.string(node, what).into_iter().collect(),
-        }
-    }
-
-    fn conditions(&mut self, node: &Node, what: &str) -> Vec<Cond> {
-        match &node.value {
-            Y::Seq(items) => items
-                .iter()
-                .filter_map(|i| self.condition(i, what))
-                .collect(),
-            _ => self.condition(node, what).into_iter().collect(),
-        }
-    }
-
-    fn condition(&mut self, node: &Node, what: &str) -> Option<Cond> {
-        match &node.value {
-            Y::Bool(b) => Some(Cond::Bool(*b)),
-            Y::Str(s) => Some(Cond::Expr(s.clone())),
-            Y::Int(i) => Some(Cond::Bool(*i != 0)),
-            _ => {
-                self.error(
-                    node.mark,
-                    format!(
-                        "{what} must be a condition (a string or a boolean), found {}",
-                        node.kind()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn play(&mut self, node: &Node) -> Option<Play> {
-        let entries = self.entries(node, "a play")?;
-        let mut play = Play {
-            pos: self.pos(node.mark),
-            name: None,
-            vars: Map::new(),
-            vars_files: Vec::new(),
-            environment: None,
-            roles: Vec::new(),
-            pre_tasks: Vec::new(),
-            tasks: Vec::new(),
-            post_tasks: Vec::new(),
-            handlers: Vec::new(),
-        };
-        let mut hosts = false;
-        for (key, k, v) in entries {
-            match key.as_str() {
-                "hosts" => {
-                    hosts = true;
-                    self.hosts(v);
-                }
-                "name" => play.name = self.string(v, "a play's name"),
-                "vars" => play.vars = self.mapping(v, "a play's vars"),
-                "vars_files" => {
-                    let files: Vec<&Node> = match &v.value {
-                        Y::Seq(items) => items.iter().collect(),
-                        _ => vec![v],
-                    };
-                    for f in files {
-                        if let Some(s) = self.string(f, "a vars_files entry") {
-                            play.vars_files.push((self.pos(f.mark), s));
-                        }
-                    }
-                }
-                "environment" => play.environment = Some(to_json(v)),
-                "roles" => play.roles = self.roles(v),
-                "pre_tasks" => play.pre_tasks = self.task_list(v, "pre_tasks"),
-                "tasks" => play.tasks = self.task_list(v, "tasks"),
-                "post_tasks" => play.post_tasks = self.task_list(v, "post_tasks"),
-                "handlers" => play.handlers = self.task_list(v, "handlers"),
-                other if PLAY_KEYWORDS.contains(&other) => {}
-                other => {
-                    let hint = suggest::hint(other, PLAY_KEYWORDS.iter().copied());
-                    self.error(
-                        k.mark,
-                        format!(
-                            "unknown play keyword \"{other}\"{hint}; supported: {}",
-                            PLAY_KEYWORDS.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-        if !hosts {
-            self.error(
-                node.mark,
-                "a play needs \"hosts\" (all or localhost)".into(),
-            );
-        }
-        Some(play)
-    }
-
-    /// `hosts`: everything runs on this machine, so only the names meaning "here" are valid.
-    fn hosts(&mut self, node: &Node) {
-        let names: Vec<(Mark, String)> = match &node.value {
-            Y::Str(s) => s
-                .split([',', ':'])
-                .map(|h| (node.mark, h.trim().to_string()))
-                .filter(|(_, h)| !h.is_empty())
-                .collect(),
-            Y::Seq(items) => items
-                .iter()
-                .filter_map(|i| self.string(i, "a host").map(|s| (i.mark, s)))
-                .collect(),
-            _ => {
-                self.error(
-                    node.mark,
-                    format!("hosts must be a string or a list, found {}", node.kind()),
-                );
-                return;
-            }
-        };
-        for (mark, h) in names {
-            if !matches!(h.as_str(), "all" | "localhost" | "127.0.0.1") {
-                self.error(
-                    mark,
-                    format!("hosts \"{h}\": gantry runs every play on this machine; use \"all\" or \"localhost\""),
-                );
-            }
-        }
-    }
-
-    fn roles(&mut self, node: &Node) -> Vec<RoleRef> {
-        let Y::Seq(items) = &node.value else {
-            self.error(
-                node.mark,
-                format!("roles must be a list, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for item in items {
-            match &item.value {
-                Y::Str(name) => out.push(RoleRef {
-                    pos: self.pos(item.mark),
-                    name: name.clone(),
-                    params: Map::new(),
-                    when: Vec::new(),
-                }),
-                Y::Map(_) => {
-                    let Some(entries) = self.entries(item, "a role entry") else {
-                        continue;
-                    };
-                    let mut name = None;
-                    let mut params = Map::new();
-                    let mut when = Vec::new();
-                    for (key, _, v) in entries {
-                        match key.as_str() {
-                            "role" | "name" => name = self.string(v, "a role name"),
-                            "vars" => params.extend(self.mapping(v, "a role's vars")),
-                            "when" => when = self.conditions(v, "when"),
-                            "tags" | "become" | "become_user" | "delegate_to" => {}
-                            _ => {
-                                params.insert(key, to_json(v));
-                            }
-                        }
-                    }
-                    match name {
-                        Some(name) => out.push(RoleRef {
-                            pos: self.pos(item.mark),
-                            name,
-                            params,
-                            when,
-                        }),
-                        None => self.error(
-                            item.mark,
-                            "a role entry needs \"role\" (the role's name)".into(),
-                        ),
-                    }
-                }
-                _ => self.error(
-                    item.mark,
-                    format!(
-                        "a role entry is a name or a mapping with \"role\", found {}",
-                        item.kind()
-                    ),
-                ),
-            }
-        }
-        out
-    }
-
-    fn task_list(&mut self, node: &Node, what: &str) -> Vec<Task> {
-        match &node.value {
-            Y::Null => Vec::new(),
-            Y::Seq(items) => items.iter().filter_map(|t| self.task(t)).collect(),
-            _ => {
-                self.error(
-                    node.mark,
-                    format!("{what} must be a list of tasks, found {}", node.kind()),
-                );
-                Vec::new()
-            }
-        }
-    }
-
-    fn task(&mut self, node: &Node) -> Option<Task> {
-        let entries = self.entries(node, "a task")?;
-        let mut task = Task {
-            pos: self.pos(node.mark),
-            name: None,
-            when: Vec::new(),
-            looping: None,
-            vars: Map::new(),
-            register: None,
-            failed_when: None,
-            changed_when: None,
-            ignore_errors: None,
-            no_log: None,
-            environment: None,
-            until: None,
-            retries: None,
-            delay: None,
-            notify: Vec::new(),
-            listen: Vec::new(),
-            action: Action::Tasks {
-                file: String::new(),
-            },
-        };
-        let mut action: Option<(String, &Node, &Node)> = None;
-        let mut unknown: Vec<(String, &Node)> = Vec::new();
-        let mut args: Option<&Node> = None;
-        let mut loop_control: Option<&Node> = None;
-        let mut rescue: Option<&Node> = None;
-        let mut always: Option<&Node> = None;
-        for (key, k, v) in entries {
-            match key.as_str() {
-                "name" => task.name = self.string(v, "a task's name"),
-                "when" => task.when = self.conditions(v, "when"),
-                "loop" | "with_items" | "with_list" | "with_dict" => {
-                    if task.looping.is_some() {
-                        self.error(
-                            k.mark,
-                            "a task has one loop (loop, with_items, with_list or with_dict)".into(),
-                        );
-                    }
-                    let kind = match key.as_str() {
-                        "with_items" => LoopKind::WithItems,
-                        "with_dict" => LoopKind::WithDict,
-                        _ => LoopKind::Loop,
-                    };
-                    task.looping = Some(Loop {
-                        kind,
-                        items: to_json(v),
-                        var: "item".into(),
-                        label: None,
-                        index_var: None,
-                        extended: false,
-                    });
-                }
-                "loop_control" => loop_control = Some(v),
-                "vars" => task.vars = self.mapping(v, "a task's vars"),
-                "register" => task.register = self.string(v, "register"),
-                "failed_when" => task.failed_when = Some(self.conditions(v, "failed_when")),
-                "changed_when" => task.changed_when = Some(self.conditions(v, "changed_when")),
-                "until" => task.until = Some(self.conditions(v, "until")),
-                "ignore_errors" => task.ignore_errors = self.condition(v, "ignore_errors"),
-                "no_log" => task.no_log = self.condition(v, "no_log"),
-                "environment" => task.environment = Some(to_json(v)),
-                "notify" => task.notify = self.names(v, "notify"),
-                "listen" => task.listen = self.names(v, "listen"),
-                "retries" => task.retries = Some(to_json(v)),
-                "delay" => task.delay = Some(to_json(v)),
-                "args" => args = Some(v),
-                "rescue" => rescue = Some(v),
-                "always" => always = Some(v),
-                "delegate_to" => {
-                    if let Some(s) = v.as_str()
-                        && !matches!(s, "localhost" | "127.0.0.1" | "::1")
-                    {
-                        self.error(
-                            v.mark,
-                            format!("delegate_to \"{s}\": gantry runs every task on this machine; only localhost is accepted"),
-                        );
-                    }
-                }
-                other if TASK_KEYWORDS.contains(&other) => {}
-                other if Module::from_name(other).is_some() || CONTROL_ACTIONS.contains(&other) => {
-                    if let Some((first, _, _)) = &action {
-                        self.error(
-                            k.mark,
-                            format!("conflicting action statements: {first}, {other}"),
-                        );
-                    } else {
-                        action = Some((key.clone(), k, v));
-                    }
-                }
-                _ => unknown.push((key, k)),
-            }
-        }
-        let modules: Vec<&str> = Module::ALL.iter().map(|m| m.name()).collect();
-        // With no action, the first unknown key that does not look like a misspelled
-        // keyword is the module the author meant.
-        let mut module_reported = action.is_some();
-        for (key, k) in &unknown {
-            let near_keyword = suggest::closest(key, TASK_KEYWORDS.iter().copied()).is_some();
-            if module_reported || near_keyword {
-                let hint = suggest::hint(
-                    key,
-                    TASK_KEYWORDS
-                        .iter()
-                        .copied()
-                        .chain(CONTROL_ACTIONS.iter().copied()),
-                );
-                self.error(
-                    k.mark,
-                    format!(
-                        "unknown task keyword \"{key}\"{hint}; supported: {}",
-                        TASK_KEYWORDS.join(", ")
-                    ),
-                );
-            } else {
-                let hint = suggest::hint(
-                    key.strip_prefix("ansible.builtin.").unwrap_or(key),
-                    modules
-                        .iter()
-                        .copied()
-                        .chain(CONTROL_ACTIONS.iter().copied()),
-                );
-                self.error(
-                    k.mark,
-                    format!(
-                        "unknown module \"{key}\"{hint}; supported modules: {}; and {}",
-                        modules.join(", "),
-                        CONTROL_ACTIONS.join(", ")
-                    ),
-                );
-                module_reported = true;
-            }
-        }
-        if let Some(lc) = loop_control {
-            self.loop_control(lc, &mut task.looping);
-        }
-        let Some((key, k, v)) = action else {
-            if unknown.is_empty() {
-                self.error(
-                    node.mark,
-                    "a task needs an action: a module, block, include_role or include_tasks".into(),
-                );
-            }
-            return None;
-        };
-        if key != "block" && (rescue.is_some() || always.is_some()) {
-            self.error(k.mark, "rescue and always belong to a block".into());
-        }
-        task.action = match key.as_str() {
-            "block" => {
-                if task.looping.is_some() {
-                    self.error(
-                        k.mark,
-                        "a block cannot loop (loop over an include_tasks instead)".into(),
-                    );
-                }
-                Action::Block {
-                    block: self.task_list(v, "block"),
-                    rescue: rescue
-                        .map(|r| self.task_list(r, "rescue"))
-                        .unwrap_or_default(),
-                    always: always
-                        .map(|a| self.task_list(a, "always"))
-                        .unwrap_or_default(),
-                }
-            }
-            "include_role" | "import_role" => self.role_action(v, &key)?,
-            "include_tasks" | "import_tasks" => {
-                let file = match &v.value {
-                    Y::Map(_) => {
-                        let mut file = None;
-                        for (key, kk, vv) in self.entries(v, &key)? {
-                            match key.as_str() {
-                                "file" => file = self.string(vv, "file"),
-                                "apply" => {}
-                                other => self.error(
-                                    kk.mark,
-                                    format!("unknown {key} parameter \"{other}\"; supported: file"),
-                                ),
-                            }
-                        }
-                        file
-                    }
-                    _ => self.string(v, &key),
-                };
-                let Some(file) = file else {
-                    self.error(v.mark, format!("{key} needs a file"));
-                    return None;
-                };
-                Action::Tasks { file }
-            }
-            _ => {
-                let module = Module::from_name(&key)?;
-                Action::Module {
-                    module,
-                    args: self.module_args(module, v, args)?,
-                }
-            }
-        };
-        Some(task)
-    }
-
-    fn loop_control(&mut self, node: &Node, looping: &mut Option<Loop>) {
-        let Some(entries) = self.entries(node, "loop_control") else {
-            return;
-        };
-        let Some(l) = looping else {
-            return self.error(node.mark, "loop_control without a loop".into());
-        };
-        const KEYS: &[&str] = &["loop_var", "label", "index_var", "extended", "pause"];
-        for (key, k, v) in entries {
-            match key.as_str() {
-                "loop_var" => l.var = self.string(v, "loop_var").unwrap_or_else(|| "item".into()),
-                "label" => l.label = self.string(v, "label"),
-                "index_var" => l.index_var = self.string(v, "index_var"),
-                "extended" => l.extended = matches!(v.value, Y::Bool(true)),
-                "pause" => {}
-                other => {
-                    let hint = suggest::hint(other, KEYS.iter().copied());
-                    self.error(
-                        k.mark,
-                        format!(
-                            "unknown loop_control key \"{other}\"{hint}; supported: {}",
-                            KEYS.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-    }
-
-    fn role_action(&mut self, node: &Node, key: &str) -> Option<Action> {
-        const KEYS: &[&str] = &[
-            "name",
-            "tasks_from",
-            "vars_from",
-            "defaults_from",
-            "vars",
-            "public",
-            "allow_duplicates",
-            "apply",
-            "handlers_from",
-            "rolespec_validate",
-        ];
-        let mut name = None;
-        let mut tasks_from = None;
-        let mut vars_from = None;
-        let mut defaults_from = None;
-        let mut params = Map::new();
-        for (k, kn, v) in self.entries(node, key)? {
-            match k.as_str() {
-                "name" => name = self.string(v, "a role name"),
-                "tasks_from" => tasks_from = self.string(v, "tasks_from"),
-                "vars_from" => vars_from = self.string(v, "vars_from"),
-                "defaults_from" => defaults_from = self.string(v, "defaults_from"),
-                "vars" => params = self.mapping(v, "vars"),
-                other if KEYS.contains(&other) => {}
-                other => {
-                    let hint = suggest::hint(other, KEYS.iter().copied());
-                    self.error(
-                        kn.mark,
-                        format!(
-                            "unknown {key} parameter \"{other}\"{hint}; supported: {}",
-                            KEYS.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-        let Some(name) = name else {
-            self.error(node.mark, format!("{key} needs \"name\""));
-            return None;
-        };
-        Some(Action::Role {
-            name,
-            tasks_from,
-            vars_from,
-            defaults_from,
-            params,
-        })
-    }
-
-    /// Module arguments as one mapping: `args:` first, then the module's own (which win).
-    fn module_args(&mut self, module: Module, node: &Node, args: Option<&Node>) -> Option<Value> {
-        let mut map = Map::new();
-        if let Some(a) = args {
-            match to_json(a) {
-                Value::Object(m) => map = m,
-                _ => self.error(
-                    a.mark,
-                    format!("args must be a mapping, found {}", a.kind()),
-                ),
-            }
-        }
-        match &node.value {
-            Y::Null => {}
-            Y::Map(_) => {
-                if let Value::Object(m) = to_json(node) {
-                    map.extend(m);
-                }
-            }
-            Y::Str(s) if module.free_form() => {
-                map.insert("_raw_params".into(), Value::String(s.clone()));
-            }
-            Y::Str(s) => match key_values(s) {
-                Some(kv) => map.extend(kv),
-                None => {
-                    self.error(
-                        node.mark,
-                        format!(
-                            "{} takes key=value pairs or a mapping, found \"{s}\"",
-                            module.name()
-                        ),
-                    );
-                    return None;
-                }
-            },
-            _ => {
-                self.error(
-                    node.mark,
-                    format!(
-                        "{} arguments must be a mapping, found {}",
-                        module.name(),
-                        node.kind()
-                    ),
-                );
-                return None;
-            }
-        }
-        if let Some(allowed) = module.params() {
-            for key in map.keys() {
-                if !allowed.contains(&key.as_str()) {
-                    let shown: Vec<&str> = allowed
-                        .iter()
-                        .copied()
-                        .filter(|p| *p != "_raw_params")
-                        .collect();
-                    let hint = suggest::hint(key, shown.iter().copied());
-                    self.error(
-                        node.mark,
-                        format!(
-                            "unsupported parameter \"{key}\" for module {}{hint}; supported: {}",
-                            module.name(),
-                            shown.join(", ")
-                        ),
-                    );
-                }
-            }
-            for any_of in module.required() {
-                if !any_of.iter().any(|k| map.contains_key(*k)) {
-                    let shown: Vec<&str> = any_of
-                        .iter()
-                        .copied()
-                        .filter(|p| *p != "_raw_params")
-                        .collect();
-                    let what = if module.free_form() {
-                        "a command"
-                    } else {
-                        "parameter"
-                    };
-                    self.error(
-                        node.mark,
-                        format!(
-                            "module {} needs {what} {}",
-                            module.name(),
-                            shown.join(" or ")
-                        ),
-                    );
-                }
-            }
-        }
-        Some(Value::Object(map))
-    }
-}
-
-/// `a=1 b="two words" c={{ x }}` → a mapping; `None` when the text is not such pairs.
-pub fn key_values(s: &str) -> Option<Map<String, Value>> {
-    let mut out = Map::new();
-    for word in split_args(s) {
-        let (k, v) = word.split_once('=')?;
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return None;
-        }
-        out.insert(k.to_string(), Value::String(unquote(v)));
-    }
-    Some(out)
-}
-
-/// Splits on whitespace outside quotes and outside `{{ }}` / `{% %}`, as Ansible's
-/// `split_args` does, keeping quotes (removed by [`unquote`]).
-fn split_args(s: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut depth = 0usize;
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match quote {
-            Some(q) => {
-                if c == '\\' && next.is_some() {
-                    cur.push(c);
-                    cur.extend(next);
-                    i += 2;
-                    continue;
-                }
-                if c == q {
-                    quote = None;
-                }
-                cur.push(c);
-            }
-            None if c == '{' && matches!(next, Some('{') | Some('%')) => {
-                depth += 1;
-                cur.push(c);
-                cur.extend(next);
-                i += 2;
-                continue;
-            }
-            None if depth > 0 && matches!(c, '}' | '%') && next == Some('}') => {
-                depth -= 1;
-                cur.push(c);
-                cur.push('}');
-                i += 2;
-                continue;
-            }
-            None if (c == '"' || c == '\'') && depth == 0 => {
-                quote = Some(c);
-                cur.push(c);
-            }
-            None if c.is_whitespace() && depth == 0 => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            None => cur.push(c),
-        }
-        i += 1;
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
-}
-
-fn unquote(v: &str) -> String {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            let inner = &v[1..v.len() - 1];
-            return if q == '"' {
-                inner.replace("\\\"", "\"").replace("\\\\", "\\")
-            } else {
-                inner.to_string()
+/// Whether a host pattern selects `localhost`: names, groups (`all`, `ungrouped`), `*`
+/// wildcards, `~regex`, subscripts (`all[0]`, `all[0:2]`) and the `:`/`,`, `:&` and `:!`
+/// operators, as Ansible evaluates them over an inventory holding only `localhost`.
+pub fn hosts_match(patterns: &[String]) -> bool {
+    let mut selected = false;
+    for pattern in patterns {
+        for term in split_pattern(pattern) {
+            let (op, term) = match term.chars().next() {
+                Some('!') => ('!', &term[1..]),
+                Some('&') => ('&', &term[1..]),
+                _ => ('|', term.as_str()),
+            };
+            let hit = term_matches(term);
+            selected = match op {
+                '!' => selected && !hit,
+                '&' => selected && hit,
+                _ => selected || hit,
             };
         }
     }
-    v.to_string()
+    selected
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_tasks(text: &str) -> (Vec<Task>, Vec<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tasks.yaml");
-        std::fs::write(&path, text).unwrap();
-        let files = Files {
-            project_dir: dir.path().to_path_buf(),
-        };
-        match files.tasks(&path) {
-            Ok(t) => (t, Vec::new()),
-            Err(e) => (Vec::new(), e.iter().map(ToString::to_string).collect()),
+/// `a:b,c[0:1]` → `a`, `b`, `c[0:1]` (a `:` inside brackets is a slice).
+pub(super) fn split_pattern(p: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    for c in p.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ']' => {
+                depth -= 1;
+                cur.push(c)
+            }
+            ':' | ',' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            c => cur.push(c),
         }
     }
-
-    #[test]
-    fn modules_with_prefix_and_free_form() {
-        let (tasks, errors) = parse_tasks(
-            "- ansible.builtin.shell: echo hi\n  args: {chdir: /tmp}\n- debug: msg=\"a b\" verbosity=0\n- command:\n    argv: [ls, -l]\n",
-        );
-        assert!(errors.is_empty(), "{errors:?}");
-        let Action::Module { module, args } = &tasks[0].action else {
-            panic!()
-        };
-        assert_eq!(*module, Module::Shell);
-        assert_eq!(args["_raw_params"], "echo hi");
-        assert_eq!(args["chdir"], "/tmp");
-        let Action::Module { args, .. } = &tasks[1].action else {
-            panic!()
-        };
-        assert_eq!(args["msg"], "a b");
-        assert_eq!(tasks[2].pos.line, 4);
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
     }
+    out
+}
 
-    #[test]
-    fn unknown_module_and_keyword_suggest() {
-        let (_, errors) = parse_tasks("- name: x\n  shel: echo hi\n- shell: echo\n  whne: true\n");
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(
-            errors[0].starts_with("tasks.yaml:2:3: unknown module \"shel\" (did you mean \"shell\"?); supported modules: shell, command"),
-            "{}",
-            errors[0]
-        );
-        assert!(
-            errors[1].starts_with(
-                "tasks.yaml:4:3: unknown task keyword \"whne\" (did you mean \"when\"?)"
-            ),
-            "{}",
-            errors[1]
-        );
-    }
+fn term_matches(term: &str) -> bool {
+    let (base, sub) = match term.find('[') {
+        Some(i) if term.ends_with(']') => (&term[..i], Some(&term[i + 1..term.len() - 1])),
+        _ => (term, None),
+    };
+    let names = ["localhost", "all", "ungrouped"];
+    let base_hit = if let Some(re) = base.strip_prefix('~') {
+        regex::Regex::new(&format!("^(?:{re})"))
+            .map(|r| names.iter().any(|n| r.is_match(n)))
+            .unwrap_or(false)
+    } else if base.contains('*') {
+        let re = format!("^{}$", regex::escape(base).replace("\\*", ".*"));
+        regex::Regex::new(&re)
+            .map(|r| names.iter().any(|n| r.is_match(n)))
+            .unwrap_or(false)
+    } else {
+        names.contains(&base) || base == "127.0.0.1"
+    };
+    // One host: index 0 / -1, or a slice that covers it.
+    let in_range = match sub {
+        None => true,
+        Some(s) => match s.split_once(':') {
+            None => matches!(s.trim(), "0" | "-1"),
+            Some((a, b)) => {
+                let a: i64 = a.trim().parse().unwrap_or(0);
+                let b: i64 = if b.trim().is_empty() {
+                    1
+                } else {
+                    b.trim().parse().unwrap_or(0)
+                };
+                (a == 0 || a == -1) && (b >= 0 || b == -1) && (b != 0 || a == -1)
+            }
+        },
+    };
+    base_hit && in_range
+}
 
-    #[test]
-    fn bad_parameters_and_missing_ones() {
-        let (_, errors) = parse_tasks("- copy: {dset: x, content: y}\n- file: {}\n- shell:\n");
-        assert_eq!(errors.len(), 4, "{errors:?}");
-        assert!(
-            errors[0].contains(
-                "unsupported parameter \"dset\" for module copy (did you mean \"dest\"?)"
-            )
-        );
-        assert!(errors[1].contains("module copy needs parameter dest"));
-        assert!(errors[2].contains("module file needs parameter path or dest or name"));
-        assert!(errors[3].contains("module shell needs a command cmd"));
-    }
-
-    #[test]
-    fn blocks_loops_and_includes() {
-        let (tasks, errors) = parse_tasks(
-            "- block:\n    - debug: {msg: a}\n  rescue:\n    - debug: {msg: b}\n  always:\n    - debug: {msg: c}\n- include_role: {name: r, tasks_from: other}\n  loop: [1, 2]\n  loop_control: {loop_var: x, label: '{{ x }}'}\n- include_tasks: more.yaml\n",
-        );
-        assert!(errors.is_empty(), "{errors:?}");
-        let Action::Block {
-            block,
-            rescue,
-            always,
-        } = &tasks[0].action
-        else {
-            panic!()
-        };
-        assert_eq!((block.len(), rescue.len(), always.len()), (1, 1, 1));
-        assert!(
-            matches!(&tasks[1].action, Action::Role { name, tasks_from: Some(t), .. } if name == "r" && t == "other")
-        );
-        assert_eq!(tasks[1].looping.as_ref().unwrap().var, "x");
-        assert!(matches!(&tasks[2].action, Action::Tasks { file } if file == "more.yaml"));
-    }
-
-    #[test]
-    fn misplaced_and_conflicting() {
-        let (_, errors) = parse_tasks(
-            "- shell: a\n  command: b\n- debug: {msg: x}\n  rescue: []\n- name: nothing\n",
-        );
-        assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].contains("conflicting action statements: shell, command"));
-        assert!(errors[1].contains("rescue and always belong to a block"));
-        assert!(errors[2].contains("a task needs an action"));
-    }
-
-    #[test]
-    fn modes_keep_their_octal_digits() {
-        let (tasks, _) =
-            parse_tasks("- file: {path: x, mode: 0755}\n- file: {path: x, mode: 493}\n");
-        let Action::Module { args, .. } = &tasks[0].action else {
-            panic!()
-        };
-        assert_eq!(args["mode"], "0755");
-        let Action::Module { args, .. } = &tasks[1].action else {
-            panic!()
-        };
-        assert_eq!(args["mode"], 493);
-    }
-
-    #[test]
-    fn key_value_pairs() {
-        let kv = key_values("msg=\"hello {{ a }}\" path={{ b | default('x y') }} n=1").unwrap();
-        assert_eq!(kv["msg"], "hello {{ a }}");
-        assert_eq!(kv["path"], "{{ b | default('x y') }}");
-        assert_eq!(kv["n"], "1");
-        assert!(key_values("just words").is_none());
-    }
+/// A YAML text as Ansible's `from_yaml` reads it (PyYAML's YAML 1.1 scalars).
+pub(crate) fn yaml_value(text: &str) -> Result<Value, String> {
+    let mut node = yaml::parse(text).map_err(|e| format!("{}: {}", e.mark, e.message))?;
+    Ok(match &mut node {
+        Some(n) => {
+            pyyaml_scalars(n, text);
+            to_json(n)
+        }
+        None => Value::Null,
+    })
 }

@@ -15,6 +15,8 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::model::Module;
+
+mod extra;
 use super::process::{self, ProcessError, Spawn};
 use super::{Returned, Templar, TemplateError, Vars, files};
 
@@ -129,6 +131,13 @@ pub async fn run(
         Module::Template => files::template(&m, ctx).await,
         Module::File => files::file(&m, ctx).await,
         Module::Stat => files::stat(&m, ctx).await,
+        Module::IncludeVars => extra::include_vars(&m, ctx).await,
+        Module::Lineinfile => extra::lineinfile(&m, ctx).await,
+        Module::Tempfile => extra::tempfile(&m, ctx).await,
+        Module::Slurp => extra::slurp(&m, ctx).await,
+        Module::Setup => extra::setup(&m, ctx),
+        Module::WaitFor => extra::wait_for(&m, ctx).await,
+        Module::Uri | Module::Package | Module::Pip => Ok(extra::unsupported(module.name())),
     }
 }
 
@@ -147,6 +156,9 @@ fn render_args(
         } else {
             ctx.templar.render(v, ctx.vars)?
         };
+        if v.as_str() == Some(super::template::OMIT) {
+            continue;
+        }
         out.insert(k.clone(), v);
     }
     Ok(out)
@@ -347,7 +359,7 @@ fn debug(m: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> Result<ModuleResult, Mo
         };
         let value = ctx
             .templar
-            .render(&Value::String(format!("{{{{ {name} }}}}")), ctx.vars)
+            .expression(&name, ctx.vars)
             .unwrap_or_else(|_| json!("VARIABLE IS NOT DEFINED!"));
         let shown = serde_json::to_string_pretty(&json!({ name.clone(): value.clone() }))
             .unwrap_or_default();
@@ -424,26 +436,31 @@ async fn zuul_return(
         }
     };
     let mut data = object("data")?;
-    let secret_data = object("secret_data")?;
-    if let Some(file) = opt_str(m, "file")? {
-        // Zuul reads the file as more `data` (JSON; YAML accepted too).
+    let mut secret_data = object("secret_data")?;
+    // `file` / `secret_file`: more `data` / `secret_data` from a file (JSON; YAML
+    // accepted too), under what the task gives. `path` (where Zuul's executor collects
+    // returns) is accepted and not needed: gantry collects them in-process.
+    for (key, target) in [("file", &mut data), ("secret_file", &mut secret_data)] {
+        let Some(file) = opt_str(m, key)? else {
+            continue;
+        };
         let path = resolve(ctx.work_dir, &file);
         let text = tokio::fs::read_to_string(&path)
             .await
             .map_err(ModuleError::io("reading", &path))?;
         let loaded: Value = serde_json::from_str(&text)
             .or_else(|_| serde_saphyr::from_str::<Value>(&text))
-            .map_err(|e| ModuleError::Args(format!("zuul_return file {}: {e}", path.display())))?;
+            .map_err(|e| ModuleError::Args(format!("zuul_return {key} {}: {e}", path.display())))?;
         if !loaded.is_object() {
             return Err(ModuleError::Args(format!(
-                "zuul_return file {} must hold a mapping",
+                "zuul_return {key} {} must hold a mapping",
                 path.display()
             )));
         }
         let mut merged = loaded;
-        super::template::merge(&mut merged, Value::Object(std::mem::take(&mut data)), true);
+        super::template::merge(&mut merged, Value::Object(std::mem::take(target)), true);
         if let Value::Object(o) = merged {
-            data = o;
+            *target = o;
         }
     }
     if let Some(Value::Array(artifacts)) = data.get("zuul").and_then(|z| z.get("artifacts")) {

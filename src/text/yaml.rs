@@ -86,6 +86,12 @@ pub enum Value {
 }
 
 impl Node {
+    /// The scalar's source text in `text` (the document it was parsed from), when known.
+    pub fn source<'t>(&self, text: &'t str) -> Option<&'t str> {
+        let (off, len) = (self.raw.offset? as usize, self.raw.len? as usize);
+        text.get(off..off + len)
+    }
+
     /// A word for the node's type, used in "expected X, found Y" messages.
     pub fn kind(&self) -> &'static str {
         match self.value {

@@ -12,6 +12,7 @@ mod hostile;
 mod job;
 mod job_tenant;
 mod playbook;
+mod playbook_diff;
 mod registry_gc;
 mod registry_gc_stress;
 mod registry_interop;

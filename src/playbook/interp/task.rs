@@ -58,6 +58,17 @@ impl Interp<'_, '_> {
             }
         };
         let registered = Value::Object(result.result.clone());
+        if !result.included {
+            let shown = if no_log {
+                json!({"censored": NO_LOG, "changed": result.flag("changed"),
+                       "failed": result.flag("failed"), "skipped": result.flag("skipped")})
+            } else {
+                registered.clone()
+            };
+            self.ctx.log.task_result(
+                &json!({"task": name, "action": task.action.label(), "result": shown}),
+            );
+        }
         if let Some(reg) = &task.register {
             self.host.insert(reg.clone(), registered.clone());
         }
@@ -187,6 +198,66 @@ impl Interp<'_, '_> {
             (LoopKind::WithDict, other) => {
                 return Err(format!("with_dict expects a mapping, found {other}"));
             }
+            (LoopKind::WithSequence, Value::String(spec)) => super::sequence::sequence(&spec)?,
+            (LoopKind::WithTogether, Value::Array(lists)) => {
+                let lists: Vec<Vec<Value>> = lists
+                    .into_iter()
+                    .map(|l| match l {
+                        Value::Array(a) => a,
+                        other => vec![other],
+                    })
+                    .collect();
+                let n = lists.iter().map(Vec::len).max().unwrap_or(0);
+                (0..n)
+                    .map(|i| {
+                        Value::Array(
+                            lists
+                                .iter()
+                                .map(|l| l.get(i).cloned().unwrap_or(Value::Null))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            }
+            (LoopKind::WithSubelements, Value::Array(args)) => {
+                let (Some(Value::Array(list)), Some(Value::String(key))) =
+                    (args.first(), args.get(1))
+                else {
+                    return Err("with_subelements expects a list and a key".into());
+                };
+                let skip_missing = args
+                    .get(2)
+                    .and_then(|f| f.get("skip_missing"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let mut out = Vec::new();
+                for elem in list {
+                    match elem.get(key.as_str()) {
+                        Some(Value::Array(subs)) => {
+                            out.extend(subs.iter().map(|s| json!([elem, s])));
+                        }
+                        None if skip_missing => {}
+                        _ => {
+                            return Err(format!(
+                                "could not find '{key}' key in iterated item '{elem}'"
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            (LoopKind::WithFileglob, patterns) => {
+                let mut v = vars.clone();
+                v.set_verbatim("__gantry_patterns", patterns);
+                match self
+                    .templar
+                    .render(&json!("{{ query('fileglob', __gantry_patterns) }}"), &v)
+                    .map_err(|e| format!("with_fileglob: {e}"))?
+                {
+                    Value::Array(a) => a,
+                    _ => Vec::new(),
+                }
+            }
             (_, other) => return Err(format!("loop expects a list, found {other}")),
         })
     }
@@ -278,7 +349,8 @@ impl Interp<'_, '_> {
                     }
                 };
                 let mut rf = f;
-                rf.task_vars.extend(params.clone());
+                rf.params.extend(task.vars.clone());
+                rf.params.extend(params.clone());
                 // `when` of an include applies to the include, once.
                 rf.when.clear();
                 if !self.ctx.native.has(&role) && !no_log {
@@ -312,6 +384,8 @@ impl Interp<'_, '_> {
                 Ok(ItemDone::included())
             }
             Action::Block { .. } => Ok(ItemDone::failed("a block cannot loop")),
+            // Run by `run_tasks` (flush_handlers) or nothing to do here.
+            Action::Meta { .. } => Ok(ItemDone::ok(false)),
         }
     }
 
