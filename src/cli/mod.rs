@@ -11,6 +11,7 @@ mod registry;
 mod run;
 mod secret;
 mod serve;
+mod setup;
 mod trigger;
 
 use clap::{Parser, Subcommand};
@@ -116,6 +117,11 @@ pub enum Command {
     /// Registry endpoints of `gantry serve`.
     #[command(subcommand)]
     Endpoint(endpoint::EndpointCommand),
+    /// Install optional tools gantry can use.
+    ///
+    /// Example: gantry setup ansible
+    #[command(subcommand)]
+    Setup(setup::SetupCommand),
 }
 
 impl Cli {
@@ -168,5 +174,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Events(cmd) => events::run(cmd),
         Command::Trigger(cmd) => trigger::run(cmd),
         Command::Endpoint(cmd) => endpoint::run(cmd).await,
+        Command::Setup(cmd) => setup::run(cmd).await,
     }
 }

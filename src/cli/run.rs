@@ -75,6 +75,14 @@ pub struct RunArgs {
     /// Print the buildset report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Who runs the playbooks: `builtin` (gantry's interpreter), `ansible` (real
+    /// ansible-playbook, ansible-core >= 2.16), or `auto`: builtin when every playbook is
+    /// supported, else ansible when installed.
+    #[arg(long, default_value = "auto", value_name = "auto|builtin|ansible")]
+    pub executor: crate::runner::ExecutorKind,
+    /// The ansible-playbook to use (default: the venv of `gantry setup ansible`, else PATH).
+    #[arg(long, env = "GANTRY_ANSIBLE")]
+    pub ansible: Option<PathBuf>,
 }
 
 pub(crate) fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -156,6 +164,8 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
             .clone()
             .or_else(super::config::default_library_dir),
         ca_certs: args.ca_certs.clone(),
+        executor: args.executor,
+        ansible: args.ansible.clone(),
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     {

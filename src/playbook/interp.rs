@@ -30,7 +30,10 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::check::{self, find_role, role_dependencies, role_dirs, role_file, role_not_found};
+use super::check::{
+    self, find_role, native_note, native_replaces, role_dependencies, role_dirs, role_file,
+    role_not_found,
+};
 use super::model::{Action, Cond, Files, Flag, Play, PlaybookError, Pos, RoleRef, Task};
 use super::modules::ModuleResult;
 use super::redact::Redactor;
@@ -700,7 +703,12 @@ impl Interp<'_, '_> {
     async fn play_role(&mut self, r: &RoleRef, frame: &Frame) -> Result<(), Failure> {
         let mut f = frame.clone();
         f.task_vars.extend(r.params.clone());
-        let native = self.ctx.native.has(&r.name);
+        let dirs = role_dirs(
+            &self.playbook_dir,
+            self.ctx.project_dir,
+            f.role.as_ref().map(|r| r.dir.as_path()),
+        );
+        let native = native_replaces(&r.name, &dirs, self.ctx.native);
         if native || !r.when.is_empty() {
             self.log.line("");
             self.log.line(&format!("TASK [{}]", r.name));
@@ -757,7 +765,12 @@ impl Interp<'_, '_> {
         from: &RoleFrom,
         mut rf: Frame,
     ) -> Result<ItemDone, Failure> {
-        if self.ctx.native.has(name) {
+        let dirs = role_dirs(
+            &self.playbook_dir,
+            self.ctx.project_dir,
+            rf.role.as_ref().map(|r| r.dir.as_path()),
+        );
+        if native_replaces(name, &dirs, self.ctx.native) {
             if from.tasks.is_some() {
                 return Ok(ItemDone::failed(format!(
                     "role \"{name}\" is native (built into gantry): it has no tasks_from files"
@@ -766,6 +779,9 @@ impl Interp<'_, '_> {
             let vars = self.vars(&rf);
             // `no_log` on the include (or an enclosing block) silences the role too.
             let silent = self.flag(rf.no_log.as_ref(), &vars).unwrap_or(true);
+            if !silent {
+                self.log.line(&native_note(name));
+            }
             let call = RoleCall {
                 vars: &vars,
                 work_dir: self.ctx.work_dir,
@@ -794,11 +810,6 @@ impl Interp<'_, '_> {
                 "role \"{name}\" included too deeply (a loop?)"
             )));
         }
-        let dirs = role_dirs(
-            &self.playbook_dir,
-            self.ctx.project_dir,
-            rf.role.as_ref().map(|r| r.dir.as_path()),
-        );
         let Some(dir) = find_role(name, &dirs) else {
             return Ok(ItemDone::failed(role_not_found(
                 name,

@@ -9,6 +9,7 @@
 //! build on; the interpreter lives in `model.rs` (playbook files → plays and tasks, with
 //! file:line), `interp.rs` (execution) and `modules.rs` (shell, command, set_fact, …).
 
+pub mod ansible;
 mod check;
 mod files;
 mod interp;
@@ -27,7 +28,7 @@ pub use interp::{
     GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
 };
 pub use model::{PlaybookError, Pos};
-pub use redact::{MASK, Redactor, redactor, secret_leaves};
+pub use redact::{MASK, Redactor, Secret, SecretKind, redactor, secret_leaves};
 pub use template::{Templar, TemplateError, Var, Vars};
 
 /// Where a playbook's output goes: `<state>/builds/<uuid>/job-output.txt` and the console.

@@ -138,6 +138,10 @@ impl NativeRoles for NativeRoleSet {
         ROLES.contains(&name)
     }
 
+    fn names(&self) -> Vec<String> {
+        ROLES.iter().map(|r| r.to_string()).collect()
+    }
+
     fn run<'a>(
         &'a self,
         name: &'a str,

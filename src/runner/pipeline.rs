@@ -71,6 +71,10 @@ pub struct PipelineRequest {
     pub key_dir: Option<PathBuf>,
     pub library_dir: Option<PathBuf>,
     pub ca_certs: Vec<PathBuf>,
+    /// Built-in interpreter, real Ansible, or `auto` (runner/executor.rs).
+    pub executor: super::ExecutorKind,
+    /// `ansible-playbook` to use (`GANTRY_ANSIBLE`); else gantry's venv, else PATH.
+    pub ansible: Option<PathBuf>,
 }
 
 /// A finished run.
@@ -219,13 +223,31 @@ pub async fn run_pipeline(
         state_dir: req.state_dir.clone(),
         key_dir: req.key_dir.clone(),
     };
+    let playbooks: Vec<(PathBuf, PathBuf)> = graph
+        .jobs()
+        .flat_map(|j| {
+            j.pre_run
+                .iter()
+                .chain(&j.run)
+                .chain(&j.post_run)
+                .chain(&j.cleanup_run)
+        })
+        .map(|pb| (pb.root.join(&pb.path), pb.root.clone()))
+        .collect();
+    let native = crate::roles::NativeRoleSet { env: env.clone() };
+    let chosen = super::executor::choose(req.executor, req.ansible.as_deref(), &playbooks, &native)
+        .await
+        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    if !chosen.note.is_empty() {
+        note(chosen.note);
+    }
     let config = Arc::new(config);
     let report = super::run_buildset(
         config,
         &graph,
         opts,
         env.clone(),
-        super::interpreter(),
+        chosen.exec,
         &ahead,
         events,
         cancel,

@@ -19,6 +19,7 @@
 //!     project: ./project           # project directory, relative to this file
 //!     pipeline: check
 //!     change: null
+//!     executor: auto               # auto | builtin | ansible (gantry run --executor)
 //!     parameters: {env: dev}       # handed to the run as variables
 //!     enabled: true
 //!     debounce: 60                 # seconds: same (registry, repo, tag, digest) runs once
@@ -116,6 +117,9 @@ struct RawTrigger {
     pipeline: String,
     #[serde(default)]
     change: Option<String>,
+    /// `auto` (default), `builtin` or `ansible`, as `gantry run --executor`.
+    #[serde(default)]
+    executor: crate::runner::ExecutorKind,
     #[serde(default)]
     parameters: serde_json::Map<String, Value>,
     #[serde(default = "yes")]
@@ -163,6 +167,7 @@ pub struct Trigger {
     pub project_dir: PathBuf,
     pub pipeline: String,
     pub change: Option<String>,
+    pub executor: crate::runner::ExecutorKind,
     pub parameters: serde_json::Map<String, Value>,
     pub enabled: bool,
     pub debounce: Duration,
@@ -422,6 +427,7 @@ impl ServeConfig {
                 project_dir: base.join(&t.project),
                 pipeline: t.pipeline,
                 change: t.change,
+                executor: t.executor,
                 parameters: t.parameters,
                 enabled: t.enabled,
                 debounce: Duration::from_secs_f64(

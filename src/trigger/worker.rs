@@ -179,6 +179,8 @@ async fn process(
         key_dir: svc.run.key_dir.clone(),
         library_dir: svc.run.library_dir.clone(),
         ca_certs: svc.run.ca_certs.clone(),
+        executor: trigger.executor,
+        ansible: None,
     };
     tokio::spawn(execute(svc.clone(), exec_id, req, cancel.child_token()));
     Ok(())
