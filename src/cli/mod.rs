@@ -82,7 +82,7 @@ pub enum Command {
     /// Run a pipeline (check, gate, promote) for a change, with every registry embedded.
     ///
     /// Example: gantry run examples/seed/base --pipeline check --change 1
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Build records kept in the intermediate registry.
     #[command(subcommand)]
     Builds(BuildsCommand),
@@ -162,7 +162,7 @@ pub enum BuildsCommand {
 
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
-        Command::Run(args) => run::run(args, cli.quiet, cli.verbose > 0).await,
+        Command::Run(args) => run::run(*args, cli.quiet, cli.verbose > 0).await,
         Command::Builds(BuildsCommand::Ls(args)) => run::builds_ls(args).await,
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Image(cmd) => image::run(cmd, cli.quiet).await,

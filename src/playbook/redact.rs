@@ -18,6 +18,7 @@
 //! 3. **Other fields** — masked everywhere when 8 characters or longer; shorter values of
 //!    non-credential fields (`region: eu`) are left alone: masking them would hide ordinary
 //!    words while protecting nothing.
+//!
 //! Fields that say *where* (`host`, `port`, `repository`) are not secret at all.
 
 use regex::Regex;
@@ -87,7 +88,7 @@ fn continues_word(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
-fn alternation<'a>(mut list: Vec<&'a str>) -> Option<Regex> {
+fn alternation(mut list: Vec<&str>) -> Option<Regex> {
     if list.is_empty() {
         return None;
     }

@@ -55,6 +55,10 @@ pub struct RoleEnv {
     /// Stand-ins for publication registries (`docker.io` → a local registry), so the whole
     /// gate and promote flow runs without Docker Hub.
     pub publish_to: HashMap<String, Endpoint>,
+    /// The image builder of the build roles when a job's `gantry_builder` variable does
+    /// not say (`gantry run --builder`, `GANTRY_BUILDER`); `None`: docker when an engine
+    /// answers, else native.
+    pub builder: Option<crate::build::BuilderKind>,
     registries: Mutex<HashMap<String, Vec<RunningRegistry>>>,
 }
 
@@ -69,6 +73,7 @@ impl RoleEnv {
             host_root,
             publication,
             publish_to: HashMap::new(),
+            builder: None,
             registries: Mutex::new(HashMap::new()),
         }
     }

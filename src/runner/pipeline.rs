@@ -75,6 +75,8 @@ pub struct PipelineRequest {
     pub executor: super::ExecutorKind,
     /// `ansible-playbook` to use (`GANTRY_ANSIBLE`); else gantry's venv, else PATH.
     pub ansible: Option<PathBuf>,
+    /// The image builder (`--builder`, `GANTRY_BUILDER`); `None`: auto.
+    pub builder: Option<crate::build::BuilderKind>,
 }
 
 /// A finished run.
@@ -198,6 +200,7 @@ pub async fn run_pipeline(
             .unwrap_or_else(|| req.state_dir.join("host")),
         publication.clone(),
     );
+    env.builder = req.builder;
     env.publish_to = req
         .publish_to
         .iter()

@@ -479,4 +479,18 @@ mod tests {
         assert_eq!(interval("t"), std::time::Duration::from_secs(300));
         assert_eq!(interval("u"), std::time::Duration::from_secs(5));
     }
+
+    #[test]
+    fn a_trigger_chooses_its_executor() {
+        let text = "endpoints:\n  - name: a\n    url: http://127.0.0.1:1\ntriggers:\n  - name: t\n    source: poll\n    endpoint: a\n    image: x\n    project: .\n    pipeline: check\n    executor: ansible\n  - name: u\n    source: poll\n    endpoint: a\n    image: y\n    project: .\n    pipeline: check\n";
+        let cfg = ServeConfig::parse(Path::new("s.yaml"), text).unwrap();
+        assert_eq!(
+            cfg.triggers["t"].executor,
+            crate::runner::ExecutorKind::Ansible
+        );
+        assert_eq!(
+            cfg.triggers["u"].executor,
+            crate::runner::ExecutorKind::Auto
+        );
+    }
 }

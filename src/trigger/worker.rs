@@ -181,6 +181,7 @@ async fn process(
         ca_certs: svc.run.ca_certs.clone(),
         executor: trigger.executor,
         ansible: None,
+        builder: None,
     };
     tokio::spawn(execute(svc.clone(), exec_id, req, cancel.child_token()));
     Ok(())
