@@ -224,12 +224,19 @@ pub async fn run_playbook(
     ctx: &PlaybookContext<'_>,
     nodes: &[String],
 ) -> Result<PlaybookOutcome, AnsibleError> {
-    // 1. the private directory (blocking file work off the runtime)
+    // 1. the private directory (blocking file work off the runtime). ansible-playbook runs
+    // in the work directory: every path it is given is absolute.
+    let absolute = |p: &Path| {
+        std::path::absolute(p).map_err(|e| AnsibleError::Prepare(format!("{}: {e}", p.display())))
+    };
+    let shown = path.display().to_string();
+    let path_abs = absolute(path)?;
+    let path = path_abs.as_path();
     let names = ctx.native.names();
     let (pb, project, work) = (
         path.to_path_buf(),
-        ctx.project_dir.to_path_buf(),
-        ctx.work_dir.to_path_buf(),
+        absolute(ctx.project_dir)?,
+        absolute(ctx.work_dir)?,
     );
     let vars = split_vars(&ctx.vars);
     let nodes_owned = nodes.to_vec();
@@ -348,7 +355,7 @@ pub async fn run_playbook(
         redactor
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .apply(&format!("{}: {line}", path.display()))
+            .apply(&format!("{shown}: {line}"))
     });
     drop(prepared.dir);
     Ok(PlaybookOutcome {
