@@ -227,6 +227,12 @@ pub async fn run_playbook(
     // 1. the private directory (blocking file work off the runtime). ansible-playbook runs
     // in the work directory: every path it is given is absolute.
     let absolute = |p: &Path| {
+        // A library next to the current directory has the root "" (the current directory).
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
         std::path::absolute(p).map_err(|e| AnsibleError::Prepare(format!("{}: {e}", p.display())))
     };
     let shown = path.display().to_string();
