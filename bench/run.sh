@@ -5,7 +5,11 @@
 #  (b) time-to-ready of a buildset registry: gantry's in-process one (as the
 #      run-buildset-registry role reports it) vs starting Debian's docker-registry
 #      process with a generated TLS certificate and htpasswd, as zuul-jobs does with a
-#      registry container (here without the container start, which only adds to it).
+#      registry container (here without the container start, which only adds to it);
+#  (c) the seed scenario's check runs (change 1, then change 2 with change 1 ahead) with
+#      the built-in interpreter vs real ansible-playbook (`--executor builtin|ansible`,
+#      native roles reached over gantry's socket), wall time side by side. Ansible from
+#      $GANTRY_ANSIBLE, else the test venv, else PATH; skipped when there is none.
 #
 # usage: bench/run.sh [RUNS]   (default 5)
 set -euo pipefail
@@ -61,6 +65,22 @@ YML
   done
 fi
 
+# (c) builtin vs ansible executor on the seed's check runs.
+ANSIBLE=${GANTRY_ANSIBLE:-}
+[ -z "$ANSIBLE" ] && [ -x "$HOME/.cache/gantry-test/venv/bin/ansible-playbook" ] && ANSIBLE=$HOME/.cache/gantry-test/venv/bin/ansible-playbook
+[ -z "$ANSIBLE" ] && ANSIBLE=$(command -v ansible-playbook || true)
+builtin=() ansible=()
+if [ -n "$ANSIBLE" ]; then
+  export GANTRY_ANSIBLE=$ANSIBLE
+  for i in $(seq 1 "$RUNS"); do
+    for ex in builtin ansible; do
+      S=$WORK/exec-$ex-$i
+      t=$(timed bash -c "'$GANTRY' -q run examples/seed/base --pipeline check --change 1 --state-dir '$S' --executor $ex && '$GANTRY' -q run examples/seed/app --pipeline check --change 2 --ahead base:1 --state-dir '$S' --executor $ex")
+      if [ "$ex" = builtin ]; then builtin+=("$t"); else ansible+=("$t"); fi
+    done
+  done
+fi
+
 echo "check pipeline (change 2, change 1 ahead): ${runs[*]} s"
 echo "buildset registry ready, gantry in-process: ${ready[*]} ms"
 [ ${#peer[@]} -gt 0 ] && echo "buildset registry ready, docker-registry process: ${peer[*]} ms"
@@ -71,4 +91,10 @@ printf "%-48s %12s\n" "buildset registry ready (gantry, in-process)" "$(median "
 if [ ${#peer[@]} -gt 0 ]; then
   printf "%-48s %12s  (%s)\n" "buildset registry ready (docker-registry + TLS)" "$(median "${peer[@]}") ms" \
     "$(ratio "$(median "${ready[@]}")" "$(median "${peer[@]}")") slower"
+fi
+if [ ${#ansible[@]} -gt 0 ]; then
+  echo "seed check runs, builtin executor: ${builtin[*]} s; ansible executor: ${ansible[*]} s"
+  printf "%-48s %12s\n" "seed check x2, --executor builtin" "$(median "${builtin[@]}") s"
+  printf "%-48s %12s  (%s)\n" "seed check x2, --executor ansible" "$(median "${ansible[@]}") s" \
+    "$(ratio "$(median "${builtin[@]}")" "$(median "${ansible[@]}")") slower"
 fi

@@ -15,6 +15,7 @@ mod registry;
 mod run;
 mod secret;
 mod serve;
+mod setup;
 mod trigger;
 
 use clap::{Parser, Subcommand};
@@ -87,7 +88,7 @@ pub enum Command {
     /// Run a pipeline (check, gate, promote) for a change, with every registry embedded.
     ///
     /// Example: gantry run examples/seed/base --pipeline check --change 1
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Build records kept in the intermediate registry.
     #[command(subcommand)]
     Builds(BuildsCommand),
@@ -141,6 +142,11 @@ pub enum Command {
     ///
     /// Example: gantry manpage --dir /usr/local/share/man/man1
     Manpage(meta::ManpageArgs),
+    /// Install optional tools gantry can use.
+    ///
+    /// Example: gantry setup ansible
+    #[command(subcommand)]
+    Setup(setup::SetupCommand),
 }
 
 impl Cli {
@@ -184,7 +190,7 @@ pub enum BuildsCommand {
 
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
-        Command::Run(args) => run::run(args, cli.quiet, cli.verbose > 0).await,
+        Command::Run(args) => run::run(*args, cli.quiet, cli.verbose > 0).await,
         Command::Builds(BuildsCommand::Ls(args)) => run::builds_ls(args).await,
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Image(cmd) => image::run(cmd, cli.quiet).await,
@@ -201,5 +207,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Version(args) => meta::version(&args),
         Command::Completions(args) => meta::completions(&args),
         Command::Manpage(args) => meta::manpage(&args),
+        Command::Setup(cmd) => setup::run(cmd).await,
     }
 }

@@ -79,6 +79,23 @@ pub struct RunArgs {
     /// Print the buildset report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Who runs the playbooks: `builtin` (gantry's interpreter), `ansible` (real
+    /// ansible-playbook, ansible-core >= 2.16), or `auto`: builtin when every playbook is
+    /// supported, else ansible when installed.
+    #[arg(long, default_value = "auto", value_name = "auto|builtin|ansible")]
+    pub executor: crate::runner::ExecutorKind,
+    /// The ansible-playbook to use (default: the venv of `gantry setup ansible`, else PATH).
+    #[arg(long, env = "GANTRY_ANSIBLE")]
+    pub ansible: Option<PathBuf>,
+    /// Image builder of the build roles: native (daemonless), docker, or auto (docker when
+    /// an engine answers). A job's `gantry_builder` variable overrides it.
+    #[arg(
+        long,
+        env = "GANTRY_BUILDER",
+        default_value = "auto",
+        value_name = "auto|native|docker"
+    )]
+    pub builder: String,
 }
 
 pub(crate) fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -166,6 +183,19 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
             .map(|s| crate::job::ConfigRepo::parse(s))
             .collect(),
         ca_certs: args.ca_certs.clone(),
+        executor: args.executor,
+        ansible: args.ansible.clone(),
+        builder: match args.builder.as_str() {
+            "auto" | "" => None,
+            "native" => Some(crate::build::BuilderKind::Native),
+            "docker" => Some(crate::build::BuilderKind::Docker),
+            other => {
+                return Err(anyhow!(
+                    "--builder {other:?}: expected auto, native or docker"
+                ))
+                .usage();
+            }
+        },
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     {

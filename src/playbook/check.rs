@@ -36,6 +36,18 @@ pub fn find_role(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
     dirs.iter().map(|d| d.join(name)).find(|d| d.is_dir())
 }
 
+/// Project roles win: a role the project ships (in `dirs`) is used as written whatever
+/// its name; gantry's native role replaces a zuul-jobs role only when the project ships
+/// none of that name.
+pub fn native_replaces(name: &str, dirs: &[PathBuf], native: &dyn NativeRoles) -> bool {
+    native.has(name) && find_role(name, dirs).is_none()
+}
+
+/// The log line saying a native role stands in for a zuul-jobs role.
+pub fn native_note(name: &str) -> String {
+    format!("role {name}: gantry's native implementation (the project ships no role {name})")
+}
+
 /// `roles/x/<sub>/<from>` with `.yaml`/`.yml` tried when `from` has no extension.
 pub fn role_file(role_dir: &Path, sub: &str, from: &str) -> Option<PathBuf> {
     let base = role_dir.join(sub);
@@ -231,7 +243,8 @@ impl Checker<'_> {
         if is_template(name) {
             return;
         }
-        if self.native.has(name) {
+        let dirs = role_dirs(self.playbook_dir, &self.files.project_dir, current);
+        if native_replaces(name, &dirs, self.native) {
             if tasks_from.is_some() {
                 self.at(
                     pos,
@@ -242,7 +255,6 @@ impl Checker<'_> {
             }
             return;
         }
-        let dirs = role_dirs(self.playbook_dir, &self.files.project_dir, current);
         let Some(dir) = find_role(name, &dirs) else {
             let message = role_not_found(name, &dirs, self.native);
             return self.at(pos, message);

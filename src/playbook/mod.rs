@@ -10,6 +10,7 @@
 //! file:line), `interp/` (execution, roles, handlers), `template/` (Jinja, filters) and
 //! `modules.rs` (shell, command, set_fact, …).
 
+pub mod ansible;
 mod check;
 mod files;
 mod interp;
@@ -28,7 +29,7 @@ pub use interp::{
     GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
 };
 pub use model::{PlaybookError, Pos};
-pub use redact::{MASK, Redactor, redactor, secret_leaves};
+pub use redact::{MASK, Redactor, Secret, SecretKind, redactor, secret_leaves};
 pub use template::{Templar, TemplateError, Var, Vars};
 
 /// Where a playbook's output goes: `<state>/builds/<uuid>/job-output.txt` and the console.

@@ -105,7 +105,7 @@ impl Vars {
     }
 
     /// Every string a secret holds, for log redaction.
-    pub fn secret_strings(&self) -> Vec<String> {
+    pub fn secret_strings(&self) -> Vec<super::redact::Secret> {
         self.map
             .values()
             .filter(|v| v.secret)

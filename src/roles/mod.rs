@@ -59,6 +59,10 @@ pub struct RoleEnv {
     /// Stand-ins for publication registries (`docker.io` → a local registry), so the whole
     /// gate and promote flow runs without Docker Hub.
     pub publish_to: HashMap<String, Endpoint>,
+    /// The image builder of the build roles when a job's `gantry_builder` variable does
+    /// not say (`gantry run --builder`, `GANTRY_BUILDER`); `None`: docker when an engine
+    /// answers, else native.
+    pub builder: Option<crate::build::BuilderKind>,
     registries: Mutex<HashMap<String, Vec<RunningRegistry>>>,
 }
 
@@ -74,6 +78,7 @@ impl RoleEnv {
             host_root,
             publication,
             publish_to: HashMap::new(),
+            builder: None,
             registries: Mutex::new(HashMap::new()),
         }
     }
@@ -141,6 +146,10 @@ pub const ROLES: &[&str] = &[
 impl NativeRoles for NativeRoleSet {
     fn has(&self, name: &str) -> bool {
         ROLES.contains(&name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        ROLES.iter().map(|r| r.to_string()).collect()
     }
 
     fn run<'a>(

@@ -91,11 +91,14 @@ fn publication(
 }
 
 /// The builder a build role uses: `gantry_builder` (`native`, `docker`, `auto`), else the
-/// `GANTRY_BUILDER` environment variable, else auto (docker when an engine answers).
-fn builder_kind(call: &RoleCall<'_>) -> Result<Option<crate::build::BuilderKind>, String> {
+/// run's choice ([`RoleEnv::builder`]), else auto (docker when an engine answers).
+fn builder_kind(
+    env: &RoleEnv,
+    call: &RoleCall<'_>,
+) -> Result<Option<crate::build::BuilderKind>, String> {
     let choice = match super::var(call, "gantry_builder")? {
         Some(Value::String(s)) => s,
-        _ => std::env::var("GANTRY_BUILDER").unwrap_or_default(),
+        _ => return Ok(env.builder),
     };
     match choice.as_str() {
         "" | "auto" => Ok(None),
@@ -107,7 +110,7 @@ fn builder_kind(call: &RoleCall<'_>) -> Result<Option<crate::build::BuilderKind>
     }
 }
 
-pub async fn build(_env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<RoleOutcome, String> {
+pub async fn build(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<RoleOutcome, String> {
     let buildset = buildset_endpoint(call)?.ok_or(format!(
         "{role}: no buildset registry to push to (run-buildset-registry first, e.g. with the gantry-build-container-image job)"
     ))?;
@@ -120,7 +123,7 @@ pub async fn build(_env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Ro
         .unwrap_or_else(|| call.work_dir.to_path_buf());
     let change = super::zuul_str(call, "change");
     let change_url = super::zuul_str(call, "change_url");
-    let kind = builder_kind(call)?;
+    let kind = builder_kind(env, call)?;
     let epoch = crate::build::source_date_epoch().map_err(|e| e.to_string())?;
     for image in images(call, list_var(role))? {
         let mut context = src_dir.join(&image.context);

@@ -19,7 +19,7 @@ use super::log::BuildLog;
 use super::vars::{VarLayers, assemble};
 use super::{BuildReport, BuildsetCtx, Event, Msg, ms};
 use crate::job::{BuildResult, FrozenJob, FrozenPlaybook, ParentData, Returned};
-use crate::playbook::{LogSink, PlaybookContext, PlaybookOutcome};
+use crate::playbook::{LogSink, PlaybookContext, PlaybookOutcome, Secret};
 
 struct Build {
     ctx: Arc<BuildsetCtx>,
@@ -118,7 +118,7 @@ pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Val
     })
 }
 
-fn strings(v: &Value, out: &mut Vec<String>) {
+fn strings(v: &Value, out: &mut Vec<Secret>) {
     out.extend(crate::playbook::secret_leaves(v));
 }
 
@@ -208,6 +208,7 @@ impl Build {
                 r
             }
             Err(e) => {
+                let e = e.to_string();
                 self.log.line(&format!("playbook error: {e}"));
                 PlaybookOutcome {
                     ok: false,

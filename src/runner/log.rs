@@ -1,5 +1,7 @@
 //! A build's log: `<state>/builds/<uuid>/job-output.txt`, every line redacted of every
-//! secret string, and forwarded to reporters as events.
+//! secret (by the rule in `playbook/redact.rs`) and stamped with the UTC time as Zuul's
+//! job-output.txt does (`2026-01-02 03:04:05.678901 | TASK [...]`), and forwarded to
+//! reporters as events (without the stamp: reporters add their own).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Event;
-use crate::playbook::{LogSink, Redactor};
+use crate::playbook::{LogSink, Redactor, Secret};
 
 pub struct BuildLog {
     pub path: PathBuf,
@@ -23,7 +25,7 @@ impl BuildLog {
         path: PathBuf,
         job: &str,
         events: UnboundedSender<Event>,
-        secrets: Vec<String>,
+        secrets: Vec<Secret>,
     ) -> std::io::Result<BuildLog> {
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p)?;
@@ -42,7 +44,7 @@ impl BuildLog {
     }
 
     /// Adds secrets learned during the build (decrypted secrets, returned secret data).
-    pub fn add_secrets(&mut self, more: Vec<String>) {
+    pub fn add_secrets(&mut self, more: Vec<Secret>) {
         self.redact
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -58,13 +60,20 @@ impl LogSink for BuildLog {
             .unwrap_or_else(|p| p.into_inner())
             .apply(line);
         if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = writeln!(f, "{clean}");
+            let _ = writeln!(f, "{} | {clean}", timestamp());
         }
         let _ = self.events.send(Event::Log {
             job: self.job.clone(),
             line: clean,
         });
     }
+}
+
+/// Now, as Zuul's job-output.txt prefixes each line (UTC, microseconds).
+pub fn timestamp() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -86,6 +95,13 @@ mod tests {
         log.add_secrets(vec!["later-secret".into()]);
         log.line("and later-secret there");
         let text = std::fs::read_to_string(dir.path().join("log.txt")).unwrap();
-        assert_eq!(text, "a ****** here\nand ****** there\n");
+        let lines: Vec<&str> = text.lines().collect();
+        let stamp = regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} \| ").unwrap();
+        assert!(lines.iter().all(|l| stamp.is_match(l)), "{text}");
+        let bodies: Vec<String> = lines
+            .iter()
+            .map(|l| stamp.replace(l, "").into_owned())
+            .collect();
+        assert_eq!(bodies, vec!["a ****** here", "and ****** there"]);
     }
 }

@@ -13,13 +13,13 @@
 //! The runner emits [`Event`]s; reporters print. It never prints.
 
 mod build;
-mod interp;
+pub mod executor;
 pub mod log;
 pub mod pipeline;
 pub mod records;
 pub mod vars;
 
-pub use interp::interpreter;
+pub use executor::{ExecutorError, ExecutorKind, interpreter};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,7 @@ pub trait PlaybookExecutor: Send + Sync {
         &'a self,
         playbook: &'a Path,
         ctx: PlaybookContext<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookOutcome, String>>;
+    ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>>;
 }
 
 /// Everything about one `gantry run` that is not configuration.
@@ -460,7 +460,7 @@ mod tests {
             &'a self,
             playbook: &'a Path,
             run: PlaybookContext<'a>,
-        ) -> BoxFuture<'a, Result<PlaybookOutcome, String>> {
+        ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>> {
             Box::pin(async move {
                 let name = playbook.file_name().unwrap().to_string_lossy().to_string();
                 let job = run

@@ -75,6 +75,12 @@ pub struct PipelineRequest {
     /// Tenant repositories (`--config-repo`), in order.
     pub config_repos: Vec<crate::job::ConfigRepo>,
     pub ca_certs: Vec<PathBuf>,
+    /// Built-in interpreter, real Ansible, or `auto` (runner/executor.rs).
+    pub executor: super::ExecutorKind,
+    /// `ansible-playbook` to use (`GANTRY_ANSIBLE`); else gantry's venv, else PATH.
+    pub ansible: Option<PathBuf>,
+    /// The image builder (`--builder`, `GANTRY_BUILDER`); `None`: auto.
+    pub builder: Option<crate::build::BuilderKind>,
 }
 
 /// A finished run.
@@ -198,6 +204,7 @@ pub async fn run_pipeline(
         publication.clone(),
     );
     env.intermediate_override = req.intermediate.is_some();
+    env.builder = req.builder;
     env.publish_to = req
         .publish_to
         .iter()
@@ -224,13 +231,31 @@ pub async fn run_pipeline(
         state_dir: req.state_dir.clone(),
         key_dir: req.key_dir.clone(),
     };
+    let playbooks: Vec<(PathBuf, PathBuf)> = graph
+        .jobs()
+        .flat_map(|j| {
+            j.pre_run
+                .iter()
+                .chain(&j.run)
+                .chain(&j.post_run)
+                .chain(&j.cleanup_run)
+        })
+        .map(|pb| (pb.root.join(&pb.path), pb.root.clone()))
+        .collect();
+    let native = crate::roles::NativeRoleSet { env: env.clone() };
+    let chosen = super::executor::choose(req.executor, req.ansible.as_deref(), &playbooks, &native)
+        .await
+        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    if !chosen.note.is_empty() {
+        note(chosen.note);
+    }
     let config = Arc::new(config);
     let report = super::run_buildset(
         config,
         &graph,
         opts,
         env.clone(),
-        super::interpreter(),
+        chosen.exec,
         &ahead,
         events,
         cancel,

@@ -22,6 +22,7 @@
 //!     project: ./project           # project directory, relative to this file
 //!     pipeline: check
 //!     change: null
+//!     executor: auto               # auto | builtin | ansible (gantry run --executor)
 //!     parameters: {env: dev}       # handed to the run as variables
 //!     enabled: true
 //!     debounce: 60                 # seconds: same (registry, repo, tag, digest) runs once
@@ -131,6 +132,9 @@ struct RawTrigger {
     pipeline: String,
     #[serde(default)]
     change: Option<String>,
+    /// `auto` (default), `builtin` or `ansible`, as `gantry run --executor`.
+    #[serde(default)]
+    executor: crate::runner::ExecutorKind,
     #[serde(default)]
     parameters: serde_json::Map<String, Value>,
     #[serde(default = "yes")]
@@ -237,6 +241,7 @@ pub struct Trigger {
     pub config_repos: Vec<crate::job::ConfigRepo>,
     pub pipeline: String,
     pub change: Option<String>,
+    pub executor: crate::runner::ExecutorKind,
     pub parameters: serde_json::Map<String, Value>,
     pub enabled: bool,
     pub debounce: Duration,
@@ -582,6 +587,7 @@ impl ServeConfig {
                     .collect(),
                 pipeline: t.pipeline,
                 change: t.change,
+                executor: t.executor,
                 parameters: t.parameters,
                 enabled: t.enabled,
                 debounce: Duration::from_secs_f64(
@@ -686,5 +692,19 @@ mod tests {
         let interval = |n: &str| cfg.triggers[n].poll.as_ref().unwrap().interval;
         assert_eq!(interval("t"), std::time::Duration::from_secs(300));
         assert_eq!(interval("u"), std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_trigger_chooses_its_executor() {
+        let text = "endpoints:\n  - name: a\n    url: http://127.0.0.1:1\ntriggers:\n  - name: t\n    source: poll\n    endpoint: a\n    image: x\n    project: .\n    pipeline: check\n    executor: ansible\n  - name: u\n    source: poll\n    endpoint: a\n    image: y\n    project: .\n    pipeline: check\n";
+        let cfg = ServeConfig::parse(Path::new("s.yaml"), text).unwrap();
+        assert_eq!(
+            cfg.triggers["t"].executor,
+            crate::runner::ExecutorKind::Ansible
+        );
+        assert_eq!(
+            cfg.triggers["u"].executor,
+            crate::runner::ExecutorKind::Auto
+        );
     }
 }

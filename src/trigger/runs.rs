@@ -244,6 +244,9 @@ async fn request(svc: &Service, x: &ExecutionRow) -> Result<PipelineRequest, Str
         library_dir: svc.run.library_dir.clone(),
         config_repos: trigger.config_repos.clone(),
         ca_certs: svc.run.ca_certs.clone(),
+        executor: trigger.executor,
+        ansible: None,
+        builder: None,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real servers on 127.0.0.1, real clients.
 
+mod ansible_exec;
 mod build;
 mod build_hostile;
 mod client;

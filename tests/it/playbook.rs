@@ -336,8 +336,9 @@ async fn roles_include_role_tasks_from_and_precedence() {
         "{log}"
     );
     assert!(
-        log.contains("native ensure-docker ran"),
-        "native before roles/: {log}"
+        log.contains("the project's roles/ensure-docker ran")
+            && !log.contains("native ensure-docker ran"),
+        "a role the project ships wins over the native one: {log}"
     );
     // The last play's role runs its meta/main.yaml dependency first.
     let last = &log[log.rfind("PLAY [").unwrap()..];
@@ -569,7 +570,7 @@ async fn native_roles_get_vars_and_give_facts_and_returned_data() {
         log.contains("TASK [Not again]\nlocalhost | skipping"),
         "{log}"
     );
-    assert!(log.contains("TASK [pull-from-intermediate-registry]\nnative pull-from-intermediate-registry ran\nlocalhost | ok"), "{log}");
+    assert!(log.contains("TASK [pull-from-intermediate-registry]\nrole pull-from-intermediate-registry: gantry's native implementation (the project ships no role pull-from-intermediate-registry)\nnative pull-from-intermediate-registry ran\nlocalhost | ok"), "{log}");
 }
 
 /// Every playbook of the seed's reference configuration and of the shipped library.

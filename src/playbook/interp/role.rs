@@ -10,7 +10,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Failure, Frame, Handler, Interp, ItemDone, MAX_DEPTH, RoleFrom, RoleInfo, Silent};
-use crate::playbook::check::{find_role, role_dependencies, role_dirs, role_file, role_not_found};
+use crate::playbook::check::{
+    find_role, native_note, native_replaces, role_dependencies, role_dirs, role_file,
+    role_not_found,
+};
 use crate::playbook::model::{RoleRef, Task};
 use crate::playbook::{LogSink, Pos, RoleCall};
 
@@ -98,7 +101,13 @@ impl Interp<'_, '_> {
         self.ran_roles.push(key);
         let mut f = frame.clone();
         f.params.extend(r.params.clone());
-        let native = self.ctx.native.has(&r.name);
+        let dirs = role_dirs(
+            &self.playbook_dir,
+            self.ctx.project_dir,
+            f.role.as_ref().map(|r| r.dir.as_path()),
+        );
+        // Project roles win: native only for a zuul-jobs name the project does not ship.
+        let native = native_replaces(&r.name, &dirs, self.ctx.native);
         if native || !r.when.is_empty() {
             self.log.line("");
             self.log.line(&format!("TASK [{}]", r.name));
@@ -161,7 +170,12 @@ impl Interp<'_, '_> {
         from: &RoleFrom,
         mut rf: Frame,
     ) -> Result<ItemDone, Failure> {
-        if self.ctx.native.has(name) {
+        let dirs = role_dirs(
+            &self.playbook_dir,
+            self.ctx.project_dir,
+            rf.role.as_ref().map(|r| r.dir.as_path()),
+        );
+        if native_replaces(name, &dirs, self.ctx.native) {
             if from.tasks.is_some() {
                 return Ok(ItemDone::failed(format!(
                     "role \"{name}\" is native (built into gantry): it has no tasks_from files"
@@ -170,6 +184,9 @@ impl Interp<'_, '_> {
             let vars = self.vars(&rf);
             // `no_log` on the include (or an enclosing block) silences the role too.
             let silent = self.flag(rf.no_log.as_ref(), &vars).unwrap_or(true);
+            if !silent {
+                self.log.line(&native_note(name));
+            }
             let call = RoleCall {
                 vars: &vars,
                 work_dir: self.ctx.work_dir,
@@ -198,11 +215,6 @@ impl Interp<'_, '_> {
                 "role \"{name}\" included too deeply (a loop?)"
             )));
         }
-        let dirs = role_dirs(
-            &self.playbook_dir,
-            self.ctx.project_dir,
-            rf.role.as_ref().map(|r| r.dir.as_path()),
-        );
         let Some(dir) = find_role(name, &dirs) else {
             return Ok(ItemDone::failed(role_not_found(
                 name,
