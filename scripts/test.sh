@@ -54,5 +54,8 @@ export GANTRY_TEST_VENV="$venv"
 GANTRY_TEST_PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
 export GANTRY_TEST_PG_BIN
 
+echo "== layering: no module imports a module that imports it"
+python3 scripts/check-layering.py
+
 echo "== cargo test"
 exec cargo test --all-targets "$@"

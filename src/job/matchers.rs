@@ -10,8 +10,6 @@
 
 use regex::Regex;
 
-use crate::job::freeze::FrozenJob;
-
 /// What is known about the change a graph is built for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeInfo {
@@ -43,43 +41,6 @@ pub fn branch_matches(branches: &[String], branch: Option<&str>) -> bool {
         None => true,
         Some(b) => branches.is_empty() || branches.iter().any(|p| re_match(p, b)),
     }
-}
-
-/// Does `job` run for `change`? `config_files` are the files (relative to the project) the
-/// job's definitions come from.
-pub fn job_runs(job: &FrozenJob, change: &ChangeInfo, config_files: &[String]) -> bool {
-    if !branch_matches(&job.branches, change.branch.as_deref()) {
-        return false;
-    }
-    let Some(files) = &change.files else {
-        return true;
-    };
-    let on_config_updates = job
-        .other
-        .get("match-on-config-updates")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(true);
-    if on_config_updates && files.iter().any(|f| config_files.contains(f)) {
-        return true;
-    }
-    if files.is_empty() {
-        return true;
-    }
-    if !job.files.is_empty()
-        && !files
-            .iter()
-            .any(|f| job.files.iter().any(|p| re_match(p, f)))
-    {
-        return false;
-    }
-    if !job.irrelevant_files.is_empty()
-        && files
-            .iter()
-            .all(|f| job.irrelevant_files.iter().any(|p| re_match(p, f)))
-    {
-        return false;
-    }
-    true
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@
 
 pub mod ansible;
 mod check;
-mod files;
 mod interp;
 pub mod model;
 mod modules;

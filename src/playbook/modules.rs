@@ -1,6 +1,6 @@
 //! The modules a task can call: `shell`, `command`, `set_fact`, `debug`, `fail`, `assert`,
 //! `zuul_return` here, and the file modules (`copy`, `template`, `file`, `stat`) in
-//! `files.rs`.
+//! `files.rs` (a child module).
 //!
 //! Owns: templating a module's arguments (except those Ansible evaluates itself, like
 //! `assert.that` and `debug.var`), doing the work, and describing the result the way
@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::model::Module;
 
 mod extra;
+mod files;
 use super::process::{self, ProcessError, Spawn};
-use super::{Returned, Templar, TemplateError, Vars, files};
+use super::{Returned, Templar, TemplateError, Vars};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {

@@ -138,8 +138,19 @@ fn serve_scale_pg_migrations_from_empty_and_again_are_a_no_op() {
         pg.psql("SELECT version FROM _sqlx_migrations ORDER BY version"),
         "1\n2\n"
     );
-    // Trigger state lives in the database.
-    run(gantry().args(["trigger", "disable", "app", "--database", &pg.url()]));
+    // Trigger state lives in the database (the name is checked against the configuration).
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(tmp.path(), 0.2, 60, "");
+    run(gantry()
+        .args([
+            "trigger",
+            "disable",
+            "app",
+            "--database",
+            &pg.url(),
+            "--config",
+        ])
+        .arg(&config));
     assert_eq!(
         pg.psql("SELECT enabled FROM trigger_state WHERE name = 'app'"),
         "0\n"

@@ -9,6 +9,7 @@
 mod listing;
 mod render;
 mod results;
+mod select;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,7 +24,8 @@ use crate::job::freeze::{FreezeError, FrozenJob, freeze};
 use crate::job::queue::BuildResult;
 pub use listing::{ListedJob, pipeline_jobs};
 
-use crate::job::matchers::{ChangeInfo, job_runs};
+use crate::job::matchers::ChangeInfo;
+use select::job_runs;
 
 /// The files (as shown in positions) a frozen job's definitions come from: a change to one
 /// of them runs the job whatever its file matchers say.

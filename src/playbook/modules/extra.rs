@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use super::files::find_src;
 use super::resolve;
 use super::{ModuleCtx, ModuleError, ModuleResult, opt_str, req_str};
-use crate::playbook::files::find_src;
 use crate::playbook::model::Files;
 
 fn flag(m: &Map<String, Value>, k: &str, default: bool) -> bool {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::modules::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_str, resolve};
+use super::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_str, resolve};
 
 /// A mode parameter: `"0644"`/`"644"` (octal text) or an integer (PyYAML reads an
 /// unquoted `0644` as the integer 420, which is the mode itself).

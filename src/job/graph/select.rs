@@ -1,0 +1,42 @@
+//! Which frozen jobs of a pipeline run for a change: branch and file matchers applied to a
+//! frozen job (the patterns themselves are `job::matchers`, which knows nothing of jobs).
+
+use crate::job::freeze::FrozenJob;
+use crate::job::matchers::{ChangeInfo, branch_matches, re_match};
+
+/// Does `job` run for `change`? `config_files` are the files (relative to the project) the
+/// job's definitions come from.
+pub fn job_runs(job: &FrozenJob, change: &ChangeInfo, config_files: &[String]) -> bool {
+    if !branch_matches(&job.branches, change.branch.as_deref()) {
+        return false;
+    }
+    let Some(files) = &change.files else {
+        return true;
+    };
+    let on_config_updates = job
+        .other
+        .get("match-on-config-updates")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(true);
+    if on_config_updates && files.iter().any(|f| config_files.contains(f)) {
+        return true;
+    }
+    if files.is_empty() {
+        return true;
+    }
+    if !job.files.is_empty()
+        && !files
+            .iter()
+            .any(|f| job.files.iter().any(|p| re_match(p, f)))
+    {
+        return false;
+    }
+    if !job.irrelevant_files.is_empty()
+        && files
+            .iter()
+            .all(|f| job.irrelevant_files.iter().any(|p| re_match(p, f)))
+    {
+        return false;
+    }
+    true
+}
