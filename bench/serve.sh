@@ -18,11 +18,14 @@
 # Measured (2 shared cores, VM disk, release build, 30 s, 16 connections):
 #   intake  4162 events/s  p50 3.77 ms  p99 7.74 ms  (124,929 events logged, no non-2xx)
 #   worker  3677 events/s  p50 4.24 ms  p99 9.35 ms  (110,426 events logged, no non-2xx)
-# (rusqlite era.) The PostgreSQL rows and the sqlx SQLite rows still need a release-build
-# run: on the shared machine the release build did not finish before the deadline. A debug
-# build on a machine loaded by 8 parallel compiles, 5 s, 16 connections, gave only a smoke
-# test (all rows work, no non-2xx): intake 61, worker 31, pg-intake-1 36, pg-intake-2 50
-# events/s — not comparable with the figures above.
+# (rusqlite era, one connection.) After the move to sqlx (release build, 15 s, 16
+# connections, the same machine idle, 2026-12-02):
+#   intake       2058 events/s  p50 7.42 ms  p99 22.85 ms  (SQLite, one pool connection)
+#   worker       1572 events/s  p50 9.36 ms  p99 17.90 ms
+#   pg-intake-1  2707 events/s  p50 5.44 ms  p99 16.29 ms  (PostgreSQL 15, one replica)
+#   pg-intake-2  2640 events/s  p50 5.59 ms  p99 17.25 ms  (two replicas, one database)
+# With 4 SQLite pool connections the same run gave p99 208 ms (writers sleeping in SQLite's
+# busy handler). SQLite intake is about half the rusqlite-era rate: an open regression.
 #
 # usage: bench/serve.sh [DURATION] [CONNECTIONS]   (default 30 s, 16; needs wrk, python3,
 #        PostgreSQL server binaries and root for the PostgreSQL rows)
