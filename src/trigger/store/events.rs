@@ -120,15 +120,7 @@ impl Store {
         let sql = format!(
             "SELECT {EVENT_COLS} FROM {EVENT_FROM} WHERE e.state = 'pending' AND e.next_attempt_ms <= $1 ORDER BY e.id LIMIT 100"
         );
-        let rows = sqlx::query(&sql)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter()
-            .map(event_row)
-            .collect::<Result<_, _>>()
-            .map_err(db)
+        self.event_list(&sql, now).await
     }
 
     /// The earliest time a pending event becomes due (its retry time, or its lease's end).
@@ -192,8 +184,13 @@ impl Store {
 
     pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>, TriggerError> {
         let sql = format!("SELECT {EVENT_COLS} FROM {EVENT_FROM} ORDER BY e.id DESC LIMIT $1");
-        let rows = sqlx::query(&sql)
-            .bind(limit)
+        self.event_list(&sql, limit).await
+    }
+
+    /// The events a query with one integer parameter selects.
+    async fn event_list(&self, sql: &str, arg: i64) -> Result<Vec<EventRow>, TriggerError> {
+        let rows = sqlx::query(sql)
+            .bind(arg)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
