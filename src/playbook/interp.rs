@@ -11,10 +11,18 @@
 //! loop, module or include, register, log lines) is in `interp/task.rs`.
 //!
 //! Variable precedence, lowest first — Ansible's order for what a Zuul job uses:
-//! role defaults < the runner's variables (Zuul's inventory: job vars, parent data) <
-//! play vars and `vars_files` < role vars < block and task vars, role parameters < facts
-//! and registered results < loop variables < the runner's secrets, `zuul` and
-//! `zuul_success` (Zuul passes these as extra vars, which nothing overrides).
+//! role defaults < the runner's variables (Zuul's inventory `all.vars`: job vars, parent
+//! data) < the host's group vars (by group name) < its host vars < facts cached by earlier
+//! playbooks < play vars and `vars_files` < role vars < block and task vars, role
+//! parameters < facts and registered results < loop variables < the runner's secrets,
+//! extra vars, `zuul` and `zuul_success` (Zuul passes these as extra vars, which nothing
+//! overrides).
+//!
+//! Hosts: a play runs on each host its `hosts:` selects from the job's inventory, one
+//! host after the other (Ansible's linear strategy interleaves them task by task; every
+//! host is this machine, so only the order of lines differs). A host that fails is left
+//! out of later plays; the playbook stops when every host of a play failed. `hostvars`
+//! shows each host as it was when the play started on the current host.
 //!
 //! Simplifications, all of them Ansible-compatible for playbooks that do not depend on
 //! the difference: `import_role`/`import_tasks` run when reached, like their `include_`
@@ -22,7 +30,7 @@
 //! defaults are visible inside the role only; a role's `meta/main.yaml` dependencies run
 //! before it every time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -31,6 +39,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::check;
+use super::inventory::Inventory;
 use super::model::{Action, Cond, Files, Flag, Play, PlaybookError, Pos, Task};
 use super::modules::ModuleResult;
 use super::redact::Redactor;
@@ -54,6 +63,9 @@ pub struct PlaybookContext<'a> {
     /// Variables merged by the runner (`zuul`, job vars, parent data; secrets set with
     /// [`Vars::set_unsafe`]).
     pub vars: Vars,
+    /// The job's nodes and groups (`hosts:` patterns select from them), with per-host
+    /// variables and facts cached by earlier playbooks.
+    pub inventory: &'a Inventory,
     pub native: &'a dyn NativeRoles,
     pub log: &'a dyn LogSink,
     /// Cancelling stops the playbook: a running command's process group is killed, a
@@ -69,8 +81,9 @@ pub struct PlaybookOutcome {
     pub error: Option<String>,
     /// Every `zuul_return` of the run (and native roles' returned data), merged.
     pub returned: Returned,
-    /// Facts set with `set_fact` and by native roles.
-    pub facts: Map<String, Value>,
+    /// Per host, the facts that outlive the playbook (Zuul's fact cache): `set_fact`
+    /// with `cacheable: true`, and facts set by native roles.
+    pub facts: BTreeMap<String, Map<String, Value>>,
 }
 
 /// Runs a playbook. `Err` when the playbook itself is invalid (unreadable, bad YAML,
@@ -95,13 +108,19 @@ pub async fn run_playbook(
         log: Log {
             sink: ctx.log,
             redactor: RwLock::new(redactor),
+            host: RwLock::new("localhost".into()),
         },
         host: Map::new(),
-        facts: Map::new(),
+        host_name: String::new(),
+        host_states: HashMap::new(),
+        failed_hosts: Vec::new(),
+        facts: BTreeMap::new(),
         returned: Returned::default(),
         stats: Stats::default(),
         task_files: HashMap::new(),
         machine: machine_vars(),
+        magic: Vars::default(),
+        inventory_layer: Vec::new(),
         handlers: Vec::new(),
         ran_roles: Vec::new(),
         exported: None,
@@ -144,6 +163,8 @@ fn load(
 struct Log<'c> {
     sink: &'c dyn LogSink,
     redactor: RwLock<Redactor>,
+    /// The host the running task is on (`<host> | …` lines).
+    host: RwLock<String>,
 }
 
 impl Log<'_> {
@@ -156,9 +177,10 @@ impl Log<'_> {
         }
     }
 
-    /// A line about the host (`localhost | …`), as Zuul's job-output writes them.
+    /// A line about the host (`<host> | …`), as Zuul's job-output writes them.
     fn host(&self, text: &str) {
-        self.line(&format!("localhost | {text}"));
+        let host = self.host.read().unwrap_or_else(|p| p.into_inner()).clone();
+        self.line(&format!("{host} | {text}"));
     }
 
     fn add_secrets(&self, returned: &Returned) {
@@ -217,6 +239,8 @@ struct Failure {
     cancelled: bool,
     /// `meta: end_play`: the play ends here, successfully.
     end_play: bool,
+    /// `meta: end_host`: only for this host.
+    end_host: bool,
 }
 
 impl Failure {
@@ -315,15 +339,27 @@ struct Interp<'c, 'a> {
     playbook_dir: PathBuf,
     templar: Templar,
     log: Log<'c>,
-    /// Facts and registered results: visible to every later task and play.
+    /// Facts and registered results of the current host: visible to every later task
+    /// and play on that host.
     host: Map<String, Value>,
-    /// Facts only (the outcome).
-    facts: Map<String, Value>,
+    /// The current host.
+    host_name: String,
+    /// Facts and registered results of the other hosts (swapped with `host`).
+    host_states: HashMap<String, Map<String, Value>>,
+    /// Hosts that failed: later plays leave them out, as Ansible does.
+    failed_hosts: Vec<String>,
+    /// Per host, the facts that outlive the playbook (the outcome).
+    facts: BTreeMap<String, Map<String, Value>>,
     returned: Returned,
     stats: Stats,
     task_files: HashMap<PathBuf, Arc<Vec<Task>>>,
-    /// Magic variables and the few facts about this machine playbooks use.
+    /// The few facts about this machine playbooks use.
     machine: Vars,
+    /// `machine` with the current host's magic variables (`inventory_hostname`,
+    /// `groups`, `hostvars`, …).
+    magic: Vars,
+    /// The current host's inventory variables (group vars, host vars) and cached facts.
+    inventory_layer: Vec<(String, super::Var)>,
     /// The current play's handlers (its own, then those of the roles it ran).
     handlers: Vec<Handler>,
     /// Roles the play ran from `roles:` or as dependencies (name and parameters): Ansible
@@ -347,11 +383,11 @@ impl Interp<'_, '_> {
     async fn playbook(&mut self, plays: &[Play]) -> PlaybookOutcome {
         let mut failure = None;
         for play in plays {
-            if let Err(f) = self.play(play).await {
-                if f.end_play {
-                    continue;
-                }
-                failure = Some(f);
+            let (first, stop) = self.play(play).await;
+            if failure.is_none() {
+                failure = first;
+            }
+            if stop {
                 break;
             }
         }
@@ -363,7 +399,7 @@ impl Interp<'_, '_> {
         self.log.line("");
         self.log.line("PLAY RECAP");
         self.log.host(&recap);
-        let error = failure.map(|f| self.log.redact(&f.text()));
+        let error = failure.map(|f: Failure| self.log.redact(&f.text()));
         PlaybookOutcome {
             ok: error.is_none(),
             error,
@@ -372,21 +408,112 @@ impl Interp<'_, '_> {
         }
     }
 
-    async fn play(&mut self, play: &Play) -> Result<(), Failure> {
+    /// Runs a play on each host it selects (one host after the other). Returns the first
+    /// failure, and whether the playbook stops: every host of the play failed (Ansible's
+    /// "NO MORE HOSTS LEFT"), or the run was cancelled.
+    async fn play(&mut self, play: &Play) -> (Option<Failure>, bool) {
         self.log.line("");
         self.log.line(&format!(
             "PLAY [{}]",
             play.name.as_deref().unwrap_or(&play.hosts.join(","))
         ));
-        if !super::model::hosts_match(&play.hosts) {
+        let hosts: Vec<String> = self
+            .ctx
+            .inventory
+            .select(&play.hosts)
+            .into_iter()
+            .filter(|h| !self.failed_hosts.contains(h))
+            .collect();
+        if hosts.is_empty() {
             self.log.line("skipping: no hosts matched");
-            return Ok(());
+            return (None, false);
         }
+        let mut first = None;
+        let mut failed = 0;
+        for h in &hosts {
+            self.enter_host(h, &hosts);
+            let r = self.play_on_host(play).await;
+            match r {
+                Ok(()) => {}
+                Err(f) if f.cancelled => return (Some(f), true),
+                Err(f) if f.end_play => {
+                    if !f.end_host {
+                        break;
+                    }
+                }
+                Err(f) => {
+                    failed += 1;
+                    self.failed_hosts.push(h.clone());
+                    first.get_or_insert(f);
+                }
+            }
+        }
+        self.leave_host();
+        let stop = failed == hosts.len();
+        (first, stop)
+    }
+
+    /// Makes `name` the current host: its facts, inventory variables and magic variables.
+    fn enter_host(&mut self, name: &str, play_hosts: &[String]) {
+        if self.host_name != name {
+            let previous = std::mem::take(&mut self.host);
+            if !self.host_name.is_empty() {
+                self.host_states.insert(self.host_name.clone(), previous);
+            }
+            self.host = self.host_states.remove(name).unwrap_or_default();
+            self.host_name = name.to_string();
+        }
+        *self.log.host.write().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+        let inv = self.ctx.inventory;
+        let mut layer = Vec::new();
+        let mut plain = Vars::default();
+        for (k, v) in inv.inventory_vars(name) {
+            plain.set(k, v);
+        }
+        let mut verbatim = Vars::default();
+        if let Some(h) = inv.host(name) {
+            for (k, v) in &h.facts {
+                verbatim.set_verbatim(k.clone(), v.clone());
+            }
+        }
+        layer.extend(plain.map);
+        layer.extend(verbatim.map);
+        self.inventory_layer = layer;
+        self.magic = machine::magic_vars(&self.machine, inv, name, play_hosts, &self.ctx.vars, |h| {
+            if h == name {
+                Some(&self.host)
+            } else {
+                self.host_states.get(h)
+            }
+        });
+    }
+
+    /// Facts that outlive the playbook, for the current host (Zuul's fact cache).
+    fn cache_facts(&mut self, facts: &Map<String, Value>) {
+        if facts.is_empty() {
+            return;
+        }
+        let cached = self.facts.entry(self.host_name.clone()).or_default();
+        for (k, v) in facts {
+            cached.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Puts the current host's state back with the others.
+    fn leave_host(&mut self) {
+        if !self.host_name.is_empty() {
+            let state = std::mem::take(&mut self.host);
+            self.host_states.insert(std::mem::take(&mut self.host_name), state);
+        }
+    }
+
+    async fn play_on_host(&mut self, play: &Play) -> Result<(), Failure> {
         let mut frame = Frame {
             play: play.vars.clone(),
             environment: play.environment.iter().cloned().collect(),
             ..Frame::default()
         };
+        self.exported = None;
         for (pos, file) in &play.vars_files {
             let vars = self.vars(&frame);
             let loaded = self
@@ -438,6 +565,7 @@ impl Interp<'_, '_> {
             result,
             cancelled: false,
             end_play: false,
+            end_host: false,
         }
     }
 
@@ -472,6 +600,7 @@ impl Interp<'_, '_> {
                     Action::Meta { what } if what == "end_play" || what == "end_host" => {
                         return Err(Failure {
                             end_play: true,
+                            end_host: what == "end_host",
                             ..self.failure(&t.pos, "meta", String::new(), Value::Null)
                         });
                     }
@@ -536,7 +665,7 @@ impl Interp<'_, '_> {
 
     /// The variables a task sees (see the module header for the precedence).
     fn vars(&self, f: &Frame) -> Vars {
-        let mut v = self.machine.clone();
+        let mut v = self.magic.clone();
         v.set(
             "playbook_dir",
             json!(self.playbook_dir.display().to_string()),
@@ -548,6 +677,9 @@ impl Interp<'_, '_> {
             if !top_level(k, var) {
                 v.map.insert(k.clone(), var.clone());
             }
+        }
+        for (k, var) in &self.inventory_layer {
+            v.map.insert(k.clone(), var.clone());
         }
         for layer in [&f.play, &f.role_vars, &f.task_vars] {
             for (k, x) in layer {
@@ -652,11 +784,11 @@ impl Interp<'_, '_> {
     }
 }
 
-/// The runner's variables nothing in a playbook overrides: secrets, and `zuul` /
-/// `zuul_success` (Zuul passes these as extra vars). The rest of the runner's variables
+/// The runner's variables nothing in a playbook overrides: secrets, extra vars, and
+/// `zuul` / `zuul_success` (Zuul passes these as extra vars). The rest of the runner's variables
 /// are inventory variables, which play, role and task vars override.
 fn top_level(name: &str, var: &super::Var) -> bool {
-    var.secret || matches!(name, "zuul" | "zuul_success")
+    var.secret || var.extra || matches!(name, "zuul" | "zuul_success")
 }
 
 #[cfg(test)]
@@ -675,6 +807,7 @@ mod tests {
             project_dir: d.path(),
             work_dir: d.path(),
             vars: Vars::default(),
+            inventory: &Inventory::localhost(),
             native: &super::super::NoNativeRoles,
             log: &Sink,
             cancel: CancellationToken::new(),

@@ -13,6 +13,7 @@
 pub mod ansible;
 mod check;
 mod interp;
+pub mod inventory;
 pub mod model;
 mod modules;
 mod process;
@@ -24,6 +25,7 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
+pub use inventory::{Group, Host, Inventory};
 pub use interp::{
     GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
 };

@@ -67,6 +67,9 @@ pub struct ModuleResult {
     pub result: Map<String, Value>,
     /// `set_fact`: facts for the rest of the playbook.
     pub facts: Map<String, Value>,
+    /// `set_fact: cacheable: true`: the facts also go to the fact cache, so later
+    /// playbooks of the build see them (Zuul's per-job jsonfile cache).
+    pub cacheable: bool,
     /// `zuul_return`.
     pub returned: Option<Returned>,
     /// Lines to show under the task's status line (a `debug` message).
@@ -335,9 +338,18 @@ fn not_run(cmd: Value, msg: String) -> ModuleResult {
 }
 
 fn set_fact(mut m: Map<String, Value>) -> ModuleResult {
-    m.remove("cacheable");
+    let cacheable = match m.remove("cacheable") {
+        Some(Value::Bool(b)) => b,
+        Some(Value::String(s)) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "yes" | "true" | "on" | "1" | "y" | "t"
+        ),
+        Some(Value::Number(n)) => n.as_f64() == Some(1.0),
+        _ => false,
+    };
     let mut r = ModuleResult::ok(false).with("ansible_facts", Value::Object(m.clone()));
     r.facts = m;
+    r.cacheable = cacheable;
     r
 }
 

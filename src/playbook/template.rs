@@ -55,6 +55,9 @@ pub struct Var {
     pub unsafe_: bool,
     /// A secret: never rendered and never logged (its strings are redacted).
     pub secret: bool,
+    /// Passed as Ansible extra vars (job `extra-vars`, `--var`, trigger data): above
+    /// everything a playbook or the inventory sets.
+    pub extra: bool,
 }
 
 /// The variables visible to a task (already merged by precedence).
@@ -71,6 +74,7 @@ impl Vars {
                 value: v,
                 unsafe_: false,
                 secret: false,
+                extra: false,
             },
         );
     }
@@ -83,6 +87,7 @@ impl Vars {
                 value: v,
                 unsafe_: true,
                 secret: true,
+                extra: false,
             },
         );
     }
@@ -96,6 +101,33 @@ impl Vars {
                 value: v,
                 unsafe_: true,
                 secret: false,
+                extra: false,
+            },
+        );
+    }
+
+    /// An extra var (Ansible's `-e`): templated, above play, inventory and facts.
+    pub fn set_extra(&mut self, k: impl Into<String>, v: Value) {
+        self.map.insert(
+            k.into(),
+            Var {
+                value: v,
+                unsafe_: false,
+                secret: false,
+                extra: true,
+            },
+        );
+    }
+
+    /// Data from outside passed as an extra var: never templated.
+    pub fn set_extra_verbatim(&mut self, k: impl Into<String>, v: Value) {
+        self.map.insert(
+            k.into(),
+            Var {
+                value: v,
+                unsafe_: true,
+                secret: false,
+                extra: true,
             },
         );
     }

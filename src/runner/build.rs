@@ -28,7 +28,8 @@ struct Build {
     log: BuildLog,
     work: std::path::PathBuf,
     zuul: Value,
-    facts: Map<String, Value>,
+    /// The job's nodes, with the facts cached by its playbooks so far.
+    inventory: crate::playbook::Inventory,
     returned: Returned,
 }
 
@@ -175,7 +176,6 @@ impl Build {
         let vars = assemble(&VarLayers {
             job: &self.job,
             parent: &self.parent,
-            facts: &self.facts,
             secrets: &secrets,
             extra: &self.ctx.opts.extra_vars,
             data: &self.ctx.opts.data_vars,
@@ -186,6 +186,7 @@ impl Build {
             project_dir: &pb.root,
             work_dir: &self.work,
             vars,
+            inventory: &self.inventory,
             native: &self.ctx.native,
             log: &self.log,
             cancel,
@@ -198,8 +199,10 @@ impl Build {
                     strings(v, &mut secret_strings);
                 }
                 self.log.add_secrets(secret_strings);
-                for (k, v) in &r.facts {
-                    self.facts.insert(k.clone(), v.clone());
+                for (host, facts) in &r.facts {
+                    if let Some(h) = self.inventory.host_mut(host) {
+                        h.facts.extend(facts.clone());
+                    }
                 }
                 self.returned.merge(r.returned.clone());
                 if let Some(e) = &r.error {
@@ -304,6 +307,7 @@ pub(super) async fn run(
     };
     let _ = std::fs::create_dir_all(&work);
     let zuul = zuul_var(&ctx, &job, &uuid, &parent.artifacts);
+    let (inventory, inventory_note) = super::inventory::job_inventory(&ctx.config, &job);
     let mut b = Build {
         ctx: ctx.clone(),
         job: job.clone(),
@@ -311,13 +315,16 @@ pub(super) async fn run(
         log,
         work,
         zuul,
-        facts: Map::new(),
+        inventory,
         returned: Returned::default(),
     };
     b.log.line(&format!(
         "Job {} build {} (buildset {})",
         job.name, uuid, ctx.buildset
     ));
+    if let Some(note) = inventory_note {
+        b.log.line(&note);
+    }
 
     let attempts = job.attempts.max(1);
     let mut result = BuildResult::Success;

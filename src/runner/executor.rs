@@ -82,7 +82,7 @@ impl PlaybookExecutor for RealAnsible {
         ctx: PlaybookContext<'a>,
     ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>> {
         Box::pin(async move {
-            Ok(crate::playbook::ansible::run_playbook(&self.0, playbook, &ctx, &[]).await?)
+            Ok(crate::playbook::ansible::run_playbook(&self.0, playbook, &ctx).await?)
         })
     }
 }

@@ -14,6 +14,7 @@
 
 mod build;
 pub mod executor;
+mod inventory;
 pub mod log;
 pub mod pipeline;
 pub mod records;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on 127.0.0.1, real clients.
 
 mod ansible_exec;
+mod ansible_inventory;
 mod build;
 mod build_hostile;
 mod client;

@@ -170,6 +170,7 @@ async fn builtin(case: &Path, dir: &Path) -> Observed {
         project_dir: dir,
         work_dir: dir,
         vars: Vars::default(),
+        inventory: &playbook::Inventory::localhost(),
         native: &NoNativeRoles,
         log: &sink,
         cancel: CancellationToken::new(),

@@ -1,7 +1,8 @@
 //! The files `ansible-playbook` reads for one playbook, as Zuul's executor writes them:
 //! the inventory (the job's nodes, all on this machine with `ansible_connection: local`,
-//! job variables as `all.vars`), the extra-vars file (secrets, `zuul`, `zuul_success`,
-//! every string marked `!unsafe` so Ansible never templates them) and `ansible.cfg`.
+//! job variables as `all.vars`, groups with their group-vars), the extra-vars files
+//! (job `extra-vars` and `--var`; and secrets, trigger data, `zuul`, `zuul_success`, every
+//! string marked `!unsafe` so Ansible never templates them) and `ansible.cfg`.
 //!
 //! Pure text generation: no I/O here.
 
@@ -9,47 +10,72 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::playbook::Vars;
+use serde_json::json;
+
+use crate::playbook::{Inventory, Vars};
 
 /// Variables Zuul passes as extra vars (which nothing overrides).
 const EXTRA: &[&str] = &["zuul", "zuul_success"];
 
-/// Splits the runner's variables into inventory `all.vars` (templated by Ansible, like
-/// job vars in Zuul's inventory) and extra vars (secrets and Zuul's own, never templated).
-pub fn split_vars(vars: &Vars) -> (Map<String, Value>, Map<String, Value>) {
-    let mut inventory = Map::new();
-    let mut extra = Map::new();
-    for (k, v) in &vars.map {
-        if v.secret || EXTRA.contains(&k.as_str()) {
-            extra.insert(k.clone(), v.value.clone());
-        } else {
-            inventory.insert(k.clone(), v.value.clone());
-        }
-    }
-    (inventory, extra)
+/// The runner's variables split the way Zuul hands them to Ansible.
+pub struct SplitVars {
+    /// Inventory `all.vars`: job vars, parent data (templated by Ansible).
+    pub inventory: Map<String, Value>,
+    /// Extra vars Ansible templates: job `extra-vars`, `--var`.
+    pub extra: Map<String, Value>,
+    /// Extra vars never templated (`!unsafe`): secrets, trigger data, `zuul`.
+    pub unsafe_extra: Map<String, Value>,
 }
 
-/// The inventory: every node (`nodes`, `localhost` when the job names none) on this
-/// machine. JSON is YAML, so the variables are written as JSON.
-pub fn inventory(nodes: &[String], vars: &Map<String, Value>) -> String {
-    let names: Vec<&str> = if nodes.is_empty() {
-        vec!["localhost"]
-    } else {
-        nodes.iter().map(String::as_str).collect()
+/// Splits the runner's variables into inventory `all.vars`, templated extra vars and
+/// `!unsafe` extra vars.
+pub fn split_vars(vars: &Vars) -> SplitVars {
+    let mut out = SplitVars {
+        inventory: Map::new(),
+        extra: Map::new(),
+        unsafe_extra: Map::new(),
     };
-    let mut hosts = Map::new();
-    for n in names {
-        hosts.insert(
-            n.to_string(),
-            serde_json::json!({
-                "ansible_connection": "local",
-                "ansible_host": "127.0.0.1",
-                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-            }),
-        );
+    for (k, v) in &vars.map {
+        let to = if v.secret || EXTRA.contains(&k.as_str()) || (v.extra && v.unsafe_) {
+            &mut out.unsafe_extra
+        } else if v.extra {
+            &mut out.extra
+        } else {
+            &mut out.inventory
+        };
+        to.insert(k.clone(), v.value.clone());
     }
-    let all = serde_json::json!({"all": {"hosts": hosts, "vars": vars}});
-    serde_json::to_string_pretty(&all).unwrap_or_default()
+    out
+}
+
+/// The inventory file (JSON is YAML): every host with its host variables (Zuul's
+/// `host_vars`: `nodepool`, connection, the job's `host-vars`), job variables as
+/// `all.vars`, each group as a child of `all` with the job's `group-vars`
+/// (`make_inventory_dict`). An empty nodeset gives an empty `hosts`.
+pub fn inventory(inv: &Inventory, vars: &Map<String, Value>) -> String {
+    let mut hosts = Map::new();
+    for h in &inv.hosts {
+        let mut hv = h.vars.clone();
+        hv.entry("ansible_python_interpreter")
+            .or_insert_with(|| json!("{{ ansible_playbook_python }}"));
+        hosts.insert(h.name.clone(), Value::Object(hv));
+    }
+    let mut all = Map::new();
+    all.insert("hosts".into(), Value::Object(hosts));
+    all.insert("vars".into(), Value::Object(vars.clone()));
+    if !inv.groups.is_empty() {
+        let mut children = Map::new();
+        for g in &inv.groups {
+            let members: Map<String, Value> =
+                g.hosts.iter().map(|h| (h.clone(), Value::Null)).collect();
+            children.insert(
+                g.name.clone(),
+                json!({"hosts": members, "vars": g.vars}),
+            );
+        }
+        all.insert("children".into(), Value::Object(children));
+    }
+    serde_json::to_string_pretty(&json!({ "all": all })).unwrap_or_default()
 }
 
 /// A YAML flow document of `v` with every string tagged `!unsafe` (Zuul marks secrets the
@@ -140,20 +166,30 @@ mod tests {
         let mut v = Vars::default();
         v.set("image", json!("{{ x }}"));
         v.set("zuul", json!({"job": "j"}));
+        v.set_extra("tag", json!("{{ y }}"));
         v.set_unsafe("creds", json!({"password": "{{ no }}", "n": [1, "a\"b"]}));
-        let (inv, extra) = split_vars(&v);
-        assert_eq!(inv.keys().collect::<Vec<_>>(), vec!["image"]);
-        assert_eq!(extra.len(), 2);
+        let split = split_vars(&v);
+        assert_eq!(split.inventory.keys().collect::<Vec<_>>(), vec!["image"]);
+        assert_eq!(split.extra.keys().collect::<Vec<_>>(), vec!["tag"]);
+        assert_eq!(split.unsafe_extra.len(), 2);
         assert_eq!(
-            unsafe_yaml(&extra["creds"]),
+            unsafe_yaml(&split.unsafe_extra["creds"]),
             "{\"password\": !unsafe \"{{ no }}\", \"n\": [1, !unsafe \"a\\\"b\"]}\n"
         );
-        let text = inventory(&["ubuntu-noble".into()], &inv);
+        let mut inv = Inventory::localhost();
+        inv.hosts[0].name = "ubuntu-noble".into();
+        inv.groups.push(crate::playbook::Group {
+            name: "g".into(),
+            hosts: vec!["ubuntu-noble".into()],
+            vars: Map::from_iter([("k".to_string(), json!(1))]),
+        });
+        let text = inventory(&inv, &split.inventory);
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             back["all"]["hosts"]["ubuntu-noble"]["ansible_connection"],
             "local"
         );
         assert_eq!(back["all"]["vars"]["image"], "{{ x }}");
+        assert_eq!(back["all"]["children"]["g"]["vars"]["k"], 1);
     }
 }

@@ -30,7 +30,7 @@ use super::process::{self, ProcessError, Spawn};
 use super::redact::Redactor;
 use super::{GANTRY_ENVIRONMENT, LogSink, PlaybookContext, PlaybookOutcome, Returned};
 
-pub use inventory::{inventory, split_vars, unsafe_yaml};
+pub use inventory::{SplitVars, inventory, split_vars, unsafe_yaml};
 
 /// The oldest ansible-core gantry runs (Zuul's default Ansible).
 pub const MIN_VERSION: (u32, u32) = (2, 16);
@@ -140,6 +140,7 @@ struct Prepared {
     dir: tempfile::TempDir,
     inventory: PathBuf,
     extra: PathBuf,
+    unsafe_extra: PathBuf,
     cfg: PathBuf,
     results: PathBuf,
 }
@@ -149,8 +150,8 @@ fn prepare(
     ctx_project: &Path,
     work_dir: &Path,
     native_names: &[String],
-    nodes: &[String],
-    vars: (Map<String, Value>, Map<String, Value>),
+    inv: &crate::playbook::Inventory,
+    vars: SplitVars,
 ) -> Result<Prepared, String> {
     let err = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
     let dir = tempfile::Builder::new()
@@ -178,8 +179,12 @@ fn prepare(
         )?;
     }
     let results = d.join("results.jsonl");
-    let (inv_vars, mut extra) = vars;
-    if let Some(Value::Object(z)) = extra.get_mut("zuul") {
+    let SplitVars {
+        inventory: inv_vars,
+        extra,
+        unsafe_extra: mut unsafe_vars,
+    } = vars;
+    if let Some(Value::Object(z)) = unsafe_vars.get_mut("zuul") {
         let exec = z
             .entry("executor")
             .or_insert_with(|| Value::Object(Map::new()));
@@ -191,9 +196,14 @@ fn prepare(
         }
     }
     let inv_path = d.join("inventory.yaml");
-    write(&inv_path, &inventory(nodes, &inv_vars))?;
-    let extra_path = d.join("extra-vars.yaml");
-    write(&extra_path, &unsafe_yaml(&Value::Object(extra)))?;
+    write(&inv_path, &inventory(inv, &inv_vars))?;
+    let extra_path = d.join("extra-vars.json");
+    write(
+        &extra_path,
+        &serde_json::to_string(&Value::Object(extra)).unwrap_or_default(),
+    )?;
+    let unsafe_path = d.join("unsafe-vars.yaml");
+    write(&unsafe_path, &unsafe_yaml(&Value::Object(unsafe_vars)))?;
     let facts = work_dir.join(".gantry/ansible-facts");
     std::fs::create_dir_all(&facts).map_err(|e| err(&facts, e))?;
     let local_tmp = d.join("tmp");
@@ -211,6 +221,7 @@ fn prepare(
         dir,
         inventory: inv_path,
         extra: extra_path,
+        unsafe_extra: unsafe_path,
         cfg: cfg_path,
         results,
     })
@@ -222,7 +233,6 @@ pub async fn run_playbook(
     ansible: &Ansible,
     path: &Path,
     ctx: &PlaybookContext<'_>,
-    nodes: &[String],
 ) -> Result<PlaybookOutcome, AnsibleError> {
     // 1. the private directory (blocking file work off the runtime). ansible-playbook runs
     // in the work directory: every path it is given is absolute.
@@ -245,9 +255,9 @@ pub async fn run_playbook(
         absolute(ctx.work_dir)?,
     );
     let vars = split_vars(&ctx.vars);
-    let nodes_owned = nodes.to_vec();
+    let inv = ctx.inventory.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&pb, &project, &work, &names, &nodes_owned, vars)
+        prepare(&pb, &project, &work, &names, &inv, vars)
     })
     .await
     .map_err(|e| AnsibleError::Prepare(e.to_string()))?
@@ -305,6 +315,8 @@ pub async fn run_playbook(
             prepared.inventory.display().to_string(),
             "-e".into(),
             format!("@{}", prepared.extra.display()),
+            "-e".into(),
+            format!("@{}", prepared.unsafe_extra.display()),
             path.display().to_string(),
         ],
         chdir: ctx.work_dir.to_path_buf(),
@@ -368,7 +380,8 @@ pub async fn run_playbook(
         ok,
         error,
         returned,
-        facts: Map::new(),
+        // Facts persist in Ansible's own fact cache (`ansible.cfg`), per host.
+        facts: Default::default(),
     })
 }
 

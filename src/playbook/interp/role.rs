@@ -202,9 +202,11 @@ impl Interp<'_, '_> {
                 Ok(out) => {
                     self.log.add_secrets(&out.returned);
                     self.returned.merge(out.returned);
+                    // Native roles stand in for zuul-jobs roles, which set theirs with
+                    // `cacheable: true`.
+                    self.cache_facts(&out.facts);
                     for (k, v) in out.facts {
-                        self.host.insert(k.clone(), v.clone());
-                        self.facts.insert(k, v);
+                        self.host.insert(k, v);
                     }
                     ItemDone::ok(out.changed)
                 }

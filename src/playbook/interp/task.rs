@@ -515,7 +515,9 @@ impl Interp<'_, '_> {
         if !r.failed() {
             for (k, v) in &r.facts {
                 self.host.insert(k.clone(), v.clone());
-                self.facts.insert(k.clone(), v.clone());
+            }
+            if r.cacheable {
+                self.cache_facts(&r.facts);
             }
             if let Some(ret) = &r.returned {
                 self.log.add_secrets(ret);

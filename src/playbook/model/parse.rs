@@ -177,31 +177,16 @@ impl Parser<'_> {
         if !hosts {
             self.error(
                 node.mark,
-                "a play needs \"hosts\" (all or localhost)".into(),
+                "a play needs \"hosts\" (a host pattern such as all)".into(),
             );
         }
         Some(play)
     }
 
-    /// `hosts`: everything runs on this machine, so only the names meaning "here" are valid.
-    /// `hosts`: a pattern or a list of them (evaluated when the play runs).
+    /// `hosts`: a pattern or a list of them (evaluated over the job's inventory when the
+    /// play runs; a pattern that selects nothing skips the play, as in Ansible).
     pub(super) fn hosts(&mut self, node: &Node) -> Vec<String> {
-        let patterns = self.host_patterns(node);
-        for p in &patterns {
-            for term in super::split_pattern(p) {
-                let base = term.split('[').next().unwrap_or("");
-                let known = matches!(base, "all" | "localhost" | "127.0.0.1" | "ungrouped")
-                    || base.contains('*')
-                    || base.starts_with(['~', '!', '&']);
-                if !known {
-                    self.error(
-                        node.mark,
-                        format!("hosts \"{term}\": gantry runs every play on this machine (the inventory is localhost in the groups all and ungrouped); use \"all\" or \"localhost\""),
-                    );
-                }
-            }
-        }
-        patterns
+        self.host_patterns(node)
     }
 
     fn host_patterns(&mut self, node: &Node) -> Vec<String> {
