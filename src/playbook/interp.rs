@@ -479,13 +479,14 @@ impl Interp<'_, '_> {
         layer.extend(plain.map);
         layer.extend(verbatim.map);
         self.inventory_layer = layer;
-        self.magic = machine::magic_vars(&self.machine, inv, name, play_hosts, &self.ctx.vars, |h| {
-            if h == name {
-                Some(&self.host)
-            } else {
-                self.host_states.get(h)
-            }
-        });
+        self.magic =
+            machine::magic_vars(&self.machine, inv, name, play_hosts, &self.ctx.vars, |h| {
+                if h == name {
+                    Some(&self.host)
+                } else {
+                    self.host_states.get(h)
+                }
+            });
     }
 
     /// Facts that outlive the playbook, for the current host (Zuul's fact cache).
@@ -503,7 +504,8 @@ impl Interp<'_, '_> {
     fn leave_host(&mut self) {
         if !self.host_name.is_empty() {
             let state = std::mem::take(&mut self.host);
-            self.host_states.insert(std::mem::take(&mut self.host_name), state);
+            self.host_states
+                .insert(std::mem::take(&mut self.host_name), state);
         }
     }
 

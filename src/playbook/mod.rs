@@ -25,10 +25,10 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
-pub use inventory::{Group, Host, Inventory};
 pub use interp::{
     GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
 };
+pub use inventory::{Group, Host, Inventory};
 pub use model::{PlaybookError, Pos};
 pub use redact::{MASK, Redactor, Secret, SecretKind, redactor, secret_leaves};
 pub use template::{Templar, TemplateError, Var, Vars};

@@ -51,7 +51,9 @@ fn resolve(config: &Config, ns: &Value, depth: usize) -> Result<Map<String, Valu
             },
             None => Ok(m.clone()),
         },
-        other => Err(format!("nodeset must be a name or a mapping, found {other}")),
+        other => Err(format!(
+            "nodeset must be a name or a mapping, found {other}"
+        )),
     }
 }
 
@@ -68,7 +70,12 @@ fn names(v: Option<&Value>) -> Vec<String> {
 
 fn from_nodeset(ns: &Map<String, Value>) -> Inventory {
     let mut hosts: Vec<Host> = Vec::new();
-    for node in ns.get("nodes").and_then(Value::as_array).into_iter().flatten() {
+    for node in ns
+        .get("nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let label = node.get("label").and_then(Value::as_str);
         // A node may have several names (Zuul: `for name in node['name']`).
         for name in names(node.get("name")) {

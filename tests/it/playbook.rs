@@ -714,7 +714,11 @@ async fn handlers_run_once_after_the_section_that_notified_them() {
         "{log}"
     );
     // Set without `cacheable`: seen by the playbook (its assert passed), not kept after it.
-    assert!(o.facts.get("localhost").is_none_or(|f| !f.contains_key("role_handled")));
+    assert!(
+        o.facts
+            .get("localhost")
+            .is_none_or(|f| !f.contains_key("role_handled"))
+    );
 }
 
 #[tokio::test]

@@ -68,10 +68,7 @@ pub fn inventory(inv: &Inventory, vars: &Map<String, Value>) -> String {
         for g in &inv.groups {
             let members: Map<String, Value> =
                 g.hosts.iter().map(|h| (h.clone(), Value::Null)).collect();
-            children.insert(
-                g.name.clone(),
-                json!({"hosts": members, "vars": g.vars}),
-            );
+            children.insert(g.name.clone(), json!({"hosts": members, "vars": g.vars}));
         }
         all.insert("children".into(), Value::Object(children));
     }

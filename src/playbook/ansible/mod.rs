@@ -256,12 +256,11 @@ pub async fn run_playbook(
     );
     let vars = split_vars(&ctx.vars);
     let inv = ctx.inventory.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&pb, &project, &work, &names, &inv, vars)
-    })
-    .await
-    .map_err(|e| AnsibleError::Prepare(e.to_string()))?
-    .map_err(AnsibleError::Prepare)?;
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare(&pb, &project, &work, &names, &inv, vars))
+            .await
+            .map_err(|e| AnsibleError::Prepare(e.to_string()))?
+            .map_err(AnsibleError::Prepare)?;
 
     // 2. the native roles' socket
     let socket = prepared.dir.path().join("native.sock");
