@@ -18,6 +18,7 @@ use super::model::Module;
 
 mod extra;
 mod files;
+mod zuul_return;
 use super::process::{self, ProcessError, Spawn};
 use super::{Returned, Templar, TemplateError, Vars};
 
@@ -130,7 +131,7 @@ pub async fn run(
             opt_str(&m, "msg")?.unwrap_or_else(|| "Failed as requested from task".into()),
         )),
         Module::Assert => assert(&m, ctx),
-        Module::ZuulReturn => zuul_return(&m, ctx).await,
+        Module::ZuulReturn => zuul_return::run(&m, ctx).await,
         Module::Copy => files::copy(&m, ctx).await,
         Module::Template => files::template(&m, ctx).await,
         Module::File => files::file(&m, ctx).await,
@@ -434,64 +435,6 @@ fn assert(m: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> Result<ModuleResult, M
     Ok(r)
 }
 
-async fn zuul_return(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
-    let object = |key: &str| -> Result<Map<String, Value>, ModuleError> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(o)) => Ok(o.clone()),
-            Some(other) => Err(ModuleError::Args(format!(
-                "zuul_return {key} must be a mapping, found {}",
-                kind(other)
-            ))),
-        }
-    };
-    let mut data = object("data")?;
-    let mut secret_data = object("secret_data")?;
-    // `file` / `secret_file`: more `data` / `secret_data` from a file (JSON; YAML
-    // accepted too), under what the task gives. `path` (where Zuul's executor collects
-    // returns) is accepted and not needed: gantry collects them in-process.
-    for (key, target) in [("file", &mut data), ("secret_file", &mut secret_data)] {
-        let Some(file) = opt_str(m, key)? else {
-            continue;
-        };
-        let path = resolve(ctx.work_dir, &file);
-        let text = tokio::fs::read_to_string(&path)
-            .await
-            .map_err(ModuleError::io("reading", &path))?;
-        let loaded: Value = serde_json::from_str(&text)
-            .or_else(|_| serde_saphyr::from_str::<Value>(&text))
-            .map_err(|e| ModuleError::Args(format!("zuul_return {key} {}: {e}", path.display())))?;
-        if !loaded.is_object() {
-            return Err(ModuleError::Args(format!(
-                "zuul_return {key} {} must hold a mapping",
-                path.display()
-            )));
-        }
-        let mut merged = loaded;
-        super::template::merge(&mut merged, Value::Object(std::mem::take(target)), true);
-        if let Value::Object(o) = merged {
-            *target = o;
-        }
-    }
-    if let Some(Value::Array(artifacts)) = data.get("zuul").and_then(|z| z.get("artifacts")) {
-        for a in artifacts {
-            let named = a.get("name").is_some_and(Value::is_string)
-                && a.get("url").is_some_and(Value::is_string);
-            if !named {
-                return Err(ModuleError::Args(format!(
-                    "zuul_return: an artifact needs a string name and url, found {a}"
-                )));
-            }
-        }
-    }
-    let mut r = ModuleResult::ok(false);
-    r.returned = Some(Returned { data, secret_data });
-    Ok(r)
-}
-
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -655,11 +598,12 @@ mod tests {
             json!({"a": 1, "b": {"c": 1, "d": "world"}})
         );
         assert_eq!(Value::Object(ret.secret_data), json!({"pw": "s"}));
-        let r = f
+        // Zuul reads the file with json.load: YAML is an error.
+        let e = f
             .run(Module::ZuulReturn, json!({"file": "ret.yaml"}))
             .await
-            .unwrap();
-        assert_eq!(r.returned.unwrap().data["a"], 2);
+            .unwrap_err();
+        assert!(e.to_string().contains("zuul_return file"), "{e}");
         let e = f
             .run(
                 Module::ZuulReturn,

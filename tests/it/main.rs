@@ -2,6 +2,7 @@
 
 mod ansible_exec;
 mod ansible_inventory;
+mod ansible_zuul_return;
 mod build;
 mod build_hostile;
 mod client;
