@@ -109,6 +109,16 @@ pub struct RoleOutcome {
     pub changed: bool,
 }
 
+/// Why a native role failed: the role's own typed error (`roles::RoleError`), or a
+/// name no native role has. Shown to the user as the role's message.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeRoleError {
+    #[error("no native role {0}")]
+    Unknown(String),
+    #[error(transparent)]
+    Role(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// The roles implemented in Rust (`roles/`), looked up by zuul-jobs name before the
 /// project's `roles/<name>/` directory.
 pub trait NativeRoles: Send + Sync {
@@ -121,7 +131,7 @@ pub trait NativeRoles: Send + Sync {
         &'a self,
         name: &'a str,
         call: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, String>>;
+    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>>;
 }
 
 /// No native roles (tests of the interpreter alone).
@@ -135,7 +145,7 @@ impl NativeRoles for NoNativeRoles {
         &'a self,
         name: &'a str,
         _: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
-        Box::pin(async move { Err(format!("no native role {name}")) })
+    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>> {
+        Box::pin(async move { Err(NativeRoleError::Unknown(name.to_string())) })
     }
 }

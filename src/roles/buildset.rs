@@ -11,6 +11,7 @@
 //! images without prefix, others under `/<registry>/`), containerd `hosts.toml` and
 //! BuildKit `buildkitd.toml`.
 
+use super::RoleError;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ pub const ALIAS: &str = "zuul-jobs.buildset-registry";
 /// (~119 bits), so a low cost loses nothing and keeps start-up in milliseconds.
 const BCRYPT_COST: u32 = 5;
 
-pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, RoleError> {
     let started = std::time::Instant::now();
     let build = super::zuul_str(call, "build").unwrap_or_else(|| "unknown".into());
     let dir = tempfile::Builder::new()
@@ -37,9 +38,9 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         .map_err(|e| format!("creating the registry directory: {e}"))?;
     let password = crate::registry::auth::htpasswd::random_password(20);
     let line = crate::registry::auth::htpasswd::entry("zuul", &password, BCRYPT_COST)
-        .map_err(|e| e.to_string())?;
+        .map_err(RoleError::failed)?;
     let htpasswd =
-        Htpasswd::parse(&line, Path::new("<buildset registry>")).map_err(|e| e.to_string())?;
+        Htpasswd::parse(&line, Path::new("<buildset registry>")).map_err(RoleError::failed)?;
     let port: u16 = match super::var(call, "buildset_registry_port")? {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as u16,
         Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -49,7 +50,7 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         &dir.path().join("tls"),
         &["127.0.0.1".to_string(), ALIAS.to_string()],
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(RoleError::failed)?;
     let cert = std::fs::read_to_string(&tls.ca_cert)
         .map_err(|e| format!("reading {}: {e}", tls.ca_cert.display()))?;
     let mut cfg = RegistryConfig::new(dir.path().join("data"));
@@ -58,8 +59,8 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         ..Auth::default()
     };
     cfg.tls =
-        Some(crate::registry::tls::server_config(&tls.cert, &tls.key).map_err(|e| e.to_string())?);
-    let registry = Registry::new(cfg).map_err(|e| e.to_string())?;
+        Some(crate::registry::tls::server_config(&tls.cert, &tls.key).map_err(RoleError::failed)?);
+    let registry = Registry::new(cfg).map_err(RoleError::failed)?;
     let (addr, task) = registry
         .spawn(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
@@ -88,14 +89,14 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
     Ok(out)
 }
 
-fn write(path: &Path, content: &str) -> Result<(), String> {
+fn write(path: &Path, content: &str) -> Result<(), RoleError> {
     if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        std::fs::create_dir_all(p).map_err(RoleError::io(format!("creating {}", p.display())))?;
     }
-    std::fs::write(path, content).map_err(|e| format!("writing {}: {e}", path.display()))
+    std::fs::write(path, content).map_err(RoleError::io(format!("writing {}", path.display())))
 }
 
-pub async fn use_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+pub async fn use_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, RoleError> {
     let r = registry_var(call, "buildset_registry")?
         .ok_or("use-buildset-registry needs the buildset_registry variable (run run-buildset-registry first)")?;
     let host = r.host_port();

@@ -1,6 +1,7 @@
 //! `ensure-docker` / `ensure-podman`: gantry never installs anything; it reports whether a
 //! Docker engine answers (the build roles then pick the docker or native builder).
 
+use super::RoleError;
 use serde_json::{Map, Value};
 
 use super::RoleEnv;
@@ -17,7 +18,7 @@ pub fn engine_present() -> bool {
     }
 }
 
-pub async fn run(_env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+pub async fn run(_env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, RoleError> {
     let present = engine_present();
     call.log.line(&format!(
         "ensure-docker: {}",

@@ -3,6 +3,7 @@
 //! container_filename?, build_args?, target?, tags? (default [latest]), siblings?,
 //! labels?, arch?}` (ZUUL.md §9).
 
+use super::RoleError;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -45,23 +46,24 @@ pub fn list_var(role: &str) -> &'static str {
 }
 
 /// Reads the image list; roles that have no images do nothing (as zuul-jobs does).
-pub fn images(call: &RoleCall<'_>, var: &str) -> Result<Vec<ImageSpec>, String> {
+pub fn images(call: &RoleCall<'_>, var: &str) -> Result<Vec<ImageSpec>, RoleError> {
     let Some(v) = super::var(call, var)? else {
         return Ok(Vec::new());
     };
-    let list: Vec<ImageSpec> = serde_json::from_value(v).map_err(|e| format!("{var}: {e}"))?;
+    let list: Vec<ImageSpec> =
+        serde_json::from_value(v).map_err(|e| RoleError::Var(format!("{var}: {e}")))?;
     for i in &list {
         crate::oci::Reference::parse(&i.repository)
-            .map_err(|e| format!("{var}: repository {:?}: {e}", i.repository))?;
+            .map_err(|e| RoleError::Var(format!("{var}: repository {:?}: {e}", i.repository)))?;
         for t in &i.tags {
-            crate::oci::validate_tag(t).map_err(|e| format!("{var}: {e}"))?;
+            crate::oci::validate_tag(t).map_err(|e| RoleError::Var(format!("{var}: {e}")))?;
         }
     }
     Ok(list)
 }
 
 /// Images in every list a role may be given (`upload`/`push` accept both names).
-pub fn any_images(call: &RoleCall<'_>) -> Result<Vec<ImageSpec>, String> {
+pub fn any_images(call: &RoleCall<'_>) -> Result<Vec<ImageSpec>, RoleError> {
     let mut out = images(call, "container_images")?;
     out.extend(images(call, "docker_images")?);
     Ok(out)
@@ -71,8 +73,8 @@ pub fn any_images(call: &RoleCall<'_>) -> Result<Vec<ImageSpec>, String> {
 /// (use-buildset-registry's mirror layout): docker.io images without a prefix
 /// (`library/x`, `org/x`), others under their registry (`quay.io/org/x`); a port becomes
 /// `_port` because `:` cannot appear in a repository name.
-pub fn buildset_repository(repository: &str) -> Result<String, String> {
-    let r = crate::oci::Reference::parse(repository).map_err(|e| e.to_string())?;
+pub fn buildset_repository(repository: &str) -> Result<String, RoleError> {
+    let r = crate::oci::Reference::parse(repository).map_err(RoleError::failed)?;
     Ok(if r.registry == crate::oci::DOCKER_HUB {
         r.repository
     } else {

@@ -3,6 +3,7 @@
 //! its images go to the intermediate registry under `<build>_<tag>` and are returned as
 //! artifacts for the changes behind.
 
+use super::RoleError;
 use serde_json::{Map, Value, json};
 
 use super::images::{any_images, buildset_repository};
@@ -17,8 +18,8 @@ fn factory(a: &Endpoint, b: &Endpoint) -> StoreFactory {
         .with_registry_options(&b.host, b.options.clone())
 }
 
-fn reference(host: &str, repo: &str, tag: &str) -> Result<ImageRef, String> {
-    ImageRef::parse(&format!("docker://{host}/{repo}:{tag}")).map_err(|e| e.to_string())
+fn reference(host: &str, repo: &str, tag: &str) -> Result<ImageRef, RoleError> {
+    ImageRef::parse(&format!("docker://{host}/{repo}:{tag}")).map_err(RoleError::failed)
 }
 
 pub(super) async fn copy(
@@ -26,10 +27,10 @@ pub(super) async fn copy(
     src_ref: &ImageRef,
     dst: &Endpoint,
     dst_ref: &ImageRef,
-) -> Result<String, String> {
+) -> Result<String, RoleError> {
     let f = factory(src, dst);
-    let s = f.store(src_ref).map_err(|e| e.to_string())?;
-    let d = f.store(dst_ref).map_err(|e| e.to_string())?;
+    let s = f.store(src_ref).map_err(RoleError::failed)?;
+    let d = f.store(dst_ref).map_err(RoleError::failed)?;
     let report = crate::client::copy(
         &s,
         &src_ref.reference(),
@@ -42,7 +43,7 @@ pub(super) async fn copy(
     Ok(report.digest.map(|d| d.to_string()).unwrap_or_default())
 }
 
-pub async fn pull(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+pub async fn pull(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, RoleError> {
     let buildset = buildset_endpoint(call)?
         .ok_or("pull-from-intermediate-registry needs buildset_registry")?;
     let artifacts = call
@@ -81,7 +82,7 @@ pub async fn pull(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, Str
             .and_then(|r| r.as_str())
             .unwrap_or("latest");
         let from = Reference::parse(url.trim_start_matches("docker://"))
-            .map_err(|e| format!("artifact url {url}: {e}"))?;
+            .map_err(|e| RoleError::Var(format!("artifact url {url}: {e}")))?;
         // The artifact names the intermediate registry as it was when pushed; gantry's
         // registry may listen elsewhere now: take the path, use the current endpoint.
         let src = reference(
@@ -101,7 +102,7 @@ pub async fn pull(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, Str
     })
 }
 
-pub async fn push(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+pub async fn push(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, RoleError> {
     let success = match super::var(call, "zuul_success")? {
         None => true,
         Some(Value::Bool(b)) => b,

@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::client::ClientOptions;
-use crate::playbook::{NativeRoles, RoleCall, RoleOutcome};
+use crate::playbook::{NativeRoleError, NativeRoles, RoleCall, RoleOutcome};
 
 pub use images::ImageSpec;
 
@@ -156,7 +156,7 @@ impl NativeRoles for NativeRoleSet {
         &'a self,
         name: &'a str,
         call: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
+    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>> {
         Box::pin(async move {
             let env = &self.env;
             match name {
@@ -175,16 +175,60 @@ impl NativeRoles for NativeRoleSet {
                     publish::promote(env, &call, name).await
                 }
                 "remove-registry-tag" => publish::remove_tag(env, &call).await,
-                other => Err(format!("no native role {other}")),
+                other => return Err(NativeRoleError::Unknown(other.to_string())),
             }
+            .map_err(|e| NativeRoleError::Role(Box::new(e)))
         })
+    }
+}
+
+/// Why a native role failed. The messages are the ones users see in the build log.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    /// A role variable is missing, or its value is not what the role needs.
+    #[error("{0}")]
+    Var(String),
+    /// Writing or reading a local file (certificates, the registry's directory).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A registry, build, copy or reference operation failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RoleError {
+    pub(crate) fn failed(e: impl std::fmt::Display) -> RoleError {
+        RoleError::Failed(e.to_string())
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RoleError {
+        let what = what.into();
+        move |source| RoleError::Io { what, source }
+    }
+}
+
+/// `ok_or("… needs …")`: a missing variable.
+impl From<&str> for RoleError {
+    fn from(s: &str) -> Self {
+        RoleError::Var(s.to_string())
+    }
+}
+
+/// A message built where the operation failed (`format!("copying {a} to {b}: {e}")`).
+impl From<String> for RoleError {
+    fn from(s: String) -> Self {
+        RoleError::Failed(s)
     }
 }
 
 // ---- helpers shared by the roles ----------------------------------------------------------
 
 /// A variable rendered (templates resolved) as JSON; `None` when undefined.
-pub(crate) fn var(call: &RoleCall<'_>, name: &str) -> Result<Option<Value>, String> {
+pub(crate) fn var(call: &RoleCall<'_>, name: &str) -> Result<Option<Value>, RoleError> {
     match call.vars.map.get(name) {
         None => Ok(None),
         // Secrets and facts are used as they are: never templated (ZUUL.md §3).
@@ -193,7 +237,7 @@ pub(crate) fn var(call: &RoleCall<'_>, name: &str) -> Result<Option<Value>, Stri
             .templar
             .render(&v.value, call.vars)
             .map(Some)
-            .map_err(|e| format!("variable {name}: {e}")),
+            .map_err(|e| RoleError::Var(format!("variable {name}: {e}"))),
     }
 }
 
@@ -243,7 +287,7 @@ impl RegistryVar {
     }
 
     /// Client options: credentials, and the CA from `cert` written to `dir`.
-    pub fn options(&self, dir: &std::path::Path) -> Result<ClientOptions, String> {
+    pub fn options(&self, dir: &std::path::Path) -> Result<ClientOptions, RoleError> {
         let mut o = ClientOptions::default();
         if let (Some(u), Some(p)) = (&self.username, &self.password) {
             o.credentials = Some(crate::client::Credentials::Basic {
@@ -252,29 +296,36 @@ impl RegistryVar {
             });
         }
         if let Some(cert) = &self.cert {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(RoleError::io(format!("creating {}", dir.display())))?;
             let path = dir.join(format!(
                 "{}.crt",
                 self.host_port().replace([':', '[', ']'], "_")
             ));
-            std::fs::write(&path, cert).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::fs::write(&path, cert)
+                .map_err(RoleError::io(format!("writing {}", path.display())))?;
             o.ca_certs.push(path);
         }
         Ok(o)
     }
 }
 
-pub(crate) fn registry_var(call: &RoleCall<'_>, name: &str) -> Result<Option<RegistryVar>, String> {
+pub(crate) fn registry_var(
+    call: &RoleCall<'_>,
+    name: &str,
+) -> Result<Option<RegistryVar>, RoleError> {
     match var(call, name)? {
         None => Ok(None),
         Some(v) => serde_json::from_value(v).map(Some).map_err(|e| {
-            format!("variable {name} must be {{host, port, username, password}}: {e}")
+            RoleError::Var(format!(
+                "variable {name} must be {{host, port, username, password}}: {e}"
+            ))
         }),
     }
 }
 
 /// The buildset registry a role must use (from the `buildset_registry` variable).
-pub(crate) fn buildset_endpoint(call: &RoleCall<'_>) -> Result<Option<Endpoint>, String> {
+pub(crate) fn buildset_endpoint(call: &RoleCall<'_>) -> Result<Option<Endpoint>, RoleError> {
     let Some(r) = registry_var(call, "buildset_registry")? else {
         return Ok(None);
     };
@@ -291,7 +342,7 @@ pub(crate) fn buildset_endpoint(call: &RoleCall<'_>) -> Result<Option<Endpoint>,
 pub(crate) fn intermediate_endpoint(
     env: &RoleEnv,
     call: &RoleCall<'_>,
-) -> Result<(Endpoint, &'static str), String> {
+) -> Result<(Endpoint, &'static str), RoleError> {
     if env.intermediate_override
         && let Some(e) = &env.intermediate
     {
@@ -314,6 +365,6 @@ pub(crate) fn intermediate_endpoint(
         .clone()
         .map(|e| (e, "gantry's embedded intermediate registry"))
         .ok_or_else(|| {
-            "no intermediate registry: define the intermediate_registry secret or pass --intermediate-registry".to_string()
+            RoleError::Var("no intermediate registry: define the intermediate_registry secret or pass --intermediate-registry".into())
         })
 }

@@ -10,6 +10,7 @@
 //! - remove-registry-tag: delete `remove_registry_tag_tag` from
 //!   `remove_registry_tag_repository`.
 
+use super::RoleError;
 use serde_json::Value;
 
 use super::images::{buildset_repository, images, list_var};
@@ -20,7 +21,7 @@ use crate::oci::Reference;
 use crate::playbook::{RoleCall, RoleOutcome};
 
 /// The temporary tag kind for this build: by change, else by pipeline.
-fn temporary(call: &RoleCall<'_>) -> Result<TemporaryTag, String> {
+fn temporary(call: &RoleCall<'_>) -> Result<TemporaryTag, RoleError> {
     if let Some(c) = super::zuul_str(call, "change")
         && let Ok(n) = c.parse::<u64>()
     {
@@ -28,7 +29,7 @@ fn temporary(call: &RoleCall<'_>) -> Result<TemporaryTag, String> {
     }
     super::zuul_str(call, "pipeline")
         .map(TemporaryTag::Pipeline)
-        .ok_or_else(|| "neither zuul.change nor zuul.pipeline is set".to_string())
+        .ok_or_else(|| RoleError::Var("neither zuul.change nor zuul.pipeline is set".into()))
 }
 
 /// Credentials for `repository` from `docker_credentials` (docker roles) or
@@ -39,7 +40,7 @@ fn credentials(
     role: &str,
     repository: &str,
     registry: &str,
-) -> Result<Option<Credentials>, String> {
+) -> Result<Option<Credentials>, RoleError> {
     let entry = if role.contains("container") {
         super::var(call, "container_registry_credentials")?.and_then(|v| v.get(registry).cloned())
     } else {
@@ -50,10 +51,12 @@ fn credentials(
     };
     if let Some(re) = entry.get("repository").and_then(Value::as_str) {
         let ok = regex::Regex::new(&format!("^(?:{re})"))
-            .map_err(|e| format!("credentials repository regex {re:?}: {e}"))?
+            .map_err(|e| RoleError::Var(format!("credentials repository regex {re:?}: {e}")))?
             .is_match(repository);
         if !ok {
-            return Err(format!("{repository} not permitted by {re}"));
+            return Err(RoleError::Var(format!(
+                "{repository} not permitted by {re}"
+            )));
         }
     }
     let user = entry
@@ -77,7 +80,7 @@ fn publication(
     call: &RoleCall<'_>,
     role: &str,
     repository: &str,
-) -> Result<(Endpoint, String), String> {
+) -> Result<(Endpoint, String), RoleError> {
     let r = Reference::parse(repository).map_err(|e| format!("repository {repository:?}: {e}"))?;
     let creds = credentials(call, role, repository, &r.registry)?;
     let (host, mut options) = match env.publish_to.get(&r.registry) {
@@ -95,7 +98,7 @@ fn publication(
 fn builder_kind(
     env: &RoleEnv,
     call: &RoleCall<'_>,
-) -> Result<Option<crate::build::BuilderKind>, String> {
+) -> Result<Option<crate::build::BuilderKind>, RoleError> {
     let choice = match super::var(call, "gantry_builder")? {
         Some(Value::String(s)) => s,
         _ => return Ok(env.builder),
@@ -104,13 +107,17 @@ fn builder_kind(
         "" | "auto" => Ok(None),
         "native" => Ok(Some(crate::build::BuilderKind::Native)),
         "docker" => Ok(Some(crate::build::BuilderKind::Docker)),
-        other => Err(format!(
+        other => Err(RoleError::Var(format!(
             "gantry_builder {other:?}: expected native, docker or auto"
-        )),
+        ))),
     }
 }
 
-pub async fn build(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<RoleOutcome, String> {
+pub async fn build(
+    env: &RoleEnv,
+    call: &RoleCall<'_>,
+    role: &str,
+) -> Result<RoleOutcome, RoleError> {
     let buildset = buildset_endpoint(call)?.ok_or(format!(
         "{role}: no buildset registry to push to (run-buildset-registry first, e.g. with the gantry-build-container-image job)"
     ))?;
@@ -124,7 +131,7 @@ pub async fn build(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Rol
     let change = super::zuul_str(call, "change");
     let change_url = super::zuul_str(call, "change_url");
     let kind = builder_kind(env, call)?;
-    let epoch = crate::build::source_date_epoch().map_err(|e| e.to_string())?;
+    let epoch = crate::build::source_date_epoch().map_err(RoleError::failed)?;
     for image in images(call, list_var(role))? {
         let mut context = src_dir.join(&image.context);
         if let Some(p) = &image.path {
@@ -135,12 +142,12 @@ pub async fn build(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Rol
         for t in &image.tags {
             tags.push(
                 ImageRef::parse(&format!("docker://{}/{repo}:{t}", buildset.host))
-                    .map_err(|e| e.to_string())?,
+                    .map_err(RoleError::failed)?,
             );
             if let Some(c) = &change {
                 tags.push(
                     ImageRef::parse(&format!("docker://{}/{repo}:change_{c}_{t}", buildset.host))
-                        .map_err(|e| e.to_string())?,
+                        .map_err(RoleError::failed)?,
                 );
             }
         }
@@ -217,7 +224,11 @@ pub async fn build(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Rol
     })
 }
 
-pub async fn upload(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<RoleOutcome, String> {
+pub async fn upload(
+    env: &RoleEnv,
+    call: &RoleCall<'_>,
+    role: &str,
+) -> Result<RoleOutcome, RoleError> {
     let buildset = buildset_endpoint(call)?.ok_or(format!(
         "{role} needs the buildset registry (buildset_registry) holding the built images"
     ))?;
@@ -230,13 +241,13 @@ pub async fn upload(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Ro
                 buildset.host,
                 buildset_repository(&image.repository)?
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(RoleError::failed)?;
             let dst_ref = ImageRef::parse(&format!(
                 "docker://{}/{path}:{}",
                 dst.host,
                 temp.for_tag(tag)
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(RoleError::failed)?;
             let digest = super::intermediate::copy(&buildset, &src, &dst, &dst_ref).await?;
             call.log
                 .line(&format!("{role}: {src} -> {dst_ref} ({digest})"));
@@ -248,18 +259,18 @@ pub async fn upload(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Ro
     })
 }
 
-fn store_for(dst: &Endpoint, path: &str) -> Result<crate::client::Store, String> {
-    let r = ImageRef::parse(&format!("docker://{}/{path}", dst.host)).map_err(|e| e.to_string())?;
+fn store_for(dst: &Endpoint, path: &str) -> Result<crate::client::Store, RoleError> {
+    let r = ImageRef::parse(&format!("docker://{}/{path}", dst.host)).map_err(RoleError::failed)?;
     StoreFactory::new(dst.options.clone())
         .store(&r)
-        .map_err(|e| e.to_string())
+        .map_err(RoleError::failed)
 }
 
 pub async fn promote(
     env: &RoleEnv,
     call: &RoleCall<'_>,
     role: &str,
-) -> Result<RoleOutcome, String> {
+) -> Result<RoleOutcome, RoleError> {
     let temp = temporary(call)?;
     for image in images(call, list_var(role))? {
         let (dst, path) = publication(env, call, role, &image.repository)?;
@@ -295,7 +306,7 @@ pub async fn promote(
     })
 }
 
-pub async fn remove_tag(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, String> {
+pub async fn remove_tag(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, RoleError> {
     let repo = super::var(call, "remove_registry_tag_repository")?
         .and_then(|v| v.as_str().map(String::from))
         .ok_or("remove-registry-tag needs remove_registry_tag_repository")?;

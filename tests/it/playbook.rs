@@ -102,7 +102,7 @@ impl NativeRoles for FakeNative {
         &'a self,
         name: &'a str,
         call: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, String>> {
+    ) -> BoxFuture<'a, Result<RoleOutcome, playbook::NativeRoleError>> {
         Box::pin(async move {
             let seen = json!({
                 "custom": call.vars.get("custom"),
@@ -111,7 +111,9 @@ impl NativeRoles for FakeNative {
             self.calls.lock().unwrap().push((name.to_string(), seen));
             call.log.line(&format!("native {name} ran"));
             match name {
-                FAILING_NATIVE => Err("the native role failed".to_string()),
+                FAILING_NATIVE => Err(playbook::NativeRoleError::Role(
+                    "the native role failed".into(),
+                )),
                 "run-buildset-registry" => {
                     let registry =
                         json!({"host": "127.0.0.1", "port": 5000, "password": "pw-native-1"});

@@ -105,7 +105,7 @@ impl Server<'_> {
             templar,
         };
         match self.native.run(&req.role, call).await {
-            Err(msg) => json!({"ok": false, "msg": msg}),
+            Err(msg) => json!({"ok": false, "msg": msg.to_string()}),
             Ok(out) => {
                 if !out.returned.secret_data.is_empty() {
                     let more = secret_leaves(&Value::Object(out.returned.secret_data.clone()));

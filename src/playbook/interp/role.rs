@@ -198,7 +198,7 @@ impl Interp<'_, '_> {
                 _ = self.ctx.cancel.cancelled() => return Err(self.cancelled(pos, name)),
             };
             return Ok(match outcome {
-                Err(msg) => ItemDone::failed(msg),
+                Err(msg) => ItemDone::failed(msg.to_string()),
                 Ok(out) => {
                     self.log.add_secrets(&out.returned);
                     self.returned.merge(out.returned);
