@@ -133,17 +133,17 @@ async fn intake(
     };
     let source_name = trigger.source.as_str();
     let announced = pushes.len();
-    // Committed (on disk, or in PostgreSQL) before the 202.
-    let mut ids = Vec::new();
-    for p in &pushes {
-        if let Some(id) = svc
-            .log
+    // Committed (on disk, or in PostgreSQL) before the 202; the pushes of one payload are
+    // queued together, so they share a commit.
+    let inserts = pushes.iter().map(|p| {
+        svc.log
             .insert(&name, source_name, p, key.as_deref(), state, outcome)
-            .await?
-        {
-            ids.push(id);
-        }
-    }
+    });
+    let ids: Vec<i64> = futures_util::future::try_join_all(inserts)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     if enabled && !ids.is_empty() {
         svc.wake.notify_one();
     }

@@ -58,8 +58,8 @@ fn event_row(r: &AnyRow) -> Result<EventRow, sqlx::Error> {
 }
 
 impl Store {
-    /// Records an accepted event (committed when this returns). `None` when its
-    /// idempotency key was seen before.
+    /// Records an accepted event (committed when this returns; concurrent inserts share a
+    /// commit, see [`super::commit`]). `None` when its idempotency key was seen before.
     pub async fn insert(
         &self,
         trigger: &str,
@@ -69,23 +69,23 @@ impl Store {
         state: &str,
         outcome: &str,
     ) -> Result<Option<i64>, TriggerError> {
-        let push_json = serde_json::to_string(push).unwrap_or_default();
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO events (trigger, source, received_ms, push, idempotency_key, state, outcome, digest)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(trigger)
-        .bind(source)
-        .bind(super::now_ms())
-        .bind(push_json)
-        .bind(key)
-        .bind(state)
-        .bind(outcome)
-        .bind(push.digest.as_deref())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        let ev = super::commit::NewEvent {
+            trigger: trigger.to_string(),
+            source: source.to_string(),
+            received_ms: super::now_ms(),
+            push: serde_json::to_string(push).unwrap_or_default(),
+            key: key.map(str::to_string),
+            state: state.to_string(),
+            outcome: outcome.to_string(),
+            digest: push.digest.clone(),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || TriggerError::EventLog("the event writer has stopped".into());
+        self.commits.send((ev, reply)).map_err(|_| gone())?;
+        let id = answer
+            .await
+            .map_err(|_| gone())?
+            .map_err(TriggerError::EventLog)?;
         Ok(id)
     }
 
