@@ -5,6 +5,11 @@
 //! and answers each caller after the commit. Alone, an insert is its own transaction, as
 //! before; each caller still gets its own id or its own "seen before" answer.
 //!
+//! An accepted webhook's event is pending or, when its trigger is disabled (`gantry trigger
+//! disable`, which may run in another process), done as "disabled": the same statement
+//! that inserts it reads the switch, so there is no second round trip and no window
+//! between the check and the insert.
+//!
 //! If a batch fails as a whole (one bad row aborts a PostgreSQL transaction), its events
 //! are written again one by one, so one failure is reported to its own caller only.
 
@@ -21,19 +26,37 @@ pub(super) struct NewEvent {
     pub received_ms: i64,
     pub push: String,
     pub key: Option<String>,
-    pub state: String,
-    pub outcome: String,
+    pub disposition: Disposition,
     pub digest: Option<String>,
 }
 
-/// The id given to the event, `None` when its idempotency key was seen before.
-type Answer = Result<Option<i64>, String>;
+pub(super) enum Disposition {
+    /// Recorded with this state and outcome.
+    Fixed { state: String, outcome: String },
+    /// Pending, or done as "disabled" when the trigger is switched off (`enabled` when no
+    /// switch was set).
+    Accepted { enabled: bool },
+}
+
+/// The id given to the event and whether it is pending; `None` when its idempotency key
+/// was seen before.
+pub(super) type Answer = Result<Option<(i64, bool)>, String>;
 
 pub(super) type Queue = mpsc::UnboundedSender<(NewEvent, oneshot::Sender<Answer>)>;
 
 const INSERT: &str = "INSERT INTO events (trigger, source, received_ms, push, idempotency_key, state, outcome, digest)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     ON CONFLICT DO NOTHING RETURNING id";
+     ON CONFLICT DO NOTHING RETURNING id, state";
+
+/// The switch, read by the insert itself. (`WHERE 1 = 1` keeps SQLite from reading
+/// `ON CONFLICT` as part of the SELECT.)
+const INSERT_ACCEPTED: &str = "INSERT INTO events (trigger, source, received_ms, push, idempotency_key, state, outcome, digest)
+     SELECT $1, $2, $3, $4, $5,
+       CASE WHEN COALESCE((SELECT enabled FROM trigger_state WHERE name = $1), $6) <> 0 THEN 'pending' ELSE 'done' END,
+       CASE WHEN COALESCE((SELECT enabled FROM trigger_state WHERE name = $1), $6) <> 0 THEN '' ELSE 'disabled' END,
+       $7
+     WHERE 1 = 1
+     ON CONFLICT DO NOTHING RETURNING id, state";
 
 /// Starts the writer; it ends when the last queue handle is dropped.
 pub(super) fn start(pool: AnyPool) -> Queue {
@@ -68,32 +91,46 @@ async fn write(pool: &AnyPool, batch: Vec<(NewEvent, oneshot::Sender<Answer>)>) 
 async fn in_one_transaction(
     pool: &AnyPool,
     batch: &[(NewEvent, oneshot::Sender<Answer>)],
-) -> Result<Vec<Option<i64>>, sqlx::Error> {
+) -> Result<Vec<Option<(i64, bool)>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(batch.len());
     for (ev, _) in batch {
-        ids.push(bind(ev).fetch_optional(&mut *tx).await?);
+        let row: Option<(i64, String)> = bind(ev).fetch_optional(&mut *tx).await?;
+        ids.push(row.map(pending));
     }
     tx.commit().await?;
     Ok(ids)
 }
 
-async fn insert_one(pool: &AnyPool, ev: &NewEvent) -> Result<Option<i64>, sqlx::Error> {
-    bind(ev).fetch_optional(pool).await
+async fn insert_one(pool: &AnyPool, ev: &NewEvent) -> Result<Option<(i64, bool)>, sqlx::Error> {
+    let row: Option<(i64, String)> = bind(ev).fetch_optional(pool).await?;
+    Ok(row.map(pending))
 }
 
-fn bind(
-    ev: &NewEvent,
-) -> sqlx::query::QueryScalar<'_, sqlx::Any, i64, sqlx::any::AnyArguments<'_>> {
-    sqlx::query_scalar(INSERT)
-        .bind(&ev.trigger)
-        .bind(&ev.source)
-        .bind(ev.received_ms)
-        .bind(&ev.push)
-        .bind(ev.key.as_deref())
-        .bind(&ev.state)
-        .bind(&ev.outcome)
-        .bind(ev.digest.as_deref())
+fn pending((id, state): (i64, String)) -> (i64, bool) {
+    (id, state == "pending")
+}
+
+type Query<'a> = sqlx::query::QueryAs<'a, sqlx::Any, (i64, String), sqlx::any::AnyArguments<'a>>;
+
+fn bind(ev: &NewEvent) -> Query<'_> {
+    let q = |sql| {
+        sqlx::query_as(sql)
+            .bind(&ev.trigger)
+            .bind(&ev.source)
+            .bind(ev.received_ms)
+            .bind(&ev.push)
+            .bind(ev.key.as_deref())
+    };
+    match &ev.disposition {
+        Disposition::Fixed { state, outcome } => q(INSERT)
+            .bind(state)
+            .bind(outcome)
+            .bind(ev.digest.as_deref()),
+        Disposition::Accepted { enabled } => q(INSERT_ACCEPTED)
+            .bind(*enabled as i64)
+            .bind(ev.digest.as_deref()),
+    }
 }
 
 #[cfg(test)]
