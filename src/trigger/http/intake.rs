@@ -125,29 +125,25 @@ async fn intake(
         Source::Gitlab => header("idempotency-key").map(str::to_string),
         _ => None,
     };
-    let enabled = svc.enabled(trigger).await;
-    let (state, outcome) = if enabled {
-        ("pending", "")
-    } else {
-        ("done", "disabled")
-    };
     let source_name = trigger.source.as_str();
     let announced = pushes.len();
-    // Committed (on disk, or in PostgreSQL) before the 202.
-    let mut ids = Vec::new();
-    for p in &pushes {
-        if let Some(id) = svc
-            .log
-            .insert(&name, source_name, p, key.as_deref(), state, outcome)
-            .await?
-        {
-            ids.push(id);
-        }
-    }
-    if enabled && !ids.is_empty() {
+    // Committed (on disk, or in PostgreSQL) before the 202; the pushes of one payload are
+    // queued together, so they share a commit. The insert reads the enable switch itself.
+    let inserts = pushes.iter().map(|p| {
+        svc.log
+            .insert_accepted(&name, source_name, p, key.as_deref(), trigger.enabled)
+    });
+    let recorded: Vec<(i64, bool)> = futures_util::future::try_join_all(inserts)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let ids: Vec<i64> = recorded.iter().map(|(id, _)| *id).collect();
+    let pending = recorded.iter().any(|(_, pending)| *pending);
+    if pending {
         svc.wake.notify_one();
     }
-    let outcome = if !enabled {
+    let outcome = if !recorded.is_empty() && !pending {
         "disabled"
     } else if ids.is_empty() && announced > 0 {
         // Every push carried an idempotency key seen before: a redelivery.

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::commit::{Disposition, NewEvent};
 use super::{RunSummary, Store, db};
 use crate::trigger::TriggerError;
 use crate::trigger::payload::Push;
@@ -58,7 +59,8 @@ fn event_row(r: &AnyRow) -> Result<EventRow, sqlx::Error> {
 }
 
 impl Store {
-    /// Records an accepted event (committed when this returns). `None` when its
+    /// Records an event with the given state and outcome (committed when this returns;
+    /// concurrent inserts share a commit, see [`super::commit`]). `None` when its
     /// idempotency key was seen before.
     pub async fn insert(
         &self,
@@ -69,24 +71,55 @@ impl Store {
         state: &str,
         outcome: &str,
     ) -> Result<Option<i64>, TriggerError> {
-        let push_json = serde_json::to_string(push).unwrap_or_default();
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO events (trigger, source, received_ms, push, idempotency_key, state, outcome, digest)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(trigger)
-        .bind(source)
-        .bind(super::now_ms())
-        .bind(push_json)
-        .bind(key)
-        .bind(state)
-        .bind(outcome)
-        .bind(push.digest.as_deref())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(id)
+        let fixed = Disposition::Fixed {
+            state: state.to_string(),
+            outcome: outcome.to_string(),
+        };
+        Ok(self
+            .record(trigger, source, push, key, fixed)
+            .await?
+            .map(|(id, _)| id))
+    }
+
+    /// Records an accepted webhook's event: pending, or done as "disabled" when the
+    /// trigger is switched off (`enabled`: its configured state, when no switch is set).
+    /// Returns the id and whether the event is pending; `None` for a redelivery.
+    pub async fn insert_accepted(
+        &self,
+        trigger: &str,
+        source: &str,
+        push: &Push,
+        key: Option<&str>,
+        enabled: bool,
+    ) -> Result<Option<(i64, bool)>, TriggerError> {
+        let accepted = Disposition::Accepted { enabled };
+        self.record(trigger, source, push, key, accepted).await
+    }
+
+    async fn record(
+        &self,
+        trigger: &str,
+        source: &str,
+        push: &Push,
+        key: Option<&str>,
+        disposition: Disposition,
+    ) -> Result<Option<(i64, bool)>, TriggerError> {
+        let ev = NewEvent {
+            trigger: trigger.to_string(),
+            source: source.to_string(),
+            received_ms: super::now_ms(),
+            push: serde_json::to_string(push).unwrap_or_default(),
+            key: key.map(str::to_string),
+            disposition,
+            digest: push.digest.clone(),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || TriggerError::EventLog("the event writer has stopped".into());
+        self.commits.send((ev, reply)).map_err(|_| gone())?;
+        answer
+            .await
+            .map_err(|_| gone())?
+            .map_err(TriggerError::EventLog)
     }
 
     /// Claims the oldest due event for `replica` until `lease_until` (none: nothing due).

@@ -14,6 +14,7 @@
 //!
 //! Owns: the schema ([`schema`]) and every query. Must not: know about HTTP or run pipelines.
 
+mod commit;
 mod events;
 mod executions;
 pub mod schema;
@@ -65,6 +66,8 @@ pub struct Store {
     /// This database's identity (a UUID made by the first migration run), written into
     /// the environment of every process a run starts so orphans can be found.
     id: String,
+    /// Accepted events go through one writer that commits them in groups.
+    commits: commit::Queue,
 }
 
 impl Store {
@@ -147,7 +150,13 @@ impl Store {
             .fetch_one(&pool)
             .await
             .map_err(db)?;
-        Ok(Store { pool, engine, id })
+        let commits = commit::start(pool.clone());
+        Ok(Store {
+            pool,
+            engine,
+            id,
+            commits,
+        })
     }
 
     pub fn engine(&self) -> Engine {
