@@ -38,7 +38,10 @@ pub const DEFAULT_MAX_MANIFEST: usize = 4 << 20;
 
 /// Everything a registry instance needs.
 pub struct RegistryConfig {
+    /// Filesystem storage root (and the notification queue's home).
     pub data_dir: PathBuf,
+    /// Storage other than `data_dir` (`--storage s3://…`); `None`: the filesystem there.
+    pub storage: Option<storage::Location>,
     pub auth: Auth,
     pub read_only: bool,
     /// TLS server configuration; `None` serves plain HTTP.
@@ -56,6 +59,7 @@ impl RegistryConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         RegistryConfig {
             data_dir: data_dir.into(),
+            storage: None,
             auth: Auth::default(),
             read_only: false,
             tls: None,
@@ -63,6 +67,17 @@ impl RegistryConfig {
             notify: Vec::new(),
             gc_interval: None,
             gc: gc::GcOptions::default(),
+        }
+    }
+
+    /// A configuration on the storage `location` names.
+    pub fn at(location: storage::Location) -> Self {
+        match location {
+            storage::Location::Dir(d) => RegistryConfig::new(d),
+            other => RegistryConfig {
+                storage: Some(other),
+                ..RegistryConfig::new(PathBuf::new())
+            },
         }
     }
 }
@@ -97,7 +112,10 @@ pub enum ServeError {
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Result<Registry, ServeError> {
-        let storage = Storage::open(&config.data_dir)?;
+        let storage = match &config.storage {
+            Some(location) => Storage::at(location)?,
+            None => Storage::open(&config.data_dir)?,
+        };
         let notifier = if config.notify.is_empty() {
             None
         } else {
