@@ -50,14 +50,17 @@ if [ -z "${NO_S3:-}" ]; then
     python3 bench/mklayout.py "$WORK/s3big" v1 4 $((16 << 20))
     python3 bench/mklayout.py "$WORK/s3small" v1 50 $((16 << 10))
     SHAPES+=(s3big s3small)
-    coproc MOTOSRV { exec env -u AWS_CA_BUNDLE "$MOTO" -p 0 2>&1; }
-    while read -r line <&"${MOTOSRV[0]}"; do
-      case $line in *"Running on http://"*) S3_ENDPOINT=${line##*Running on }; break ;; esac
+    env -u AWS_CA_BUNDLE "$MOTO" -p 0 >"$WORK/moto.log" 2>&1 &
+    MOTO_PID=$!
+    S3_ENDPOINT=""
+    for _ in $(seq 1 200); do # it prints " * Running on http://127.0.0.1:PORT" once listening
+      S3_ENDPOINT=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/moto.log" | head -1 || true)
+      [ -n "$S3_ENDPOINT" ] && break
+      kill -0 "$MOTO_PID" 2>/dev/null || { cat "$WORK/moto.log" >&2; exit 1; }
+      sleep 0.05
     done
-    S3_ENDPOINT=${S3_ENDPOINT%%[[:space:]]*}
+    [ -n "$S3_ENDPOINT" ] || { echo "moto_server did not start" >&2; exit 1; }
     S3_PORT=${S3_ENDPOINT##*:}
-    # Keep draining moto's log so it never blocks on a full pipe.
-    cat <&"${MOTOSRV[0]}" >>"$BENCH_LOG" &
     echo "moto S3 server at $S3_ENDPOINT"
   else
     echo "moto_server not found at $MOTO: S3 rows skipped (scripts/test.sh installs it)"
@@ -112,6 +115,8 @@ storage:
     region: us-east-1
     secure: false
     v4auth: true
+  # Serve blobs itself, as gantry does (by default it redirects clients to S3).
+  redirect: {disable: true}
   delete: {enabled: true}
 http: {addr: 127.0.0.1:$port}
 YML

@@ -306,3 +306,41 @@ async fn storage_suite_on_s3() {
     let names = other.driver().list_dir("").await.unwrap();
     assert_eq!(names, vec!["some"], "{names:?}");
 }
+
+/// A bad `--storage` URL is a one-line usage error naming it (exit 2), for serve and gc.
+#[test]
+fn bad_storage_url_is_a_one_line_usage_error() {
+    for url in [
+        "ftp://host/dir",
+        "s3://",
+        "s3://UPPER",
+        "s3://ok-bucket/../x",
+        "file://relative",
+    ] {
+        for cmd in [
+            &["registry", "serve", "--listen", "127.0.0.1:0"][..],
+            &["registry", "gc"][..],
+        ] {
+            let (_, err, code) = common::run_fail(
+                Command::new(common::gantry_bin())
+                    .args(cmd)
+                    .args(["--storage", url]),
+            );
+            assert_eq!(code, 2, "{cmd:?} {url}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(err.contains(&format!("{url:?}")), "{err}");
+        }
+    }
+    // Neither given: told what is needed.
+    let (_, err, code) = common::run_fail(
+        Command::new(common::gantry_bin())
+            .args(["registry", "gc"])
+            .env_remove("GANTRY_REGISTRY_DATA")
+            .env_remove("GANTRY_REGISTRY_STORAGE"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--storage") && err.contains("--data-dir"),
+        "{err}"
+    );
+}
