@@ -81,6 +81,12 @@ pub trait Driver: Send + Sync + 'static {
 
     async fn stat(&self, key: &str) -> Result<Option<Meta>>;
 
+    /// The size of an object, when its last-referenced time does not matter (a pull):
+    /// one request where the driver can.
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.stat(key).await?.map(|m| m.size))
+    }
+
     /// Writes a whole object atomically: readers see the old bytes or the new, never a mix.
     async fn put(&self, key: &str, data: Bytes, mode: Mode) -> Result<Put>;
 
@@ -105,6 +111,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Renews the object's last-referenced time; its size, or `None` when it does not
     /// exist (then nothing is created).
     async fn touch(&self, key: &str) -> Result<Option<u64>>;
+
+    /// [`Driver::touch`] of an object expected to exist (a blob a manifest names): fewer
+    /// requests when it does.
+    async fn touch_expected(&self, key: &str) -> Result<Option<u64>> {
+        self.touch(key).await
+    }
 
     /// Moves an object (the commit of a chunked upload into `blobs/`).
     async fn rename(&self, from: &str, to: &str) -> Result<()>;

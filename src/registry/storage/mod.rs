@@ -8,9 +8,9 @@
 //!
 //! ```text
 //!   blobs/<alg>/<2 hex>/<hex>                     content, written once, atomically
-//!   uploads/<id>/state                            JSON: repository, offset, hash state, parts
+//!   uploads/<id>/state                            JSON: repository, offset, hash state,
+//!                                                 parts, bytes short of a part (S3)
 //!   uploads/<id>/data                             upload bytes (filesystem; S3: multipart)
-//!   uploads/<id>/tail-<offset>                    S3: bytes short of a 5 MiB part
 //!   repos/<name>/_links/<alg>/<hex>               this repository may see that blob
 //!   repos/<name>/_manifests/<alg>/<hex>           manifest link; holds the media type
 //!   repos/<name>/_tags/<tag>                      current digest of the tag

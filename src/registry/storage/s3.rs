@@ -164,6 +164,10 @@ impl Driver for S3Driver {
         Ok(Some(out))
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.head(&self.path(key)).await?.map(|m| m.size))
+    }
+
     async fn put(&self, key: &str, data: Bytes, mode: Mode) -> Result<Put> {
         let p = self.path(key);
         let mode = match mode {
@@ -283,6 +287,19 @@ impl Driver for S3Driver {
             .map_err(|e| err(format!("put {t}"), e))?;
         // After the marker: an object removed meanwhile is seen missing here.
         if let Some(m) = self.head(&p).await? {
+            return Ok(Some(m.size));
+        }
+        let _ = self.store.delete(&t).await;
+        Ok(None)
+    }
+
+    async fn touch_expected(&self, key: &str) -> Result<Option<u64>> {
+        let t = self.touch_path(key);
+        self.store
+            .put(&t, PutPayload::default())
+            .await
+            .map_err(|e| err(format!("put {t}"), e))?;
+        if let Some(m) = self.head(&self.path(key)).await? {
             return Ok(Some(m.size));
         }
         let _ = self.store.delete(&t).await;

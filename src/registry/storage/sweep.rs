@@ -175,14 +175,14 @@ impl Storage {
         let touch = |d: &Digest| {
             let (link, blob) = (Storage::link_key(repo, d), Storage::blob_key(d));
             async move {
-                if self.driver.touch(&link).await?.is_none() {
+                if self.driver.touch_expected(&link).await?.is_none() {
                     return Ok::<_, StorageError>(None);
                 }
-                self.driver.touch(&blob).await
+                self.driver.touch_expected(&blob).await
             }
         };
         let mut sizes: Vec<Option<u64>> = futures_util::stream::iter(ds.iter().map(touch))
-            .buffered(8)
+            .buffered(16)
             .try_collect()
             .await?;
         let keys: Vec<String> = ds

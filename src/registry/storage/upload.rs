@@ -3,8 +3,8 @@
 //! A session is `uploads/<id>/state` (JSON: repository, offset, the serialized hash state,
 //! the streamed write's handle and part ids) and the bytes: on the filesystem the file
 //! `uploads/<id>/data`, grown in place; on S3 a multipart upload of `uploads/<id>/data`
-//! whose parts are at least 5 MiB, plus the bytes short of a part in
-//! `uploads/<id>/tail-<offset>`. Everything needed to continue is in the store, so a
+//! whose parts are at least 5 MiB, plus the bytes short of a part kept in the state
+//! itself (base64, under 5 MiB). Everything needed to continue is in the store, so a
 //! session survives a restart and continues on another replica; the state is written with
 //! compare-and-swap, so two replicas appending to one session cannot both win. At most one
 //! part per request is held in memory, never a whole blob.
@@ -46,7 +46,7 @@ struct State {
     /// Ids of the parts written, in order.
     #[serde(default)]
     parts: Vec<String>,
-    /// Bytes in those parts; `offset - parts_len` bytes are in `tail`.
+    /// Bytes in those parts; `offset - parts_len` bytes are in `tail` (base64).
     #[serde(default)]
     parts_len: u64,
     #[serde(default)]
@@ -227,11 +227,9 @@ impl Storage {
     async fn resume<'a>(&'a self, id: &str, state: &State) -> Result<Parts<'a>> {
         let mut buf = BytesMut::new();
         if let Some(tail) = &state.tail {
-            let (bytes, _) = self
-                .driver
-                .get(tail)
-                .await?
-                .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?;
+            let bytes = B64
+                .decode(tail)
+                .map_err(|_| StorageError::UploadUnknown(id.to_string()))?;
             buf.extend_from_slice(&bytes);
         }
         Ok(Parts {
@@ -286,23 +284,11 @@ impl Storage {
         version: String,
     ) -> Result<()> {
         parts.flush_if_allowed().await?;
-        let old_tail = state.tail.take();
-        if !parts.buf.is_empty() {
-            let key = format!("uploads/{id}/tail-{}", state.offset);
-            self.driver
-                .put(&key, parts.buf.clone().freeze(), Mode::Volatile)
-                .await?;
-            state.tail = Some(key);
-        }
+        state.tail = (!parts.buf.is_empty()).then(|| B64.encode(&parts.buf));
         state.handle = parts.handle.clone();
         state.parts = parts.ids.clone();
         state.parts_len = parts.written;
         self.save_state(id, state, Mode::Update(version)).await?;
-        if let Some(old) = old_tail
-            && state.tail.as_ref() != Some(&old)
-        {
-            self.driver.remove(&old).await?;
-        }
         Ok(())
     }
 
@@ -390,11 +376,8 @@ impl Storage {
                 .await?;
         }
         self.link_blob(repo, digest).await?;
-        // The data was moved; the tail and the state are all that is left.
+        // The data was moved; the state is all that is left.
         let removed = async {
-            if let Some(tail) = &state.tail {
-                self.driver.remove(tail).await?;
-            }
             self.driver.remove(&state_key(id)).await?;
             if self.driver.min_part() == 0 {
                 self.driver.delete_prefix(&format!("uploads/{id}")).await?;
