@@ -44,16 +44,29 @@ pub(super) async fn get(
     if head {
         return head_blob(reg, name, digest).await;
     }
-    let Some(len) = reg
-        .storage
-        .linked_blob_size(name, digest)
-        .await
-        .map_err(storage_err)?
-    else {
-        return Err(RegistryError::new(
+    let unknown = || {
+        RegistryError::new(
             Code::BlobUnknown,
             format!("blob {digest} unknown to repository {name}"),
-        ));
+        )
+    };
+    // Without a range: one open gives the size and the bytes.
+    let mut whole = None;
+    let len = if headers.contains_key(header::RANGE) {
+        reg.storage
+            .linked_blob_size(name, digest)
+            .await
+            .map_err(storage_err)?
+            .ok_or_else(unknown)?
+    } else {
+        let (len, stream) = reg
+            .storage
+            .open_blob(name, digest)
+            .await
+            .map_err(storage_err)?
+            .ok_or_else(unknown)?;
+        whole = Some(stream);
+        len
     };
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
@@ -88,11 +101,14 @@ pub(super) async fn get(
             format!("bytes {}-{}/{len}", start, start + count - 1),
         );
     }
-    let stream = reg
-        .storage
-        .read_blob_range(digest, start, count)
-        .await
-        .map_err(storage_err)?;
+    let stream = match whole {
+        Some(stream) => stream,
+        None => reg
+            .storage
+            .read_blob_range(digest, start, count)
+            .await
+            .map_err(storage_err)?,
+    };
     let body = Body::from_stream(stream);
     builder
         .body(body)

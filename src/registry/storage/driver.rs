@@ -76,6 +76,9 @@ pub trait Driver: Send + Sync + 'static {
     /// A whole (small) object.
     async fn get(&self, key: &str) -> Result<Option<(Bytes, Meta)>>;
 
+    /// The whole object, streamed, with its size; `None` when it does not exist.
+    async fn open(&self, key: &str) -> Result<Option<(u64, ByteStream)>>;
+
     /// `len` bytes from `start`; the object must exist (callers stat first).
     async fn read(&self, key: &str, start: u64, len: u64) -> Result<ByteStream>;
 

@@ -210,6 +210,22 @@ impl Driver for FsDriver {
         })
     }
 
+    async fn open(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
+        let p = self.path(key);
+        let f = match tokio::fs::File::open(&p).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("open {}", p.display())),
+        };
+        let len = f
+            .metadata()
+            .await
+            .ctx(|| format!("stat {}", p.display()))?
+            .len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), READ_BUFFER);
+        Ok(Some((len, Box::pin(stream))))
+    }
+
     async fn read(&self, key: &str, start: u64, len: u64) -> Result<ByteStream> {
         let p = self.path(key);
         let mut f = tokio::fs::File::open(&p)

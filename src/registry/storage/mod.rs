@@ -263,6 +263,19 @@ impl Storage {
             .map(|m| m.size))
     }
 
+    /// Blob `d` if it is linked into `repo`: its size and bytes (a pull without a range).
+    pub async fn open_blob(&self, repo: &str, d: &Digest) -> Result<Option<(u64, ByteStream)>> {
+        if self
+            .driver
+            .size(&Storage::link_key(repo, d))
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.driver.open(&Storage::blob_key(d)).await
+    }
+
     /// `len` bytes of blob `d` from `start`.
     pub async fn read_blob_range(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
         self.driver.read(&Storage::blob_key(d), start, len).await

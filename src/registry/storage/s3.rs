@@ -136,6 +136,18 @@ impl Driver for S3Driver {
         Ok(Some((bytes, m)))
     }
 
+    async fn open(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
+        let p = self.path(key);
+        match self.store.get(&p).await {
+            Ok(r) => Ok(Some((
+                r.meta.size,
+                Box::pin(r.into_stream().map_err(std::io::Error::other)),
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(err(format!("get {p}"), e)),
+        }
+    }
+
     async fn read(&self, key: &str, start: u64, len: u64) -> Result<ByteStream> {
         let p = self.path(key);
         let opts = object_store::GetOptions {
