@@ -282,7 +282,16 @@ async fn gc(args: GcArgs) -> Result<Exit, CliError> {
         grace: args.grace,
         upload_max_age: args.upload_max_age,
     };
-    let report = registry::gc::collect(&storage, &opts).await?;
+    let report = registry::gc::collect(&storage, &opts)
+        .await
+        .map_err(|e| CliError {
+            // Another gc holding the lock is an operation that could not run, not a bug.
+            status: match e {
+                registry::storage::StorageError::Busy(_) => super::Exit::Failure,
+                _ => super::Exit::Internal,
+            },
+            error: e.into(),
+        })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -3,7 +3,8 @@
 //!
 //! Layering points one way: the router feeds one catch-all `/v2/{*rest}` route to the pure
 //! path parser (`path.rs`), the dispatcher checks auth (`auth/`), handlers
-//! (`handlers/`) speak HTTP and call storage (`storage/`), which never sees HTTP.
+//! (`handlers/`) speak HTTP and call storage (`storage/`: registry semantics over a byte
+//! driver, the filesystem or S3), which never sees HTTP.
 //! Servers take an already-bound listener (no port races in tests). `metrics.rs` holds
 //! the operations endpoints (`/healthz`, `/readyz`, `/metrics`).
 
