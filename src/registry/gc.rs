@@ -131,10 +131,16 @@ async fn mark(storage: &Storage, cutoff: SystemTime) -> Result<Marks> {
         let mut manifests: BTreeSet<Digest> = BTreeSet::new();
         let mut repo_blobs: BTreeSet<Digest> = BTreeSet::new();
         let mut queue: VecDeque<Digest> = VecDeque::new();
-        for tag in storage.tags(&repo).await? {
-            if let Some(d) = storage.resolve_tag(&repo, &tag).await? {
-                queue.push_back(d);
+        // Subject -> referrers, from one listing (not one per manifest).
+        let referrers = storage.referrer_index(&repo).await?;
+        // Tags resolved 16 at a time (a request each on S3).
+        for chunk in storage.tags(&repo).await?.chunks(16) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for tag in chunk {
+                pending.push(storage.resolve_tag(&repo, tag));
             }
+            let resolved = futures_util::future::try_join_all(pending).await?;
+            queue.extend(resolved.into_iter().flatten());
         }
         // Manifests written within the grace period are roots too (an index's children
         // arrive before the index that names them).
@@ -152,13 +158,9 @@ async fn mark(storage: &Storage, cutoff: SystemTime) -> Result<Marks> {
                 repo_blobs.extend(b);
                 queue.extend(children);
             }
-            queue.extend(
-                storage
-                    .referrers(&repo, &d)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.digest),
-            );
+            if let Some(rs) = referrers.get(&d) {
+                queue.extend(rs.iter().cloned());
+            }
         }
         marked.extend(manifests.iter().cloned());
         marked.extend(repo_blobs.iter().cloned());

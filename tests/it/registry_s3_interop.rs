@@ -331,7 +331,7 @@ fn tokio_stream(
 }
 
 /// The sequence of registry_gc_stress.rs on S3, where object times cannot be backdated:
-/// the blobs age past a 2 s grace instead. A push finds them present (HEAD, mount), gc
+/// the blobs age past a 3 s grace instead. A push finds them present (HEAD, mount), gc
 /// runs, then the manifest arrives — accepted, and intact after more collections.
 #[tokio::test]
 async fn s3_mount_old_blob_then_gc_then_manifest_put() {
@@ -361,7 +361,7 @@ async fn s3_mount_old_blob_then_gc_then_manifest_put() {
     let c = push("app", config.clone()).await;
     let o = push("app", common::random_bytes(700, 12)).await;
     // Let them age past the grace used below (the point of the test is their age).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let r = http
         .head(format!("{base}/v2/app/blobs/{c}"))
         .send()
@@ -377,7 +377,7 @@ async fn s3_mount_old_blob_then_gc_then_manifest_put() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let report: serde_json::Value =
-        serde_json::from_str(&run(&mut s3_gc(&moto, "mount", &["--grace", "2s"]))).unwrap();
+        serde_json::from_str(&run(&mut s3_gc(&moto, "mount", &["--grace", "3s"]))).unwrap();
     assert_eq!(report["blobs_deleted"], json!([o.to_string()]));
     let m = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": MediaType::OCI_MANIFEST,

@@ -545,6 +545,34 @@ impl Storage {
         Ok(out)
     }
 
+    /// Every subject in `repo` with the digests of its referrers (one listing).
+    pub async fn referrer_index(
+        &self,
+        repo: &str,
+    ) -> Result<std::collections::BTreeMap<Digest, Vec<Digest>>> {
+        let mut out: std::collections::BTreeMap<Digest, Vec<Digest>> = Default::default();
+        let entries = self
+            .driver
+            .list(&format!("{}/_referrers", Storage::repo_key(repo)))
+            .await?;
+        for e in entries {
+            let mut parts = e.name.split('/');
+            let (Some(alg), Some(hex), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(subject), Some(Ok(referrer))) = (
+                Digest::parse(&format!("{alg}:{hex}")),
+                name.split_once('-')
+                    .map(|(a, h)| Digest::parse(&format!("{a}:{h}"))),
+            ) else {
+                continue;
+            };
+            out.entry(subject).or_default().push(referrer);
+        }
+        Ok(out)
+    }
+
     // ---- uploads: see upload.rs ----------------------------------------------------------
 
     fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
