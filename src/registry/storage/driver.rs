@@ -55,6 +55,21 @@ pub enum Mode {
     Create,
     /// Write only if the object is still at this version: [`Put::Conflict`] otherwise.
     Update(String),
+    /// [`Mode::Create`] without the durability (upload state, the gc lock).
+    CreateVolatile,
+    /// [`Mode::Update`] without the durability (upload state, the gc lock).
+    UpdateVolatile(String),
+}
+
+impl Mode {
+    /// Whether a power loss after the write returns may lose it (the filesystem skips
+    /// fsync for these).
+    pub fn volatile(&self) -> bool {
+        matches!(
+            self,
+            Mode::Volatile | Mode::CreateVolatile | Mode::UpdateVolatile(_)
+        )
+    }
 }
 
 /// The outcome of a [`Driver::put`].

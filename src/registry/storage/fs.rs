@@ -141,7 +141,7 @@ impl FsDriver {
 }
 
 fn put_sync(cas: &Mutex<()>, path: &Path, tmp: &Path, data: &[u8], mode: &Mode) -> Result<Put> {
-    let durable = *mode != Mode::Volatile;
+    let durable = !mode.volatile();
     let mut f = std::fs::File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
     f.write_all(data)
         .ctx(|| format!("write {}", tmp.display()))?;
@@ -154,7 +154,7 @@ fn put_sync(cas: &Mutex<()>, path: &Path, tmp: &Path, data: &[u8], mode: &Mode) 
         Mode::Overwrite | Mode::Volatile => {
             std::fs::rename(tmp, path).ctx(|| format!("rename into {}", path.display()))?
         }
-        Mode::Create => {
+        Mode::Create | Mode::CreateVolatile => {
             let linked = std::fs::hard_link(tmp, path);
             let _ = std::fs::remove_file(tmp);
             match linked {
@@ -163,7 +163,7 @@ fn put_sync(cas: &Mutex<()>, path: &Path, tmp: &Path, data: &[u8], mode: &Mode) 
                 Err(e) => return Err(e).ctx(|| format!("link into {}", path.display())),
             }
         }
-        Mode::Update(version) => {
+        Mode::Update(version) | Mode::UpdateVolatile(version) => {
             let _cas = cas.lock().unwrap_or_else(|p| p.into_inner());
             if stat_sync(path)?.map(|m| m.version).as_ref() != Some(version) {
                 return Ok(Put::Conflict);

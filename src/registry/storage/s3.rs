@@ -184,8 +184,8 @@ impl Driver for S3Driver {
         let p = self.path(key);
         let mode = match mode {
             Mode::Overwrite | Mode::Volatile => PutMode::Overwrite,
-            Mode::Create => PutMode::Create,
-            Mode::Update(v) => PutMode::Update(UpdateVersion {
+            Mode::Create | Mode::CreateVolatile => PutMode::Create,
+            Mode::Update(v) | Mode::UpdateVolatile(v) => PutMode::Update(UpdateVersion {
                 e_tag: Some(v),
                 version: None,
             }),

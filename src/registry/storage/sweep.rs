@@ -75,7 +75,11 @@ impl Storage {
     pub async fn gc_lock(&self) -> Result<GcLock> {
         for _ in 0..2 {
             let body = Bytes::from(format!("{{\"pid\":{}}}", std::process::id()));
-            match self.driver.put(LOCK_KEY, body, Mode::Create).await? {
+            match self
+                .driver
+                .put(LOCK_KEY, body, Mode::CreateVolatile)
+                .await?
+            {
                 Put::Done(v) => {
                     return Ok(GcLock {
                         version: tokio::sync::Mutex::new((v, Instant::now())),
@@ -107,7 +111,7 @@ impl Storage {
         let body = Bytes::from(format!("{{\"pid\":{}}}", std::process::id()));
         match self
             .driver
-            .put(LOCK_KEY, body, Mode::Update(v.0.clone()))
+            .put(LOCK_KEY, body, Mode::UpdateVolatile(v.0.clone()))
             .await?
         {
             Put::Done(new) => {

@@ -185,7 +185,7 @@ impl Storage {
             parts_len: 0,
             tail: None,
         };
-        self.save_state(&id, &state, Mode::Create).await?;
+        self.save_state(&id, &state, Mode::CreateVolatile).await?;
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -288,7 +288,8 @@ impl Storage {
         state.handle = parts.handle.clone();
         state.parts = parts.ids.clone();
         state.parts_len = parts.written;
-        self.save_state(id, state, Mode::Update(version)).await?;
+        self.save_state(id, state, Mode::UpdateVolatile(version))
+            .await?;
         Ok(())
     }
 
