@@ -38,9 +38,8 @@ pub struct ServeArgs {
     /// free port.
     #[arg(long, default_value = "127.0.0.1:5000", value_parser = super::listen::parse_listen)]
     pub listen: SocketAddr,
-    /// Where blobs, manifests and uploads live.
-    #[arg(long, env = "GANTRY_REGISTRY_DATA")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Require Basic credentials from this htpasswd file (bcrypt entries only).
     #[arg(long)]
     pub htpasswd: Option<PathBuf>,
@@ -97,8 +96,8 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct GcArgs {
-    #[arg(long, env = "GANTRY_REGISTRY_DATA")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -112,6 +111,32 @@ pub struct GcArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a registry keeps its bytes: one of the two.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct StoreArgs {
+    /// Storage location: a directory, file:///DIR, or s3://BUCKET[/PREFIX] (S3 settings
+    /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL,
+    /// AWS_ALLOW_HTTP). Replicas may share one bucket.
+    #[arg(long, env = "GANTRY_REGISTRY_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+    /// Where blobs, manifests and uploads live (shorthand for --storage DIR).
+    #[arg(long, env = "GANTRY_REGISTRY_DATA")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn location(&self) -> Result<registry::storage::Location, CliError> {
+        match (&self.storage, &self.data_dir) {
+            (Some(url), _) => registry::storage::Location::parse(url)
+                .map_err(|e| anyhow!("--storage: {e}"))
+                .usage(),
+            (None, Some(dir)) => Ok(registry::storage::Location::Dir(dir.clone())),
+            (None, None) => Err(anyhow!("--storage URL or --data-dir DIR is required")).usage(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -189,7 +214,14 @@ async fn serve(args: ServeArgs) -> Result<Exit, CliError> {
     } else {
         None
     };
-    let mut config = RegistryConfig::new(&args.data_dir);
+    let location = args.store.location()?;
+    if !args.notify.is_empty() && !matches!(location, registry::storage::Location::Dir(_)) {
+        return Err(anyhow!(
+            "--notify needs filesystem storage (its queue lives in the data directory)"
+        ))
+        .usage();
+    }
+    let mut config = RegistryConfig::at(location);
     config.auth = auth;
     config.read_only = args.read_only;
     config.tls = tls;
@@ -234,20 +266,32 @@ pub async fn shutdown_signal() {
 }
 
 async fn gc(args: GcArgs) -> Result<Exit, CliError> {
-    if !args.data_dir.join("blobs").is_dir() {
+    let location = args.store.location()?;
+    if let registry::storage::Location::Dir(dir) = &location
+        && !dir.join("blobs").is_dir()
+    {
         return Err(anyhow!(
             "{} is not a registry data directory (no blobs/)",
-            args.data_dir.display()
+            dir.display()
         ))
         .usage();
     }
-    let storage = registry::Storage::open(&args.data_dir)?;
+    let storage = registry::Storage::at(&location)?;
     let opts = registry::gc::GcOptions {
         dry_run: args.dry_run,
         grace: args.grace,
         upload_max_age: args.upload_max_age,
     };
-    let report = registry::gc::collect(&storage, &opts).await?;
+    let report = registry::gc::collect(&storage, &opts)
+        .await
+        .map_err(|e| CliError {
+            // Another gc holding the lock is an operation that could not run, not a bug.
+            status: match e {
+                registry::storage::StorageError::Busy(_) => super::Exit::Failure,
+                _ => super::Exit::Internal,
+            },
+            error: e.into(),
+        })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -3,7 +3,8 @@
 //!
 //! Layering points one way: the router feeds one catch-all `/v2/{*rest}` route to the pure
 //! path parser (`path.rs`), the dispatcher checks auth (`auth/`), handlers
-//! (`handlers/`) speak HTTP and call storage (`storage/`), which never sees HTTP.
+//! (`handlers/`) speak HTTP and call storage (`storage/`: registry semantics over a byte
+//! driver, the filesystem or S3), which never sees HTTP.
 //! Servers take an already-bound listener (no port races in tests). `metrics.rs` holds
 //! the operations endpoints (`/healthz`, `/readyz`, `/metrics`).
 
@@ -38,7 +39,10 @@ pub const DEFAULT_MAX_MANIFEST: usize = 4 << 20;
 
 /// Everything a registry instance needs.
 pub struct RegistryConfig {
+    /// Filesystem storage root (and the notification queue's home).
     pub data_dir: PathBuf,
+    /// Storage other than `data_dir` (`--storage s3://…`); `None`: the filesystem there.
+    pub storage: Option<storage::Location>,
     pub auth: Auth,
     pub read_only: bool,
     /// TLS server configuration; `None` serves plain HTTP.
@@ -56,6 +60,7 @@ impl RegistryConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         RegistryConfig {
             data_dir: data_dir.into(),
+            storage: None,
             auth: Auth::default(),
             read_only: false,
             tls: None,
@@ -63,6 +68,17 @@ impl RegistryConfig {
             notify: Vec::new(),
             gc_interval: None,
             gc: gc::GcOptions::default(),
+        }
+    }
+
+    /// A configuration on the storage `location` names.
+    pub fn at(location: storage::Location) -> Self {
+        match location {
+            storage::Location::Dir(d) => RegistryConfig::new(d),
+            other => RegistryConfig {
+                storage: Some(other),
+                ..RegistryConfig::new(PathBuf::new())
+            },
         }
     }
 }
@@ -97,7 +113,10 @@ pub enum ServeError {
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Result<Registry, ServeError> {
-        let storage = Storage::open(&config.data_dir)?;
+        let storage = match &config.storage {
+            Some(location) => Storage::at(location)?,
+            None => Storage::open(&config.data_dir)?,
+        };
         let notifier = if config.notify.is_empty() {
             None
         } else {

@@ -20,6 +20,8 @@ mod registry_gc;
 mod registry_gc_stress;
 mod registry_interop;
 mod registry_ops;
+mod registry_s3;
+mod registry_s3_interop;
 mod registry_spec;
 mod run;
 mod serve_scale;

@@ -75,7 +75,7 @@ fn gc(data: &std::path::Path, extra: &[&str]) -> serde_json::Value {
 #[tokio::test]
 async fn gc_keeps_every_tagged_image_and_sweeps_the_rest() {
     let reg = start().await;
-    let data = reg.registry.storage().root().to_path_buf();
+    let data = reg.registry.storage().local_root().unwrap().to_path_buf();
     // A tagged OCI image.
     let (oci, obytes) = reg.push_image("apps/oci", "v1", 1).await;
     // A tagged Docker schema 2 image.
@@ -189,7 +189,14 @@ async fn gc_keeps_every_tagged_image_and_sweeps_the_rest() {
     assert_eq!(report["uploads_removed"], 1);
     for d in &deleted {
         let d = Digest::parse(d).unwrap();
-        assert!(!reg.registry.storage().blob_path(&d).exists());
+        assert!(
+            !reg.registry
+                .storage()
+                .local_root()
+                .unwrap()
+                .join(gantry::registry::Storage::blob_key(&d))
+                .exists()
+        );
     }
     // Everything tagged is complete.
     assert_complete(&reg, "apps/oci", "v1").await;
@@ -230,7 +237,7 @@ fn gc_refuses_a_directory_that_is_not_a_registry() {
 #[tokio::test]
 async fn gc_default_grace_keeps_blobs_of_a_push_in_progress() {
     let reg = start().await;
-    let data = reg.registry.storage().root().to_path_buf();
+    let data = reg.registry.storage().local_root().unwrap().to_path_buf();
     let d = reg
         .push_blob("app", b"layer uploaded, manifest not yet pushed")
         .await;

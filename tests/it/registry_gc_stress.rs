@@ -45,7 +45,7 @@ fn manifest_for(config: (&str, usize), layers: &[(&str, usize)]) -> Vec<u8> {
 #[tokio::test]
 async fn mount_old_blob_then_gc_then_manifest_put() {
     let reg = start().await;
-    let data = reg.registry.storage().root().to_path_buf();
+    let data = reg.registry.storage().local_root().unwrap().to_path_buf();
     let storage = reg.registry.storage();
     let two_hours = Duration::from_secs(7200);
     let layer = common::random_bytes(5000, 11);
@@ -56,7 +56,13 @@ async fn mount_old_blob_then_gc_then_manifest_put() {
     let o = reg.push_blob("app", &orphan).await;
     for (repo, d) in [("old/base", &l), ("app", &c), ("app", &o)] {
         let digest = Digest::parse(d).unwrap();
-        backdate(&storage.blob_path(&digest), two_hours);
+        backdate(
+            &storage
+                .local_root()
+                .unwrap()
+                .join(gantry::registry::Storage::blob_key(&digest)),
+            two_hours,
+        );
         backdate(&link(&data, repo, d), two_hours);
     }
     // The push: HEAD finds the config, the layer is mounted from old/base.
@@ -109,7 +115,7 @@ async fn gc_removes_dead_staging_files() {
     // No server: its start-up sweep would race with this test's files.
     let dir = tempfile::tempdir().unwrap();
     let storage = &gantry::registry::Storage::open(dir.path()).unwrap();
-    let tmp = storage.root().join("tmp");
+    let tmp = storage.local_root().unwrap().join("tmp");
     let dead = tmp.join("dead-upload");
     let live = tmp.join("live-upload");
     std::fs::write(&dead, b"half a blob").unwrap();
@@ -175,28 +181,35 @@ impl Pusher {
 /// back intact, and no push whose manifest came within the grace period was refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_in_a_loop_beside_three_pushers_breaks_nothing() {
+    let server = GantryServer::registry(&[]);
+    let data = server.data.clone();
+    stress(&format!("http://{}", server.addr), move || {
+        let mut c = std::process::Command::new(common::gantry_bin());
+        c.args(["registry", "gc", "--json", "--grace", "3s", "--data-dir"])
+            .arg(&data);
+        c
+    })
+    .await;
+}
+
+/// The stress run against the registry at `base`; `gc` makes one `gantry registry gc
+/// --json --grace 3s` command on its storage (run back to back from another process).
+pub(crate) async fn stress(base: &str, gc: impl Fn() -> std::process::Command + Send + 'static) {
     let secs: u64 = std::env::var("GANTRY_GC_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let grace = Duration::from_secs(3);
-    let server = GantryServer::registry(&[]);
-    let base = format!("http://{}", server.addr);
-    let data = server.data.clone();
+    let base = base.to_string();
     let stop = Arc::new(AtomicBool::new(false));
 
     // gc back to back, from another process.
     let gc_loop = {
         let stop = stop.clone();
-        let data = data.clone();
         std::thread::spawn(move || {
             let (mut runs, mut deleted) = (0usize, 0usize);
             while !stop.load(Ordering::SeqCst) {
-                let out = common::run(
-                    std::process::Command::new(common::gantry_bin())
-                        .args(["registry", "gc", "--json", "--grace", "3s", "--data-dir"])
-                        .arg(&data),
-                );
+                let out = common::run(&mut gc());
                 let v: serde_json::Value = serde_json::from_str(&out).unwrap();
                 deleted += v["blobs_deleted"].as_array().unwrap().len();
                 runs += 1;

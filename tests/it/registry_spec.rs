@@ -261,7 +261,14 @@ async fn wrong_digest_is_rejected_and_nothing_is_stored() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        assert!(!reg.registry.storage().blob_path(&d).exists());
+        assert!(
+            !reg.registry
+                .storage()
+                .local_root()
+                .unwrap()
+                .join(gantry::registry::Storage::blob_key(&d))
+                .exists()
+        );
     }
     // Chunked: the session is discarded too.
     let r = reg
@@ -282,7 +289,7 @@ async fn wrong_digest_is_rejected_and_nothing_is_stored() {
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
     let r = reg.req(Method::GET, &loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let uploads = std::fs::read_dir(reg.registry.storage().root().join("uploads"))
+    let uploads = std::fs::read_dir(reg.registry.storage().local_root().unwrap().join("uploads"))
         .unwrap()
         .count();
     assert_eq!(uploads, 0, "no upload session left behind");

@@ -1,19 +1,13 @@
 //! `GET|HEAD|DELETE /v2/<name>/blobs/<digest>` (spec.md "Pulling blobs", "Deleting blobs").
-//! Blobs stream from disk; `Range: bytes=a-b` gives 206 with `Content-Range`.
-
-use std::io::SeekFrom;
+//! Blobs stream from the storage driver; `Range: bytes=a-b` gives 206 with `Content-Range`.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{Reg, hv, storage_err};
 use crate::oci::Digest;
 use crate::registry::error::{Code, RegistryError, Result};
-
-/// Read buffer for streaming blobs out.
-const READ_BUFFER: usize = 256 << 10;
 
 /// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `len` bytes.
 fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
@@ -50,16 +44,29 @@ pub(super) async fn get(
     if head {
         return head_blob(reg, name, digest).await;
     }
-    let Some((mut file, len)) = reg
-        .storage
-        .open_blob(name, digest)
-        .await
-        .map_err(storage_err)?
-    else {
-        return Err(RegistryError::new(
+    let unknown = || {
+        RegistryError::new(
             Code::BlobUnknown,
             format!("blob {digest} unknown to repository {name}"),
-        ));
+        )
+    };
+    // Without a range: one open gives the size and the bytes.
+    let mut whole = None;
+    let len = if headers.contains_key(header::RANGE) {
+        reg.storage
+            .linked_blob_size(name, digest)
+            .await
+            .map_err(storage_err)?
+            .ok_or_else(unknown)?
+    } else {
+        let (len, stream) = reg
+            .storage
+            .open_blob(name, digest)
+            .await
+            .map_err(storage_err)?
+            .ok_or_else(unknown)?;
+        whole = Some(stream);
+        len
     };
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
@@ -94,13 +101,15 @@ pub(super) async fn get(
             format!("bytes {}-{}/{len}", start, start + count - 1),
         );
     }
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
+    let stream = match whole {
+        Some(stream) => stream,
+        None => reg
+            .storage
+            .read_blob_range(digest, start, count)
             .await
-            .map_err(RegistryError::from)?;
-    }
-    let reader = tokio_util::io::ReaderStream::with_capacity(file.take(count), READ_BUFFER);
-    let body = Body::from_stream(reader);
+            .map_err(storage_err)?,
+    };
+    let body = Body::from_stream(stream);
     builder
         .body(body)
         .map_err(|e| RegistryError::internal("response", e))
@@ -110,13 +119,11 @@ pub(super) async fn get(
 /// answer stamps the blob as referenced now, so gc keeps it for the grace period in which
 /// the push's manifest is due (storage/sweep.rs).
 async fn head_blob(reg: &Reg, name: &str, digest: &Digest) -> Result<Response> {
-    let size = {
-        let _guard = reg.storage.push_guard().await.map_err(storage_err)?;
-        reg.storage
-            .reference_blob(name, digest)
-            .await
-            .map_err(storage_err)?
-    };
+    let size = reg
+        .storage
+        .reference_blob(name, digest)
+        .await
+        .map_err(storage_err)?;
     let Some(len) = size else {
         return Err(RegistryError::new(
             Code::BlobUnknown,

@@ -189,16 +189,17 @@ pub(super) async fn put(
         .and_then(|v| v.to_str().ok());
     let manifest = Manifest::parse(&bytes, content_type)
         .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.to_string()))?;
-    // 4. references, stamped as referenced now under the push side of the gc lock, which
-    //    is held until the manifest and its tag are written (storage/sweep.rs).
-    let _guard = reg.storage.push_guard().await.map_err(storage_err)?;
-    for blob in manifest.blobs() {
-        match reg
-            .storage
-            .reference_blob(name, &blob.digest)
-            .await
-            .map_err(storage_err)?
-        {
+    // 4. references, stamped as referenced now and fenced against a running gc
+    //    (storage/sweep.rs): once checked here they outlive the grace period.
+    let blobs: Vec<_> = manifest.blobs().collect();
+    let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+    let sizes = reg
+        .storage
+        .reference_blobs(name, &digests)
+        .await
+        .map_err(storage_err)?;
+    for (blob, size) in blobs.iter().zip(sizes) {
+        match size {
             None => {
                 return Err(RegistryError::new(
                     Code::ManifestBlobUnknown,

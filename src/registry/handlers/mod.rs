@@ -216,7 +216,10 @@ pub(crate) fn storage_err(e: StorageError) -> RegistryError {
             Code::BlobUploadInvalid,
             format!("request body broke off: {e}"),
         ),
-        e @ StorageError::Io { .. } => RegistryError::internal("storage", e),
+        StorageError::Busy(e) => RegistryError::new(Code::TooManyRequests, e),
+        e @ (StorageError::Io { .. } | StorageError::Location(_)) => {
+            RegistryError::internal("storage", e)
+        }
     }
 }
 

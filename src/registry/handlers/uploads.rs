@@ -77,9 +77,8 @@ pub(super) async fn start(
             // a plain upload, as the spec says for any mount that cannot be done.
             && reg.auth.authorize(headers, &[Access::repository(from, &["pull"])], base).await.is_ok()
         {
-            // Check and link under the push side of the gc lock: the mounted blob, however
-            // old, is stamped as referenced now (storage/sweep.rs).
-            let _guard = reg.storage.push_guard().await.map_err(storage_err)?;
+            // The mounted blob, however old, is stamped as referenced now and fenced
+            // against a running gc (storage/sweep.rs).
             if reg
                 .storage
                 .reference_blob(from, &digest)

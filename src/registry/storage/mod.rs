@@ -1,28 +1,36 @@
-//! Content-addressed filesystem storage for the registry.
+//! Registry storage: blobs, links, manifests, tags, referrers and upload sessions over a
+//! byte [`Driver`] (the local filesystem in `fs.rs`, S3 in `s3.rs`).
 //!
-//! Owns every byte on disk; knows nothing of HTTP. Handlers call it with validated names,
-//! tags and digests (see `path.rs`), so no string from a request reaches a path unchecked.
+//! Owns the registry's rules about bytes; knows nothing of HTTP. Handlers call it with
+//! validated names, tags and digests (see `path.rs`); it turns them into keys, so no string
+//! from a request reaches a driver unchecked. Drivers never see a registry rule. Keys, and
+//! on the filesystem the paths under the root:
 //!
 //! ```text
-//! <root>/
-//!   blobs/<alg>/<2 hex>/<hex>                     content, written once, fsynced, renamed in
-//!   uploads/<id>/data                             upload session bytes
-//!   uploads/<id>/state                            JSON: repository, offset, hash state
+//!   blobs/<alg>/<2 hex>/<hex>                     content, written once, atomically
+//!   uploads/<id>/state                            JSON: repository, offset, hash state,
+//!                                                 parts, bytes short of a part (S3)
+//!   uploads/<id>/data                             upload bytes (filesystem; S3: multipart)
 //!   repos/<name>/_links/<alg>/<hex>               this repository may see that blob
 //!   repos/<name>/_manifests/<alg>/<hex>           manifest link; holds the media type
 //!   repos/<name>/_tags/<tag>                      current digest of the tag
 //!   repos/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>   referrer descriptor (JSON)
-//!   tmp/                                          staging for atomic replace-by-rename
-//!   gc.lock                                       flock: gc removes vs pushes stamp (sweep.rs)
+//!   tmp/                                          filesystem staging for atomic renames
+//!   gc.lock                                       held by gc while it removes (sweep.rs)
 //! ```
 //!
-//! The `_` prefix keeps our files apart from nested repository names: a name component can
-//! never start with `_` (see `oci::name`), so `a/_tags` is never a repository while `a/tags`
-//! may be. (DESIGN.md draws these without the prefix; the prefix is what makes it safe.)
+//! The `_` prefix keeps our objects apart from nested repository names: a name component
+//! can never start with `_` (see `oci::name`), so `a/_tags` is never a repository while
+//! `a/tags` may be.
 //!
 //! Blob commit is four named steps: write (hashing while streaming), verify digest, move
-//! (fsync then rename, so a crash leaves either no blob or a whole one), link.
+//! (a streamed write made visible whole: rename on the filesystem, multipart completion
+//! on S3), link. Replicas on one bucket need no coordination: blobs are content-addressed,
+//! manifests and tags are whole-object writes, upload state is compare-and-swapped.
 
+mod driver;
+mod fs;
+mod s3;
 mod sweep;
 mod upload;
 
@@ -33,9 +41,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::oci::{Algorithm, Descriptor, Digest};
+use crate::oci::{Descriptor, Digest};
 
-pub use sweep::{Object, PushGuard, TMP_MAX_IDLE};
+pub use driver::{ByteStream, Driver, Entry, Meta, Mode, Put};
+pub use fs::FsDriver;
+pub use s3::S3Driver;
+pub use sweep::{GcLock, Object, TMP_MAX_IDLE};
 pub use upload::UploadStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +61,12 @@ pub enum StorageError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("reading the request body: {0}")]
     Body(String),
+    #[error(
+        "bad storage location {0:?}: expected a directory, file:///DIR or s3://BUCKET[/PREFIX]"
+    )]
+    Location(String),
+    #[error("{0}")]
+    Busy(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -73,6 +90,49 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
+/// Where a registry keeps its bytes: `--storage URL` or `--data-dir DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Dir(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// `DIR`, `file:///DIR` or `s3://BUCKET[/PREFIX]`.
+    pub fn parse(s: &str) -> Result<Location> {
+        let bad = || StorageError::Location(s.to_string());
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+            let prefix = prefix.trim_matches('/');
+            let prefix_ok = prefix
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..")
+                || prefix.is_empty();
+            if !valid || !prefix_ok {
+                return Err(bad());
+            }
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
+        if let Some(path) = s.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad());
+            }
+            return Ok(Location::Dir(PathBuf::from(path)));
+        }
+        if s.is_empty() || s.contains("://") {
+            return Err(bad());
+        }
+        Ok(Location::Dir(PathBuf::from(s)))
+    }
+}
+
 /// A manifest as stored: its digest, media type and exact bytes.
 #[derive(Clone, Debug)]
 pub struct StoredManifest {
@@ -81,230 +141,194 @@ pub struct StoredManifest {
     pub bytes: Bytes,
 }
 
-/// The filesystem backend.
+/// Registry storage over a driver.
 pub struct Storage {
-    root: PathBuf,
-    /// One lock per upload session: a session is appended to by one request at a time.
+    driver: Arc<dyn Driver>,
+    /// The root directory when the driver is the filesystem (notifications queue there).
+    local: Option<PathBuf>,
+    /// One lock per upload session: a session is appended to by one request at a time in
+    /// this process (across replicas, its state is compare-and-swapped).
     upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+fn alg_hex(d: &Digest) -> String {
+    format!("{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+fn storage_task<E: std::fmt::Display>(what: &str, e: E) -> StorageError {
+    StorageError::Io {
+        context: format!("{what} task"),
+        source: io::Error::other(e.to_string()),
+    }
+}
+
 impl Storage {
-    /// Opens (creating if needed) a storage root.
+    /// Opens (creating if needed) a filesystem storage root.
     pub fn open(root: impl Into<PathBuf>) -> Result<Storage> {
         let root = root.into();
-        for d in ["blobs", "uploads", "repos", "tmp"] {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
+        let driver = FsDriver::open(&root)?;
+        let mut s = Storage::with_driver(Arc::new(driver));
+        s.local = Some(root);
+        Ok(s)
+    }
+
+    /// Opens the storage a [`Location`] names (S3 settings from the environment).
+    pub fn at(location: &Location) -> Result<Storage> {
+        match location {
+            Location::Dir(d) => Storage::open(d),
+            Location::S3 { bucket, prefix } => Ok(Storage::with_driver(Arc::new(
+                S3Driver::from_env(bucket, prefix)?,
+            ))),
         }
-        Ok(Storage {
-            root,
+    }
+
+    pub fn with_driver(driver: Arc<dyn Driver>) -> Storage {
+        Storage {
+            driver,
+            local: None,
             upload_locks: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The root directory of a filesystem store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local.as_deref()
     }
 
-    // ---- paths -------------------------------------------------------------------------
-
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(d.algorithm().as_str())
-            .join(&d.hex()[..2])
-            .join(d.hex())
+    pub fn driver(&self) -> &dyn Driver {
+        &*self.driver
     }
 
-    fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.root.join("repos").join(repo)
+    /// Where the bytes live, for logs.
+    pub fn describe(&self) -> String {
+        self.driver.describe()
     }
 
-    fn link_path(&self, repo: &str, d: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_links")
-            .join(d.algorithm().as_str())
-            .join(d.hex())
+    // ---- keys --------------------------------------------------------------------------
+
+    pub fn blob_key(d: &Digest) -> String {
+        format!(
+            "blobs/{}/{}/{}",
+            d.algorithm().as_str(),
+            &d.hex()[..2],
+            d.hex()
+        )
     }
 
-    fn manifest_link_path(&self, repo: &str, d: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_manifests")
-            .join(d.algorithm().as_str())
-            .join(d.hex())
+    fn repo_key(repo: &str) -> String {
+        format!("repos/{repo}")
     }
 
-    fn tag_path(&self, repo: &str, tag: &str) -> PathBuf {
-        self.repo_dir(repo).join("_tags").join(tag)
+    fn link_key(repo: &str, d: &Digest) -> String {
+        format!("repos/{repo}/_links/{}", alg_hex(d))
     }
 
-    fn referrers_dir(&self, repo: &str, subject: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_referrers")
-            .join(subject.algorithm().as_str())
-            .join(subject.hex())
+    fn manifest_link_key(repo: &str, d: &Digest) -> String {
+        format!("repos/{repo}/_manifests/{}", alg_hex(d))
     }
 
-    fn tmp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(uuid::Uuid::new_v4().to_string())
+    fn tag_key(repo: &str, tag: &str) -> String {
+        format!("repos/{repo}/_tags/{tag}")
     }
 
-    // ---- small-file helpers ----------------------------------------------------------
-
-    /// Replaces `path` with `data` atomically (write to tmp, fsync, rename): for manifests
-    /// and tags, which must survive a crash once the client has been told they exist.
-    async fn write_atomic(&self, path: PathBuf, data: Vec<u8>) -> Result<()> {
-        self.write_replace(path, data, true).await
+    fn referrers_key(repo: &str, subject: &Digest) -> String {
+        format!("repos/{repo}/_referrers/{}", alg_hex(subject))
     }
 
-    /// Like [`Storage::write_atomic`] without the fsync: for links and upload state, which
-    /// a client re-creates by retrying if a power loss takes them.
-    async fn write_replace(&self, path: PathBuf, data: Vec<u8>, durable: bool) -> Result<()> {
-        let tmp = self.tmp_path();
-        tokio::task::spawn_blocking(move || write_atomic_sync(&tmp, &path, &data, durable))
-            .await
-            .map_err(|e| StorageError::Io {
-                context: "write task".into(),
-                source: io::Error::other(e),
-            })?
+    fn referrer_key(repo: &str, subject: &Digest, referrer: &Digest) -> String {
+        format!(
+            "{}/{}-{}",
+            Storage::referrers_key(repo, subject),
+            referrer.algorithm(),
+            referrer.hex()
+        )
     }
 
     // ---- blobs -----------------------------------------------------------------------
 
-    /// Opens a blob linked into `repo` for reading.
-    pub async fn open_blob(
-        &self,
-        repo: &str,
-        d: &Digest,
-    ) -> Result<Option<(tokio::fs::File, u64)>> {
-        if !exists(&self.link_path(repo, d)).await? {
+    /// The size of blob `d` if it is linked into `repo` (a pull; no stamp).
+    pub async fn linked_blob_size(&self, repo: &str, d: &Digest) -> Result<Option<u64>> {
+        if self
+            .driver
+            .stat(&Storage::link_key(repo, d))
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
-        match tokio::fs::File::open(self.blob_path(d)).await {
-            Ok(f) => {
-                let len = f.metadata().await.ctx(|| format!("stat blob {d}"))?.len();
-                Ok(Some((f, len)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("open blob {d}")),
+        Ok(self
+            .driver
+            .stat(&Storage::blob_key(d))
+            .await?
+            .map(|m| m.size))
+    }
+
+    /// Blob `d` if it is linked into `repo`: its size and bytes (a pull without a range).
+    pub async fn open_blob(&self, repo: &str, d: &Digest) -> Result<Option<(u64, ByteStream)>> {
+        if self
+            .driver
+            .size(&Storage::link_key(repo, d))
+            .await?
+            .is_none()
+        {
+            return Ok(None);
         }
+        self.driver.open(&Storage::blob_key(d)).await
+    }
+
+    /// `len` bytes of blob `d` from `start`.
+    pub async fn read_blob_range(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
+        self.driver.read(&Storage::blob_key(d), start, len).await
     }
 
     /// Reads a whole blob (manifests, configs) regardless of repository links.
     pub async fn read_blob(&self, d: &Digest) -> Result<Option<Bytes>> {
-        match tokio::fs::read(self.blob_path(d)).await {
-            Ok(b) => Ok(Some(Bytes::from(b))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("read blob {d}")),
-        }
+        Ok(self
+            .driver
+            .get(&Storage::blob_key(d))
+            .await?
+            .map(|(b, _)| b))
     }
 
-    /// Makes blob `d` visible to `repo` (after an upload or a mount), and stamps link and
-    /// blob as referenced now (see `sweep.rs`). The link is an empty file: creating it is
-    /// atomic enough, no rename needed.
+    /// Makes blob `d` visible to `repo` after an upload or a mount (the blob is fresh or
+    /// was just stamped by [`Storage::reference_blob`]); the link is stamped now.
     pub async fn link_blob(&self, repo: &str, d: &Digest) -> Result<()> {
-        let p = self.link_path(repo, d);
-        let blob = self.blob_path(d);
-        sweep::blocking("link", move || -> Result<()> {
-            sweep::stamp(&blob)?;
-            if sweep::stamp(&p)? {
-                return Ok(());
-            }
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-            }
-            std::fs::File::create(&p).ctx(|| format!("create {}", p.display()))?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// A whole blob in one request (monolithic upload): stream into a temporary file while
-    /// hashing, verify, fsync, rename into place, link. No upload session is recorded:
-    /// if the request dies, the temporary file is all there is, and it is removed.
-    pub async fn put_blob_stream<S, E>(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        mut body: S,
-    ) -> Result<u64>
-    where
-        S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        use futures_util::StreamExt;
-        use tokio::io::AsyncWriteExt;
-        let tmp = self.tmp_path();
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .ctx(|| format!("create {}", tmp.display()))?;
-        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut h = digest.algorithm().hasher();
-        let mut size = 0u64;
-        let written: Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
-                h.update(&chunk);
-                size += chunk.len() as u64;
-                out.write_all(&chunk)
-                    .await
-                    .ctx(|| format!("write {}", tmp.display()))?;
-            }
-            out.flush()
-                .await
-                .ctx(|| format!("write {}", tmp.display()))?;
-            out.get_ref()
-                .sync_all()
-                .await
-                .ctx(|| format!("fsync {}", tmp.display()))?;
-            Ok(())
-        }
-        .await;
-        let actual = h.finish();
-        if written.is_err() || &actual != digest {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            written?;
-            return Err(StorageError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        let target = self.blob_path(digest);
-        let _guard = self.push_guard().await?;
-        sweep::blocking("commit", move || rename_durable(&tmp, &target)).await?;
-        self.link_blob(repo, digest).await?;
-        Ok(size)
+        let link = Storage::link_key(repo, d);
+        self.driver.put(&link, Bytes::new(), Mode::Volatile).await?;
+        Ok(())
     }
 
     /// Removes `repo`'s link to blob `d`; true if there was one.
     pub async fn unlink_blob(&self, repo: &str, d: &Digest) -> Result<bool> {
-        remove_if_exists(&self.link_path(repo, d)).await
+        self.driver.delete(&Storage::link_key(repo, d)).await
     }
 
     /// Stores `data` as a blob (if absent) and links it into `repo`.
     pub async fn put_blob_bytes(&self, repo: &str, d: &Digest, data: Bytes) -> Result<()> {
-        let _guard = self.push_guard().await?;
         self.write_blob_if_absent(d, data).await?;
         self.link_blob(repo, d).await
     }
 
-    /// Writes blob `d` unless it is there already; then it is stamped as referenced now.
+    /// Writes blob `d` unless it is there already; then it is stamped as referenced now
+    /// (and fenced against a running gc, see `sweep.rs`).
     async fn write_blob_if_absent(&self, d: &Digest, data: Bytes) -> Result<()> {
-        let path = self.blob_path(d);
-        let present = {
-            let path = path.clone();
-            sweep::blocking("stamp", move || sweep::stamp(&path)).await?
-        };
-        if !present {
-            self.write_atomic(path, data.to_vec()).await?;
+        let key = Storage::blob_key(d);
+        for _ in 0..3 {
+            match self.driver.put(&key, data.clone(), Mode::Create).await? {
+                Put::Done(_) => return Ok(()),
+                Put::Exists | Put::Conflict => {}
+            }
+            // There already: stamp it; if gc removed it meanwhile, write it again.
+            if self.driver.touch(&key).await?.is_some() && self.fence(&[&key]).await? {
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(StorageError::Busy(format!("writing blob {d}")))
     }
 
     // ---- manifests and tags ----------------------------------------------------------
 
-    /// Stores manifest bytes (already validated) under their digest in `repo`. Call with
-    /// a [`PushGuard`] held.
+    /// Stores manifest bytes (already validated) under their digest in `repo`.
     pub async fn put_manifest(
         &self,
         repo: &str,
@@ -313,20 +337,23 @@ impl Storage {
         bytes: Bytes,
     ) -> Result<()> {
         self.write_blob_if_absent(digest, bytes).await?;
-        self.write_atomic(
-            self.manifest_link_path(repo, digest),
-            media_type.as_bytes().to_vec(),
-        )
-        .await
+        self.driver
+            .put(
+                &Storage::manifest_link_key(repo, digest),
+                Bytes::from(media_type.as_bytes().to_vec()),
+                Mode::Overwrite,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// The media type of manifest `d` in `repo`, if that repository has it.
     pub async fn manifest_media_type(&self, repo: &str, d: &Digest) -> Result<Option<String>> {
-        match tokio::fs::read_to_string(self.manifest_link_path(repo, d)).await {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("read manifest link {d}")),
-        }
+        Ok(self
+            .driver
+            .get(&Storage::manifest_link_key(repo, d))
+            .await?
+            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The manifest with digest `d` in `repo`.
@@ -345,37 +372,63 @@ impl Storage {
     }
 
     /// Removes manifest `d` from `repo`, and every tag pointing at it. True if it existed.
+    /// A tag is removed only if it still holds the version that pointed at `d`
+    /// (compare-and-swap to empty, then delete), so a tag moved meanwhile stays.
     pub async fn delete_manifest(&self, repo: &str, d: &Digest) -> Result<bool> {
-        let existed = remove_if_exists(&self.manifest_link_path(repo, d)).await?;
+        let existed = self
+            .driver
+            .delete(&Storage::manifest_link_key(repo, d))
+            .await?;
         for tag in self.tags(repo).await? {
-            if self.resolve_tag(repo, &tag).await?.as_ref() == Some(d) {
-                remove_if_exists(&self.tag_path(repo, &tag)).await?;
+            let key = Storage::tag_key(repo, &tag);
+            let Some((bytes, meta)) = self.driver.get(&key).await? else {
+                continue;
+            };
+            if parse_digest(&bytes).as_ref() != Some(d) {
+                continue;
+            }
+            if let Put::Done(_) = self
+                .driver
+                .put(&key, Bytes::new(), Mode::Update(meta.version))
+                .await?
+            {
+                self.driver.delete(&key).await?;
             }
         }
         Ok(existed)
     }
 
     pub async fn set_tag(&self, repo: &str, tag: &str, d: &Digest) -> Result<()> {
-        self.write_atomic(self.tag_path(repo, tag), d.to_string().into_bytes())
+        self.driver
+            .put(
+                &Storage::tag_key(repo, tag),
+                Bytes::from(d.to_string()),
+                Mode::Overwrite,
+            )
             .await
+            .map(|_| ())
     }
 
+    /// The digest tag `tag` names (an emptied tag, half-way through a delete, names none).
     pub async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
-        match tokio::fs::read_to_string(self.tag_path(repo, tag)).await {
-            Ok(s) => Ok(Digest::parse(s.trim()).ok()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("read tag {repo}:{tag}")),
-        }
+        Ok(self
+            .driver
+            .get(&Storage::tag_key(repo, tag))
+            .await?
+            .and_then(|(b, _)| parse_digest(&b)))
     }
 
     /// Deletes a tag (not the manifest). True if it existed.
     pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
-        remove_if_exists(&self.tag_path(repo, tag)).await
+        self.driver.delete(&Storage::tag_key(repo, tag)).await
     }
 
     /// Tags of `repo`, sorted; empty when the repository has none.
     pub async fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        let mut tags = list_dir(&self.repo_dir(repo).join("_tags")).await?;
+        let mut tags = self
+            .driver
+            .list_dir(&format!("{}/_tags", Storage::repo_key(repo)))
+            .await?;
         tags.retain(|t| crate::oci::validate_tag(t).is_ok());
         tags.sort();
         Ok(tags)
@@ -383,57 +436,65 @@ impl Storage {
 
     /// True when `repo` has ever stored a manifest, tag or blob link.
     pub async fn repo_exists(&self, repo: &str) -> Result<bool> {
-        let dir = self.repo_dir(repo);
-        for sub in ["_manifests", "_tags", "_links"] {
-            if exists(&dir.join(sub)).await? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let names = self.driver.list_dir(&Storage::repo_key(repo)).await?;
+        Ok(names
+            .iter()
+            .any(|n| n == "_manifests" || n == "_tags" || n == "_links"))
     }
 
     /// Every repository, sorted.
     pub async fn repositories(&self) -> Result<Vec<String>> {
-        let root = self.root.join("repos");
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            walk_repos(&root, "", &mut out).ctx(|| format!("listing {}", root.display()))?;
-            out.sort();
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StorageError::Io {
-            context: "list task".into(),
-            source: io::Error::other(e),
-        })?
+        let mut out = Vec::new();
+        let mut todo = vec![String::new()];
+        while let Some(name) = todo.pop() {
+            let key = if name.is_empty() {
+                "repos".to_string()
+            } else {
+                Storage::repo_key(&name)
+            };
+            let mut is_repo = false;
+            for child in self.driver.list_dir(&key).await? {
+                if child.starts_with('_') {
+                    is_repo |= child == "_manifests" || child == "_tags";
+                } else if name.is_empty() {
+                    todo.push(child);
+                } else {
+                    todo.push(format!("{name}/{child}"));
+                }
+            }
+            if is_repo && !name.is_empty() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Digests under `repos/<repo>/<sub>/<alg>/<hex>`, with their stamps.
+    async fn digests_under(&self, repo: &str, sub: &str) -> Result<Vec<(Digest, Entry)>> {
+        let entries = self
+            .driver
+            .list(&format!("{}/{sub}", Storage::repo_key(repo)))
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let (alg, hex) = e.name.split_once('/')?;
+                Some((Digest::parse(&format!("{alg}:{hex}")).ok()?, e))
+            })
+            .collect())
     }
 
     /// Digests of every manifest stored in `repo`.
     pub async fn manifests(&self, repo: &str) -> Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.repo_dir(repo).join("_manifests").join(alg.as_str());
-            for hex in list_dir(&dir).await? {
-                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
-                    out.push(d);
-                }
-            }
-        }
-        Ok(out)
+        let all = self.digests_under(repo, "_manifests").await?;
+        Ok(all.into_iter().map(|(d, _)| d).collect())
     }
 
     /// Digests of every blob linked into `repo`.
     pub async fn blob_links(&self, repo: &str) -> Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.repo_dir(repo).join("_links").join(alg.as_str());
-            for hex in list_dir(&dir).await? {
-                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
-                    out.push(d);
-                }
-            }
-        }
-        Ok(out)
+        let all = self.digests_under(repo, "_links").await?;
+        Ok(all.into_iter().map(|(d, _)| d).collect())
     }
 
     // ---- referrers ---------------------------------------------------------------------
@@ -444,16 +505,16 @@ impl Storage {
         subject: &Digest,
         referrer: &Descriptor,
     ) -> Result<()> {
-        let path = self.referrers_dir(repo, subject).join(format!(
-            "{}-{}",
-            referrer.digest.algorithm(),
-            referrer.digest.hex()
-        ));
-        let json = serde_json::to_vec(referrer).map_err(|e| StorageError::Io {
-            context: "encoding referrer".into(),
-            source: io::Error::other(e),
-        })?;
-        self.write_atomic(path, json).await
+        let json =
+            serde_json::to_vec(referrer).map_err(|e| storage_task("encoding referrer", e))?;
+        self.driver
+            .put(
+                &Storage::referrer_key(repo, subject, &referrer.digest),
+                Bytes::from(json),
+                Mode::Overwrite,
+            )
+            .await
+            .map(|_| ())
     }
 
     pub async fn remove_referrer(
@@ -462,24 +523,19 @@ impl Storage {
         subject: &Digest,
         referrer: &Digest,
     ) -> Result<()> {
-        let path = self.referrers_dir(repo, subject).join(format!(
-            "{}-{}",
-            referrer.algorithm(),
-            referrer.hex()
-        ));
-        remove_if_exists(&path).await.map(|_| ())
+        self.driver
+            .delete(&Storage::referrer_key(repo, subject, referrer))
+            .await
+            .map(|_| ())
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`, sorted by digest.
     pub async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>> {
-        let dir = self.referrers_dir(repo, subject);
+        let dir = Storage::referrers_key(repo, subject);
         let mut out = Vec::new();
-        for name in list_dir(&dir).await? {
-            let p = dir.join(&name);
-            let bytes = match tokio::fs::read(&p).await {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).ctx(|| format!("read {}", p.display())),
+        for name in self.driver.list_dir(&dir).await? {
+            let Some((bytes, _)) = self.driver.get(&format!("{dir}/{name}")).await? else {
+                continue;
             };
             if let Ok(d) = serde_json::from_slice::<Descriptor>(&bytes) {
                 out.push(d);
@@ -489,11 +545,35 @@ impl Storage {
         Ok(out)
     }
 
-    // ---- uploads: see upload.rs ----------------------------------------------------------
-
-    fn upload_dir(&self, id: &str) -> PathBuf {
-        self.root.join("uploads").join(id)
+    /// Every subject in `repo` with the digests of its referrers (one listing).
+    pub async fn referrer_index(
+        &self,
+        repo: &str,
+    ) -> Result<std::collections::BTreeMap<Digest, Vec<Digest>>> {
+        let mut out: std::collections::BTreeMap<Digest, Vec<Digest>> = Default::default();
+        let entries = self
+            .driver
+            .list(&format!("{}/_referrers", Storage::repo_key(repo)))
+            .await?;
+        for e in entries {
+            let mut parts = e.name.split('/');
+            let (Some(alg), Some(hex), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(subject), Some(Ok(referrer))) = (
+                Digest::parse(&format!("{alg}:{hex}")),
+                name.split_once('-')
+                    .map(|(a, h)| Digest::parse(&format!("{a}:{h}"))),
+            ) else {
+                continue;
+            };
+            out.entry(subject).or_default().push(referrer);
+        }
+        Ok(out)
     }
+
+    // ---- uploads: see upload.rs ----------------------------------------------------------
 
     fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
@@ -502,105 +582,6 @@ impl Storage {
     }
 }
 
-fn write_atomic_sync(tmp: &Path, path: &Path, data: &[u8], durable: bool) -> Result<()> {
-    use std::io::Write;
-    let written = (|| {
-        let mut f = std::fs::File::create(tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(data)
-            .ctx(|| format!("write {}", tmp.display()))?;
-        if durable {
-            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-        }
-        std::fs::rename(tmp, path).ctx(|| format!("rename into {}", path.display()))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(tmp); // a full disk leaves no staging file behind
-    }
-    written?;
-    if durable {
-        sync_parent(path)?;
-    }
-    Ok(())
-}
-
-/// Renames an fsynced file into place and makes the rename durable.
-pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-    }
-    std::fs::rename(from, to).ctx(|| format!("rename into {}", to.display()))?;
-    sync_parent(to)
-}
-
-/// fsync of the directory holding `path`: without it a rename may not survive a crash.
-fn sync_parent(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .ctx(|| format!("fsync {}", parent.display()))?;
-    }
-    Ok(())
-}
-
-fn walk_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let mut is_repo = false;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !e.file_type()?.is_dir() {
-            continue;
-        }
-        if name.starts_with('_') {
-            is_repo |= name == "_manifests" || name == "_tags";
-            continue;
-        }
-        let child = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        walk_repos(&e.path(), &child, out)?;
-    }
-    if is_repo && !prefix.is_empty() {
-        out.push(prefix.to_string());
-    }
-    Ok(())
-}
-
-async fn exists(p: &Path) -> Result<bool> {
-    tokio::fs::try_exists(p)
-        .await
-        .ctx(|| format!("stat {}", p.display()))
-}
-
-async fn remove_if_exists(p: &Path) -> Result<bool> {
-    match tokio::fs::remove_file(p).await {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).ctx(|| format!("remove {}", p.display())),
-    }
-}
-
-async fn list_dir(dir: &Path) -> Result<Vec<String>> {
-    let mut rd = match tokio::fs::read_dir(dir).await {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).ctx(|| format!("list {}", dir.display())),
-    };
-    let mut out = Vec::new();
-    while let Some(e) = rd
-        .next_entry()
-        .await
-        .ctx(|| format!("list {}", dir.display()))?
-    {
-        out.push(e.file_name().to_string_lossy().to_string());
-    }
-    Ok(out)
+fn parse_digest(bytes: &[u8]) -> Option<Digest> {
+    Digest::parse(String::from_utf8_lossy(bytes).trim()).ok()
 }

@@ -1,34 +1,45 @@
-//! What garbage collection needs from storage, and the lock that makes gc safe beside
-//! live pushes (in this process or another one on the same directory).
+//! What garbage collection needs from storage, and the protocol that makes gc safe beside
+//! live pushes — in this process, in another process, or on another replica sharing the
+//! bucket. It needs nothing from a driver beyond put-if-absent, stat and touch.
 //!
-//! Every object carries a "last referenced" time, its modification time: a blob is
-//! stamped when it is written, linked, mounted, HEAD-checked by a push or named by a
+//! Every object carries a "last referenced" time ([`Meta::modified`](super::Meta)): a blob
+//! is stamped when it is written, linked, mounted, HEAD-checked by a push or named by a
 //! manifest PUT; a link when it is created or re-checked; a manifest link and a tag when
 //! they are written. gc only removes an object whose time is older than its cutoff
 //! (`gc start - grace`), and it re-reads that time right before removing it.
 //!
-//! The re-read and the removal happen under an exclusive `flock` on `<root>/gc.lock`;
-//! a push stamps and checks under a shared lock on it ([`Storage::push_guard`]). So the
-//! two are ordered: either the push stamped first (gc sees a fresh time and keeps the
-//! object), or gc removed first (the push sees the object missing and uploads it again,
-//! or its manifest PUT is refused — never acknowledged and then broken).
+//! gc removes only while it holds `gc.lock`, an object created with put-if-absent
+//! ([`GcLock`]). A push stamps first, then looks at the lock ([`Storage::fence`]):
+//! - no lock: any gc that takes the lock later re-reads the fresh stamp and keeps the object;
+//! - a lock: the push waits until it is released, then checks that what it stamped still
+//!   exists — if gc removed it first, the push sees it missing (the blob is uploaded again,
+//!   or the manifest PUT is refused), never acknowledged and then broken.
+//!
+//! A gc that dies holding the lock stops being waited for after [`LOCK_LEASE`]: a live gc
+//! renews the lock well before that, and stops removing if it could not.
 
-use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::{IoContext, Result, Storage, StorageError};
-use crate::oci::{Algorithm, Digest};
+use bytes::Bytes;
+
+use super::driver::{Mode, Put};
+use super::{Result, Storage, StorageError};
+use crate::oci::Digest;
 
 /// Staging files not written to for this long belong to a request that died.
 pub const TMP_MAX_IDLE: Duration = Duration::from_secs(15 * 60);
 
-/// Held by a push while it stamps, checks and writes; gc removes nothing meanwhile.
-/// Dropping it closes the descriptor, which releases the lock.
-pub struct PushGuard {
-    _file: Option<File>,
-}
+const LOCK_KEY: &str = "gc.lock";
+
+/// A lock not renewed for this long belongs to a gc that died.
+pub const LOCK_LEASE: Duration = Duration::from_secs(120);
+
+/// A gc renews its lock when it is older than this.
+const LOCK_RENEW: Duration = Duration::from_secs(20);
+
+/// How long a push waits for a gc to finish removing before it gives up (and the client
+/// retries).
+const FENCE_WAIT: Duration = Duration::from_secs(300);
 
 /// One thing gc may remove.
 #[derive(Clone, Copy, Debug)]
@@ -38,152 +49,179 @@ pub enum Object<'a> {
     ManifestLink(&'a str, &'a Digest),
 }
 
-pub(super) async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StorageError::Io {
-            context: format!("{what} task"),
-            source: io::Error::other(e),
-        })?
+/// Held by a gc while it removes; released by [`GcLock::release`] (or, if the gc dies,
+/// after [`LOCK_LEASE`]).
+pub struct GcLock {
+    version: tokio::sync::Mutex<(String, Instant)>,
 }
 
-/// Sets the modification time of `path` to now; false when it does not exist.
-pub(super) fn stamp(path: &Path) -> Result<bool> {
-    match File::open(path) {
-        Ok(f) => {
-            // A store mounted read-only cannot be stamped, and gc cannot remove from it
-            // either: answering matters more than the stamp.
-            if let Err(e) = f.set_modified(SystemTime::now()) {
-                tracing::warn!("stamping {}: {e}", path.display());
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).ctx(|| format!("open {}", path.display())),
-    }
-}
-
-fn lock(path: &Path, exclusive: bool) -> Result<File> {
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ctx(|| format!("open {}", path.display()))?;
-    if exclusive { f.lock() } else { f.lock_shared() }
-        .ctx(|| format!("lock {}", path.display()))?;
-    Ok(f)
-}
-
-fn modified(path: &Path) -> Result<Option<(SystemTime, u64)>> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(Some((
-            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            m.len(),
-        ))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).ctx(|| format!("stat {}", path.display())),
-    }
-}
-
-/// Removes every entry of `dir` not modified for `max_idle`; how many were removed.
-fn sweep_dir(dir: &Path, max_idle: Duration, dry_run: bool) -> Result<usize> {
-    let now = SystemTime::now();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).ctx(|| format!("list {}", dir.display())),
-    };
-    let mut n = 0;
-    for e in rd.flatten() {
-        let p = e.path();
-        // An upload session is a directory; its state file is written after every chunk.
-        let state = if p.is_dir() {
-            modified(&p.join("state"))?
-        } else {
-            None
-        };
-        let t = state.or(modified(&p)?).map(|(t, _)| t).unwrap_or(now);
-        if now.duration_since(t).unwrap_or_default() < max_idle {
-            continue;
-        }
-        n += 1;
-        if dry_run {
-            continue;
-        }
-        let r = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx(|| format!("remove {}", p.display())),
-        }
-    }
-    Ok(n)
+fn stale(modified: SystemTime) -> bool {
+    SystemTime::now()
+        .duration_since(modified)
+        .map(|age| age > LOCK_LEASE)
+        .unwrap_or(false)
 }
 
 impl Storage {
-    fn lock_path(&self) -> PathBuf {
-        self.root.join("gc.lock")
-    }
-
-    fn object_path(&self, o: Object<'_>) -> PathBuf {
+    fn object_key(o: Object<'_>) -> String {
         match o {
-            Object::Blob(d) => self.blob_path(d),
-            Object::BlobLink(repo, d) => self.link_path(repo, d),
-            Object::ManifestLink(repo, d) => self.manifest_link_path(repo, d),
+            Object::Blob(d) => Storage::blob_key(d),
+            Object::BlobLink(repo, d) => Storage::link_key(repo, d),
+            Object::ManifestLink(repo, d) => Storage::manifest_link_key(repo, d),
         }
     }
 
-    /// The shared side of the gc lock, for a push's stamp-check-write sequence. On a store
-    /// that cannot be written (mounted read-only) there is no lock file and no gc either:
-    /// reads go on without it.
-    pub async fn push_guard(&self) -> Result<PushGuard> {
-        let path = self.lock_path();
-        blocking("lock", move || match lock(&path, false) {
-            Ok(f) => Ok(PushGuard { _file: Some(f) }),
-            Err(e) => match File::open(&path) {
-                Ok(f) => {
-                    f.lock_shared().ctx(|| format!("lock {}", path.display()))?;
-                    Ok(PushGuard { _file: Some(f) })
+    /// Takes the gc lock; [`StorageError::Busy`] when another gc holds it.
+    pub async fn gc_lock(&self) -> Result<GcLock> {
+        for _ in 0..2 {
+            let body = Bytes::from(format!("{{\"pid\":{}}}", std::process::id()));
+            match self
+                .driver
+                .put(LOCK_KEY, body, Mode::CreateVolatile)
+                .await?
+            {
+                Put::Done(v) => {
+                    return Ok(GcLock {
+                        version: tokio::sync::Mutex::new((v, Instant::now())),
+                    });
                 }
-                Err(_) => {
-                    tracing::debug!("no gc lock: {e}");
-                    Ok(PushGuard { _file: None })
+                Put::Exists | Put::Conflict => {}
+            }
+            match self.driver.stat(LOCK_KEY).await? {
+                Some(m) if stale(m.modified) => {
+                    tracing::warn!("gc: removing the lock of a gc that died");
+                    self.driver.delete(LOCK_KEY).await?;
                 }
-            },
-        })
-        .await
+                Some(_) => break,
+                None => {}
+            }
+        }
+        Err(StorageError::Busy(format!(
+            "another gc is running on {} (gc.lock)",
+            self.describe()
+        )))
+    }
+
+    /// Renews the lock if due; an error when it was taken over (then gc must stop).
+    async fn renew(&self, lock: &GcLock) -> Result<()> {
+        let mut v = lock.version.lock().await;
+        if v.1.elapsed() < LOCK_RENEW {
+            return Ok(());
+        }
+        let body = Bytes::from(format!("{{\"pid\":{}}}", std::process::id()));
+        match self
+            .driver
+            .put(LOCK_KEY, body, Mode::UpdateVolatile(v.0.clone()))
+            .await?
+        {
+            Put::Done(new) => {
+                *v = (new, Instant::now());
+                Ok(())
+            }
+            _ => Err(StorageError::Busy(
+                "gc lost its lock (renewed too late)".into(),
+            )),
+        }
+    }
+
+    /// Releases the gc lock.
+    pub async fn gc_unlock(&self, lock: GcLock) -> Result<()> {
+        drop(lock);
+        self.driver.delete(LOCK_KEY).await.map(|_| ())
+    }
+
+    /// Called by a push after stamping `keys`: waits while a gc holds the lock, then
+    /// tells whether every key still exists (see the module comment).
+    pub(super) async fn fence(&self, keys: &[&str]) -> Result<bool> {
+        let start = Instant::now();
+        let mut waited = false;
+        loop {
+            match self.driver.stat(LOCK_KEY).await? {
+                Some(m) if !stale(m.modified) => {
+                    if start.elapsed() > FENCE_WAIT {
+                        return Err(StorageError::Busy(
+                            "gc holds its lock too long; retry".into(),
+                        ));
+                    }
+                    waited = true;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => break,
+            }
+        }
+        if waited {
+            for k in keys {
+                if self.driver.stat(k).await?.is_none() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Size of blob `d` if it exists and is linked into `repo`, stamping link and blob as
-    /// referenced now (a push that finds a blob present relies on it staying). Call with
-    /// a [`PushGuard`] held.
+    /// referenced now (a push that finds a blob present relies on it staying).
     pub async fn reference_blob(&self, repo: &str, d: &Digest) -> Result<Option<u64>> {
-        let link = self.link_path(repo, d);
-        let blob = self.blob_path(d);
-        blocking("stamp", move || {
-            if !stamp(&link)? || !stamp(&blob)? {
-                return Ok(None);
+        let (link, blob) = (Storage::link_key(repo, d), Storage::blob_key(d));
+        if self.driver.touch(&link).await?.is_none() {
+            return Ok(None);
+        }
+        let Some(size) = self.driver.touch(&blob).await? else {
+            return Ok(None);
+        };
+        Ok(self.fence(&[&link, &blob]).await?.then_some(size))
+    }
+
+    /// [`Storage::reference_blob`] for every blob a manifest names: stamped concurrently,
+    /// fenced once.
+    pub async fn reference_blobs(&self, repo: &str, ds: &[Digest]) -> Result<Vec<Option<u64>>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let touch = |d: &Digest| {
+            let (link, blob) = (Storage::link_key(repo, d), Storage::blob_key(d));
+            async move {
+                if self.driver.touch_expected(&link).await?.is_none() {
+                    return Ok::<_, StorageError>(None);
+                }
+                self.driver.touch_expected(&blob).await
             }
-            Ok(modified(&blob)?.map(|(_, len)| len))
-        })
-        .await
+        };
+        let mut sizes: Vec<Option<u64>> = futures_util::stream::iter(ds.iter().map(touch))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let keys: Vec<String> = ds
+            .iter()
+            .zip(&sizes)
+            .filter(|(_, s)| s.is_some())
+            .flat_map(|(d, _)| [Storage::link_key(repo, d), Storage::blob_key(d)])
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        if !self.fence(&refs).await? {
+            // gc removed some while this push waited: tell which.
+            for (d, size) in ds.iter().zip(sizes.iter_mut()) {
+                if size.is_some()
+                    && (self
+                        .driver
+                        .stat(&Storage::link_key(repo, d))
+                        .await?
+                        .is_none()
+                        || self.driver.stat(&Storage::blob_key(d)).await?.is_none())
+                {
+                    *size = None;
+                }
+            }
+        }
+        Ok(sizes)
     }
 
     /// The media type of manifest `d` in `repo`, stamping its link and bytes as referenced
-    /// now (an index names it). Call with a [`PushGuard`] held.
+    /// now (an index names it).
     pub async fn reference_manifest(&self, repo: &str, d: &Digest) -> Result<Option<String>> {
-        let link = self.manifest_link_path(repo, d);
-        let blob = self.blob_path(d);
-        let present = blocking("stamp", move || Ok(stamp(&link)? && stamp(&blob)?)).await?;
-        if !present {
+        let (link, blob) = (Storage::manifest_link_key(repo, d), Storage::blob_key(d));
+        if self.driver.touch(&link).await?.is_none() || self.driver.touch(&blob).await?.is_none() {
+            return Ok(None);
+        }
+        if !self.fence(&[&link, &blob]).await? {
             return Ok(None);
         }
         self.manifest_media_type(repo, d).await
@@ -191,108 +229,102 @@ impl Storage {
 
     /// Digests of the manifests of `repo` with the time their link was last written.
     pub async fn manifests_stamped(&self, repo: &str) -> Result<Vec<(Digest, SystemTime)>> {
-        let dir = self.repo_dir(repo).join("_manifests");
-        blocking("list", move || list_stamped(&dir, false)).await
+        let all = self.digests_under(repo, "_manifests").await?;
+        Ok(all.into_iter().map(|(d, e)| (d, e.modified)).collect())
+    }
+
+    /// Digests of the blobs linked into `repo` with the time each link was last referenced.
+    pub async fn blob_links_stamped(&self, repo: &str) -> Result<Vec<(Digest, SystemTime)>> {
+        let all = self.digests_under(repo, "_links").await?;
+        Ok(all.into_iter().map(|(d, e)| (d, e.modified)).collect())
     }
 
     /// Every blob in the store with the time it was last referenced.
     pub async fn blobs_stamped(&self) -> Result<Vec<(Digest, SystemTime)>> {
-        let dir = self.root.join("blobs");
-        blocking("list", move || list_stamped(&dir, true)).await
+        let entries = self.driver.list("blobs").await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let mut parts = e.name.split('/');
+                let (alg, _, hex) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((Digest::parse(&format!("{alg}:{hex}")).ok()?, e.modified))
+            })
+            .collect())
     }
 
-    /// gc: removes `o` if it still exists and was last referenced before `cutoff`, under
-    /// the exclusive lock; the bytes freed when it was removed. With `dry_run`, only
-    /// reports what would go.
+    /// gc: removes `o` if it still exists and was last referenced before `cutoff`; the
+    /// bytes freed. Without `lock` (a dry run), only reports what would go.
     pub async fn remove_if_older(
         &self,
         o: Object<'_>,
         cutoff: SystemTime,
-        dry_run: bool,
+        lock: Option<&GcLock>,
     ) -> Result<Option<u64>> {
-        let path = self.object_path(o);
-        let lock_path = self.lock_path();
-        blocking("remove", move || {
-            let _lock = if dry_run {
-                None
-            } else {
-                Some(lock(&lock_path, true)?)
-            };
-            let Some((t, len)) = modified(&path)? else {
-                return Ok(None);
-            };
-            if t >= cutoff {
-                return Ok(None);
-            }
-            if !dry_run {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e).ctx(|| format!("remove {}", path.display())),
-                }
-            }
-            Ok(Some(len))
-        })
-        .await
+        let key = Storage::object_key(o);
+        if let Some(lock) = lock {
+            self.renew(lock).await?;
+        }
+        let Some(m) = self.driver.stat(&key).await? else {
+            return Ok(None);
+        };
+        if m.modified >= cutoff {
+            return Ok(None);
+        }
+        if lock.is_some() && !self.driver.delete(&key).await? {
+            return Ok(None);
+        }
+        Ok(Some(m.size))
     }
 
     /// Removes staging files idle for `max_idle` (requests that died: killed uploads,
     /// failed writes, a full disk); how many.
     pub async fn sweep_tmp(&self, max_idle: Duration, dry_run: bool) -> Result<usize> {
-        let dir = self.root.join("tmp");
-        blocking("sweep", move || sweep_dir(&dir, max_idle, dry_run)).await
-    }
-
-    /// Removes upload sessions idle for `max_age`; how many.
-    pub async fn sweep_uploads(&self, max_age: Duration, dry_run: bool) -> Result<usize> {
-        let dir = self.root.join("uploads");
-        blocking("sweep", move || sweep_dir(&dir, max_age, dry_run)).await
-    }
-
-    /// Ok when the storage root can be listed (readiness).
-    pub async fn check(&self) -> Result<()> {
-        let dir = self.root.join("repos");
-        blocking("check", move || {
-            std::fs::read_dir(&dir)
-                .map(|_| ())
-                .ctx(|| format!("list {}", dir.display()))
-        })
-        .await
-    }
-}
-
-/// `<dir>/<alg>/[<2 hex>/]<hex>` entries with their modification times.
-fn list_stamped(dir: &Path, fanned_out: bool) -> Result<Vec<(Digest, SystemTime)>> {
-    let mut out = Vec::new();
-    for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-        let base = dir.join(alg.as_str());
-        let dirs: Vec<PathBuf> = if fanned_out {
-            match std::fs::read_dir(&base) {
-                Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).ctx(|| format!("list {}", base.display())),
+        let now = SystemTime::now();
+        let mut n = 0;
+        for e in self.driver.list("tmp").await? {
+            if now.duration_since(e.modified).unwrap_or_default() < max_idle {
+                continue;
             }
-        } else {
-            vec![base]
-        };
-        for d in dirs {
-            let rd = match std::fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).ctx(|| format!("list {}", d.display())),
-            };
-            for f in rd.flatten() {
-                let name = f.file_name().to_string_lossy().to_string();
-                let Ok(digest) = Digest::parse(&format!("{alg}:{name}")) else {
-                    continue;
-                };
-                // Gone since the listing: nothing to keep or remove.
-                let Some((t, _)) = modified(&f.path())? else {
-                    continue;
-                };
-                out.push((digest, t));
+            n += 1;
+            if !dry_run {
+                self.driver.delete(&format!("tmp/{}", e.name)).await?;
             }
         }
+        Ok(n)
     }
-    Ok(out)
+
+    /// Removes upload sessions idle for `max_age` (their multipart uploads aborted); how
+    /// many.
+    pub async fn sweep_uploads(&self, max_age: Duration, dry_run: bool) -> Result<usize> {
+        let now = SystemTime::now();
+        let mut n = 0;
+        for id in self.driver.list_dir("uploads").await? {
+            let prefix = format!("uploads/{id}");
+            // The state is written after every chunk; a session without one is debris.
+            let t = match self.driver.stat(&format!("{prefix}/state")).await? {
+                Some(m) => m.modified,
+                None => self
+                    .driver
+                    .list(&prefix)
+                    .await?
+                    .iter()
+                    .map(|e| e.modified)
+                    .max()
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            };
+            if now.duration_since(t).unwrap_or_default() < max_age {
+                continue;
+            }
+            n += 1;
+            if !dry_run {
+                self.remove_upload(&id).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Ok when the store can be listed (readiness).
+    pub async fn check(&self) -> Result<()> {
+        self.driver.list_dir("repos").await.map(|_| ())
+    }
 }
