@@ -520,29 +520,3 @@ fn job_graph_dot_output_renders_with_graphviz() {
         assert!(svg.contains(title), "{title} in {svg}");
     }
 }
-
-/// The README's first command, as a user runs it.
-#[test]
-fn the_readme_main_command_runs_the_seed_scenario() {
-    let out = Command::new(repo().join("examples/seed/run.sh"))
-        .env("GANTRY", common::gantry_bin())
-        .env("DOCKER_CONFIG", "/nonexistent-gantry-test")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        stdout.matches(": SUCCESS").count(),
-        6,
-        "six pipeline runs: {stdout}"
-    );
-    assert!(
-        stdout.contains("example/base:latest\tsha256:")
-            && stdout.contains("example/app:latest\tsha256:"),
-        "{stdout}"
-    );
-}
