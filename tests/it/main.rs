@@ -8,6 +8,7 @@ mod common;
 mod daily;
 mod daily_ci;
 mod daily_docker;
+mod daily_mtls;
 mod daily_tls;
 mod hostile;
 mod job;
