@@ -5,23 +5,14 @@
 //! gantry fails with one line and exit 1.
 
 use std::path::Path;
-use std::process::Command;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use crate::common::{GantryServer, gantry_bin, image, run, run_fail};
-
-fn gantry(home: &Path) -> Command {
-    let mut c = Command::new(gantry_bin());
-    c.env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env_remove("GANTRY_CREDS")
-        .env_remove("GANTRY_LOG");
-    c
-}
+use crate::common::{GantryServer, image, run, run_fail};
+use crate::daily_tls::gantry;
 
 /// A throwaway client CA (written to `dir/client-ca.crt`) and a client certificate it
 /// signed: (certificate PEM, key PEM).

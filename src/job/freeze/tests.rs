@@ -8,7 +8,9 @@ use serde_json::json;
 use super::*;
 use crate::job::config::{LoadOptions, SourceFile};
 
-fn config(yaml: &str) -> Config {
+/// A configuration of one project file (`zuul.yaml` of project `project`); the graph tests
+/// use it too.
+pub(crate) fn config(yaml: &str) -> Config {
     Config::from_sources(
         vec![SourceFile {
             display: "zuul.yaml".into(),

@@ -3,29 +3,11 @@
 //! text (no files read).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde_json::json;
 
 use super::*;
-use crate::job::config::{LoadOptions, Origin, SourceFile};
-
-fn config(yaml: &str) -> Config {
-    Config::from_sources(
-        vec![SourceFile {
-            display: "zuul.yaml".into(),
-            text: yaml.into(),
-            origin: Origin::Project,
-            root: PathBuf::from("/project"),
-            repo: None,
-        }],
-        &LoadOptions {
-            project_name: Some("project".into()),
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
+use crate::job::freeze::tests::config;
 
 fn graph(yaml: &str) -> JobGraph {
     JobGraph::build(&config(yaml), "project", "check").unwrap_or_else(|e| panic!("{e}"))

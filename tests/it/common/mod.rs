@@ -99,12 +99,23 @@ impl GantryServer {
     ) -> GantryServer {
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         let log_file = std::fs::File::create(&log).unwrap();
+        Self::start(args, log, data, env, log_file.into())
+    }
+
+    /// Starts the server with `stderr` and reads its `listening on ADDR` line.
+    fn start(
+        args: &[String],
+        log: PathBuf,
+        data: PathBuf,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> GantryServer {
         let mut child = Command::new(gantry_bin())
             .args(args)
             .envs(env.iter().copied())
             .env("GANTRY_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(log_file)
+            .stderr(stderr)
             .spawn()
             .expect("start gantry");
         let stdout = child.stdout.take().unwrap();
@@ -388,15 +399,8 @@ impl GantryServer {
         use std::io::Write;
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         let mut log_file = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(gantry_bin())
-            .args(args)
-            .envs(env.iter().copied())
-            .env("GANTRY_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gantry");
-        let stderr = child.stderr.take().unwrap();
+        let mut server = Self::start(args, log, data, env, Stdio::piped());
+        let stderr = server.child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -407,26 +411,6 @@ impl GantryServer {
                 }
             }
         });
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("expected `listening on ADDR`, got {line:?}; stderr: {err}")
-            })
-            .parse()
-            .unwrap();
-        GantryServer {
-            child,
-            addr,
-            log,
-            data,
-            _tmp: None,
-        }
+        server
     }
 }
