@@ -8,10 +8,11 @@
 #   check both, gate both (upload under change_<N>_latest to a local publication
 #   registry standing in for Docker Hub), promote both (retag the tested manifests).
 #
-# usage: examples/seed/run.sh   (builds gantry first if needed)
+# usage: examples/seed/run.sh   (the `gantry` on PATH, else target/release/gantry, built if
+#        needed; GANTRY=/path/to/gantry chooses another)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-GANTRY=${GANTRY:-target/release/gantry}
+GANTRY=${GANTRY:-$(command -v gantry || echo target/release/gantry)}
 # The daemonless builder: no Docker engine needed (GANTRY_BUILDER=docker to use one).
 export GANTRY_BUILDER=${GANTRY_BUILDER:-native}
 [ -x "$GANTRY" ] || cargo build --release --quiet

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Generate a CA and a server certificate in DIR (clients trust DIR/ca.crt).
     #[arg(long, value_name = "DIR")]
     pub tls_self_signed: Option<PathBuf>,
+    /// Require client certificates (mutual TLS) signed by a CA in this PEM file; with
+    /// --tls-cert or --tls-self-signed.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Extra subject alternative names for --tls-self-signed (the listen host, 127.0.0.1,
     /// ::1 and localhost are always included).
     #[arg(long = "tls-san", value_name = "NAME")]
@@ -208,9 +212,18 @@ async fn serve(args: ServeArgs) -> Result<Exit, CliError> {
         hosts.extend(args.tls_sans.iter().cloned());
         let files = registry::tls::self_signed(dir, &hosts)?;
         eprintln!("TLS CA certificate: {}", files.ca_cert.display());
-        Some(registry::tls::server_config(&files.cert, &files.key)?)
+        let ca = args.tls_client_ca.as_deref();
+        Some(registry::tls::server_config_with_client_ca(&files.cert, &files.key, ca).usage()?)
     } else if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
-        Some(registry::tls::server_config(c, k).usage()?)
+        let ca = args.tls_client_ca.as_deref();
+        Some(registry::tls::server_config_with_client_ca(c, k, ca).usage()?)
+    } else if args.tls_client_ca.is_some() {
+        return Err(CliError {
+            status: Exit::Usage,
+            error: anyhow!(
+                "--tls-client-ca needs TLS: add --tls-cert/--tls-key or --tls-self-signed"
+            ),
+        });
     } else {
         None
     };

@@ -117,6 +117,16 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<SelfSigned, TlsError>
 
 /// A rustls server configuration from PEM files (HTTP/2 and HTTP/1.1 offered).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with_client_ca(cert, key, None)
+}
+
+/// [`server_config`] that, with `client_ca` (PEM, one or more CAs), requires every client
+/// to present a certificate signed by one of them (mutual TLS).
+pub fn server_config_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -128,9 +138,27 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     }
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem(key.into(), e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| TlsError::Pem(ca.into(), e.to_string()))?
+            {
+                let c = c.map_err(|e| TlsError::Pem(ca.into(), e.to_string()))?;
+                roots.add(c)?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::Pem(ca.into(), "no certificate found".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| TlsError::Pem(ca.into(), e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

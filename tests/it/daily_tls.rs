@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use crate::common::{GantryServer, gantry_bin, run, run_fail};
 
-fn gantry(home: &Path) -> Command {
+/// gantry with HOME (and docker's config) in `home`, no credentials from the environment.
+pub(crate) fn gantry(home: &Path) -> Command {
     let mut c = Command::new(gantry_bin());
     c.env("HOME", home)
         .env("DOCKER_CONFIG", home.join(".docker"))

@@ -2,9 +2,11 @@
 //!
 //! The CLI cases are snapshot tests: every directory under `tests/fixtures/job/cases/`
 //! holds a small configuration, a `cmd` file (one `gantry` command line per line; the case
-//! directory is appended unless the line names `{examples}`) and `expected.txt` with the
-//! exit status, stdout and stderr of each command. `UPDATE_SNAPSHOTS=1 cargo test --test it
-//! job::` rewrites them; review the diff before committing.
+//! directory is appended unless the line names `{examples}`) and `expected.snap`, an insta
+//! snapshot of the exit status, stdout and stderr of each command. A changed output fails the test and, outside CI,
+//! leaves `expected.snap.new` beside it: `cargo insta review` (or `INSTA_UPDATE=always cargo
+//! test --test it job::`) accepts it; review the diff before committing. With `CI=true` insta
+//! never writes (`INSTA_UPDATE=no`): a mismatch only fails.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -56,7 +58,6 @@ fn cli_definition_is_consistent() {
 #[test]
 fn snapshot_cases() {
     let cases = fixtures().join("cases");
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -64,7 +65,6 @@ fn snapshot_cases() {
         .collect();
     dirs.sort();
     assert!(dirs.len() >= 20, "cases missing from {}", cases.display());
-    let mut failures = vec![];
     for dir in &dirs {
         let cmds = std::fs::read_to_string(dir.join("cmd")).unwrap();
         let mut actual = String::new();
@@ -99,24 +99,12 @@ fn snapshot_cases() {
             }
             actual.push('\n');
         }
-        let expected_path = dir.join("expected.txt");
-        if update {
-            std::fs::write(&expected_path, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if expected != actual {
-            failures.push(format!(
-                "=== {} differs\n--- expected\n{expected}\n--- actual\n{actual}",
-                dir.display()
-            ));
-        }
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(dir);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.bind(|| insta::assert_snapshot!("expected", actual));
     }
-    assert!(
-        failures.is_empty(),
-        "{}\n(UPDATE_SNAPSHOTS=1 rewrites them)",
-        failures.join("\n")
-    );
 }
 
 fn load(dir: &Path) -> job::Config {

@@ -53,15 +53,20 @@ pub(crate) fn get_json(url: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-/// Polls `f` until it returns Some, for at most `secs` seconds.
+/// Checks `f` until it returns Some, for at most `secs` seconds: again each time a
+/// `gantry serve` of these tests logs a line (an event taken in, a run queued, started or
+/// ended: `common::wait_for_activity`), not on a clock. A state change that logs nothing
+/// would go unseen, so while the servers are silent `f` is also checked once a second.
 pub(crate) fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
+        let seen = common::activity();
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        assert!(now < end, "timed out waiting for {what}");
+        common::wait_for_activity(seen, (end - now).min(Duration::from_secs(1)));
     }
 }
 
@@ -149,10 +154,11 @@ pub(crate) fn start_server(
         repo().join("jobs").display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    GantryServer::spawn(
+    GantryServer::spawn_watched(
         &args,
         dir.join(format!("serve-{}.log", uuid::Uuid::new_v4())),
         state.to_path_buf(),
+        &[],
     )
 }
 

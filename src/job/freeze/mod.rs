@@ -8,6 +8,8 @@
 //! secrets, or look at builds.
 
 mod apply;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

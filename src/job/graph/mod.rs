@@ -10,6 +10,8 @@ mod listing;
 mod render;
 mod results;
 mod select;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 

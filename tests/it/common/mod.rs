@@ -99,12 +99,23 @@ impl GantryServer {
     ) -> GantryServer {
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         let log_file = std::fs::File::create(&log).unwrap();
+        Self::start(args, log, data, env, log_file.into())
+    }
+
+    /// Starts the server with `stderr` and reads its `listening on ADDR` line.
+    fn start(
+        args: &[String],
+        log: PathBuf,
+        data: PathBuf,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> GantryServer {
         let mut child = Command::new(gantry_bin())
             .args(args)
             .envs(env.iter().copied())
             .env("GANTRY_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(log_file)
+            .stderr(stderr)
             .spawn()
             .expect("start gantry");
         let stdout = child.stdout.take().unwrap();
@@ -351,4 +362,55 @@ pub fn pg_bin() -> Option<PathBuf> {
         eprintln!("SKIPPED: PostgreSQL is not installed; run scripts/test.sh to install it");
     }
     dir
+}
+
+/// Log lines written by servers started with [`GantryServer::spawn_watched`], counted: a
+/// test waiting for a server's state to change re-checks when this moves
+/// ([`wait_for_activity`]) instead of on a clock.
+static ACTIVITY: (std::sync::Mutex<u64>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// The number of server log lines seen so far.
+pub fn activity() -> u64 {
+    *ACTIVITY.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Blocks until a watched server writes a log line after `seen` lines, or `timeout` passes;
+/// returns the new count.
+pub fn wait_for_activity(seen: u64, timeout: std::time::Duration) -> u64 {
+    let guard = ACTIVITY.0.lock().unwrap_or_else(|e| e.into_inner());
+    let (guard, _) = ACTIVITY
+        .1
+        .wait_timeout_while(guard, timeout, |n| *n == seen)
+        .unwrap_or_else(|e| e.into_inner());
+    *guard
+}
+
+impl GantryServer {
+    /// [`GantryServer::spawn_env`] whose stderr goes through this process: each line is
+    /// appended to `log` and counted in [`activity`] (lines of `GET /api/` requests, which
+    /// waiting tests make themselves, are not counted).
+    pub fn spawn_watched(
+        args: &[String],
+        log: PathBuf,
+        data: PathBuf,
+        env: &[(&str, &str)],
+    ) -> GantryServer {
+        use std::io::Write;
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        let mut log_file = std::fs::File::create(&log).unwrap();
+        let mut server = Self::start(args, log, data, env, Stdio::piped());
+        let stderr = server.child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log_file, "{line}");
+                if !line.contains(" request GET /api/") {
+                    *ACTIVITY.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    ACTIVITY.1.notify_all();
+                }
+            }
+        });
+        server
+    }
 }
