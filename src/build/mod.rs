@@ -289,11 +289,17 @@ pub fn parse_platform(s: &str) -> Result<Platform, BuildError> {
 /// `SOURCE_DATE_EPOCH` from the environment, else 0.
 pub fn source_date_epoch() -> Result<u64, BuildError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
-            BuildError::Invalid(format!(
-                "SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970-01-01"
-            ))
-        }),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            // jiff's range ends on 9999-12-30: later times have no RFC 3339 form here.
+            .filter(|s| i64::try_from(*s).is_ok_and(|s| s <= jiff::Timestamp::MAX.as_second()))
+            .ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970-01-01 (up to year 9999)"
+                ))
+            }),
         _ => Ok(0),
     }
 }
