@@ -110,9 +110,10 @@ impl Build {
             if src.starts_with("git@") {
                 return Err(self.at(line, format!("ADD {src}: git sources are not supported")));
             }
-            let s = self
-                .ctx
-                .sources(src)
+            let (ctx, name) = (self.ctx.clone(), src.clone());
+            let s = tokio::task::spawn_blocking(move || ctx.sources(&name))
+                .await
+                .map_err(|e| BuildError::io("walking the build context", std::io::Error::other(e)))?
                 .map_err(|e| self.at(line, format!("{} {e}", ins.keyword)))?;
             sources.extend(s);
         }
@@ -145,7 +146,7 @@ impl Build {
                 let e = &s.entries[0];
                 if ins.keyword == "ADD"
                     && let Kind::File { path, .. } = &e.kind
-                    && is_tar_archive(path)
+                    && is_tar_archive_async(path).await
                 {
                     self.extract_archive(path, &dest, owner, chmod, line, &mut out)
                         .await?;
@@ -302,13 +303,20 @@ impl Build {
             let want: Arc<dyn Fn(&str) -> bool + Send + Sync> =
                 Arc::new(|k: &str| k == "etc/passwd" || k == "etc/group");
             let files = self.read_paths(st, want).await?;
-            let read = |k: &str| match files.get(k).map(|e| &e.kind) {
-                Some(EntryKind::File { source, .. }) => {
-                    std::fs::read_to_string(source).unwrap_or_default()
-                }
-                _ => String::new(),
+            let path = |k: &str| match files.get(k).map(|e| &e.kind) {
+                Some(EntryKind::File { source, .. }) => Some(source.clone()),
+                _ => None,
             };
-            (read("etc/passwd"), read("etc/group"))
+            let (p, g) = (path("etc/passwd"), path("etc/group"));
+            tokio::task::spawn_blocking(move || {
+                let read = |f: Option<std::path::PathBuf>| {
+                    f.and_then(|f| std::fs::read_to_string(f).ok())
+                        .unwrap_or_default()
+                };
+                (read(p), read(g))
+            })
+            .await
+            .map_err(|e| BuildError::io("reading /etc/passwd", std::io::Error::other(e)))?
         } else {
             (String::new(), String::new())
         };
@@ -417,6 +425,13 @@ pub(super) fn context_entry(
         uid,
         gid,
     }
+}
+
+async fn is_tar_archive_async(path: &Path) -> bool {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || is_tar_archive(&p))
+        .await
+        .unwrap_or(false)
 }
 
 /// ADD unpacks local tar archives (plain or gzip'd); other files are copied.

@@ -89,11 +89,7 @@ pub struct Output {
 pub async fn build_to_layout(req: &BuildRequest, work: &Path) -> Result<Output, BuildError> {
     let df_path = req.dockerfile_path();
     let file = df_path.display().to_string();
-    let text = std::fs::read_to_string(&df_path).map_err(|source| BuildError::Read {
-        path: df_path.clone(),
-        source,
-    })?;
-    let ctx = Context::open(&req.context)?;
+    let (text, ctx) = crate::build::open_inputs(req).await?;
     let df = dockerfile::parse(&file, &text)?;
     let platform = req.target_platform();
     let layout_dir = work.join("layout");
