@@ -269,6 +269,7 @@ pub async fn promote(
                 RegistryType::DockerHub {
                     username: username.clone(),
                     password: password.clone(),
+                    api_url: None,
                 }
             }
             _ => RegistryType::Oci,
