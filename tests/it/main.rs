@@ -14,6 +14,7 @@ mod job;
 mod job_tenant;
 mod playbook;
 mod playbook_diff;
+mod props;
 mod registry_gc;
 mod registry_gc_stress;
 mod registry_interop;
