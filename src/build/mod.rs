@@ -86,6 +86,9 @@ pub struct BuildRequest {
     /// builder's `RUN` output): the console for `gantry build`, job-output.txt for roles.
     /// `None` logs it at debug level.
     pub output: Option<OutputSink>,
+    /// How the native builder shows its uploads: a byte bar on a terminal, a line per blob,
+    /// or nothing (roles: their log has the build's own lines).
+    pub progress: crate::client::copy::Progress,
 }
 
 /// Receives build output lines (the builder must not print; its caller decides where).

@@ -174,6 +174,7 @@ pub async fn build(env: &RoleEnv, call: &RoleCall<'_>, role: &str) -> Result<Rol
             registry: crate::client::ClientOptions::default(),
             source_date_epoch: epoch,
             output: None,
+            progress: crate::client::copy::Progress::Quiet,
         }
         .with_change(change.as_deref(), change_url.as_deref());
         call.log.line(&format!(

@@ -3,6 +3,7 @@
 mod ansible_exec;
 mod build;
 mod build_hostile;
+mod build_progress;
 mod client;
 mod common;
 mod daily;

@@ -31,6 +31,7 @@ use super::dockerfile::{self, Dockerfile};
 use super::image::BaseImage;
 use super::push::{self, BlobSource};
 use super::{BuildError, BuildRequest, BuildResult, Builder, BuilderKind, PushedImage};
+use crate::client::copy::Progress;
 use crate::client::{RawManifest, StoreFactory};
 use crate::oci::Platform;
 use finish::rfc3339;
@@ -51,7 +52,18 @@ impl Builder for NativeBuilder {
             .map_err(|e| BuildError::io("creating a temporary directory", e))?;
         let out = build_to_layout(req, work.path()).await?;
         let factory = factory(req);
-        let digests = push::push_all(&factory, &req.tags, &out.manifest, &out.blobs).await?;
+        let pushed = push::push_all(
+            &factory,
+            &req.tags,
+            &out.manifest,
+            &out.blobs,
+            &req.progress,
+        )
+        .await;
+        if let Progress::Bar(b) = &req.progress {
+            b.finish_and_clear();
+        }
+        let digests = pushed?;
         Ok(BuildResult {
             builder: BuilderKind::Native,
             images: req
