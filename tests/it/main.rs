@@ -5,6 +5,7 @@ mod build;
 mod build_hostile;
 mod build_progress;
 mod client;
+mod client_hub;
 mod common;
 mod daily;
 mod daily_ci;
