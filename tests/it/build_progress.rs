@@ -52,14 +52,17 @@ fn build_push_progress_bar_on_a_terminal_lines_otherwise() {
         "drawn with escape sequences: {shown:?}"
     );
     // Not a terminal: plain lines, one per blob (config and layer), then the tag.
-    let out = gantry()
-        .args(["build", "--builder", "native", "--tag"])
-        .arg(format!("{}/pipe/app:v1", reg.host()))
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let piped = || {
+        let out = gantry()
+            .args(["build", "--builder", "native", "--tag"])
+            .arg(format!("{}/pipe/app:v1", reg.host()))
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = piped();
     assert!(!err.contains('\u{1b}'), "{err:?}");
     let blobs: Vec<&str> = err
         .lines()
@@ -72,13 +75,7 @@ fn build_push_progress_bar_on_a_terminal_lines_otherwise() {
     );
     assert!(err.lines().any(|l| l.starts_with("pushed ")), "{err}");
     // The same destination again: the blobs are there, and each line says so.
-    let out = gantry()
-        .args(["build", "--builder", "native", "--tag"])
-        .arg(format!("{}/pipe/app:v1", reg.host()))
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = piped();
     assert_eq!(
         err.lines()
             .filter(|l| l.starts_with("blob sha256:") && l.ends_with("exists, skipped"))
