@@ -7,7 +7,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::ignore::{Ignore, PatternError, glob};
+use super::ignore::{Ignore, PatternError, matcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
@@ -25,6 +25,8 @@ pub enum ContextError {
         #[source]
         source: PatternError,
     },
+    #[error("{0:?}: bad wildcard pattern")]
+    BadPattern(String),
     #[error("{0:?} is outside the build context")]
     Outside(String),
     #[error("{0:?}: no such file in the build context (or excluded by .dockerignore)")]
@@ -117,22 +119,27 @@ impl Context {
     fn expand(&self, pattern: &str) -> Result<Vec<String>, ContextError> {
         let mut found = vec![String::new()];
         for seg in pattern.split('/') {
+            let m = if has_glob(seg) {
+                Some(matcher(seg).ok_or_else(|| ContextError::BadPattern(pattern.to_string()))?)
+            } else {
+                None
+            };
             let mut next = Vec::new();
             for base in &found {
                 let dir = self.root.join(base);
-                if !has_glob(seg) {
+                let Some(m) = &m else {
                     if dir.join(seg).symlink_metadata().is_ok() {
                         next.push(join(base, seg));
                     }
                     continue;
-                }
+                };
                 let Ok(rd) = std::fs::read_dir(&dir) else {
                     continue;
                 };
                 let mut names: Vec<String> = rd
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| glob(seg, n))
+                    .filter(|n| m.is_match(n))
                     .collect();
                 names.sort();
                 next.extend(names.iter().map(|n| join(base, n)));

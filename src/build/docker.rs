@@ -184,11 +184,7 @@ impl Builder for DockerBuilder {
         }
         let df_path = req.dockerfile_path();
         let file = df_path.display().to_string();
-        let text = std::fs::read_to_string(&df_path).map_err(|source| BuildError::Read {
-            path: df_path.clone(),
-            source,
-        })?;
-        let ctx = Context::open(&req.context)?;
+        let (text, ctx) = super::open_inputs(req).await?;
         let df = dockerfile::parse(&file, &text)?;
         let pulled = self.prepull(req, &df).await?;
         let result = self
@@ -377,7 +373,13 @@ impl DockerBuilder {
             always.push(df_name.to_string());
         }
         let always_ref: Vec<&str> = always.iter().map(String::as_str).collect();
-        let entries = ctx.all(&always_ref)?;
+        let c = ctx.clone();
+        let always: Vec<String> = always_ref.iter().map(|s| s.to_string()).collect();
+        let entries = super::blocking("walking the build context", move || {
+            let always: Vec<&str> = always.iter().map(String::as_str).collect();
+            c.all(&always)
+        })
+        .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let writer = std::thread::spawn(move || -> std::io::Result<()> {
             let sink = ChannelWriter {

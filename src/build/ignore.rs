@@ -1,11 +1,19 @@
-//! `.dockerignore` patterns, matched as Docker matches them: Go `filepath.Match` syntax per
-//! path segment (`*`, `?`, `[a-z]`, `\` escapes) plus `**` for any number of segments; a
-//! pattern also matches every path under a directory it matches; `!pattern` re-includes;
-//! the last pattern that matches decides.
+//! `.dockerignore` patterns, matched as Docker matches them (moby's patternmatcher): Go
+//! `filepath.Match` syntax per path segment (`*` and `?` never cross `/`, `[a-z]` and
+//! `[^a]` classes, `\` escapes) plus `**` for any number of segments; a pattern also
+//! matches every path under a directory it matches; `!pattern` re-includes; the last
+//! pattern that matches decides. Patterns are relative to the context root: a leading `/`
+//! or `./` is dropped, `..` resolved, a trailing `/` ignored.
+//!
+//! The matching itself is globset's (ripgrep's matcher), after a translation of the few
+//! places where Go's syntax and globset's differ (`{a,b}` is literal in Go, `[!a]` is a
+//! class holding `!` and `a`, not a negation).
 //!
 //! PURE: no I/O (the caller reads the file and walks the context).
 
-/// A pattern that cannot be parsed (an unterminated `[` class).
+use globset::{GlobBuilder, GlobMatcher};
+
+/// A pattern that cannot be parsed (an unterminated `[` class, a trailing `\`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(".dockerignore line {line}: bad pattern {pattern:?}")]
 pub struct PatternError {
@@ -15,7 +23,7 @@ pub struct PatternError {
 
 #[derive(Clone, Debug)]
 struct Pattern {
-    segments: Vec<String>,
+    matcher: GlobMatcher,
     exclusion: bool,
 }
 
@@ -41,19 +49,11 @@ impl Ignore {
             if cleaned.is_empty() {
                 continue;
             }
-            let segments: Vec<String> = cleaned.split('/').map(String::from).collect();
-            for s in &segments {
-                if !valid_segment(s) {
-                    return Err(PatternError {
-                        line: i + 1,
-                        pattern: p.to_string(),
-                    });
-                }
-            }
-            patterns.push(Pattern {
-                segments,
-                exclusion,
-            });
+            let matcher = matcher(&cleaned).ok_or_else(|| PatternError {
+                line: i + 1,
+                pattern: p.to_string(),
+            })?;
+            patterns.push(Pattern { matcher, exclusion });
         }
         Ok(Ignore { patterns })
     }
@@ -69,14 +69,15 @@ impl Ignore {
             .split('/')
             .filter(|s| !s.is_empty() && *s != ".")
             .collect();
+        // The path and each of its parents: a pattern naming a directory covers its contents.
+        let prefixes: Vec<String> = (1..=parts.len()).map(|n| parts[..n].join("/")).collect();
         let mut matched = false;
         for p in &self.patterns {
             // Only a pattern that could change the verdict needs evaluating.
             if p.exclusion != matched {
                 continue;
             }
-            let hit = (1..=parts.len()).any(|n| match_segments(&p.segments, &parts[..n]));
-            if hit {
+            if prefixes.iter().any(|x| p.matcher.is_match(x)) {
                 matched = !p.exclusion;
             }
         }
@@ -99,75 +100,96 @@ fn clean(p: &str) -> String {
     out.join("/")
 }
 
-fn valid_segment(s: &str) -> bool {
-    let c: Vec<char> = s.chars().collect();
+/// A Go-syntax pattern compiled with globset, or `None` when Go would call it malformed.
+pub fn matcher(pattern: &str) -> Option<GlobMatcher> {
+    let translated = translate(pattern)?;
+    GlobBuilder::new(&translated)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .ok()
+        .map(|g| g.compile_matcher())
+}
+
+/// Go `filepath.Match` syntax → globset syntax: braces made literal, `[!…]` made a plain
+/// class (Go negates only with `^`), escapes kept. `None` for an unterminated class or a
+/// trailing `\`, which Go rejects.
+fn translate(pattern: &str) -> Option<String> {
+    let c: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 4);
     let mut i = 0;
     while i < c.len() {
         match c[i] {
-            '\\' => i += 2,
-            '[' => match c[i + 1..].iter().position(|&x| x == ']') {
-                Some(p) => i += p + 2,
-                None => return false,
-            },
-            _ => i += 1,
-        }
-    }
-    true
-}
-
-fn match_segments(pat: &[String], path: &[&str]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_segments(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => glob(first, p) && match_segments(rest, prest),
-            None => false,
-        },
-    }
-}
-
-/// Go `filepath.Match` for one segment (no `/` on either side).
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob_at(&p, &n)
-}
-
-fn glob_at(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len()).any(|k| glob_at(&p[1..], &n[k..])),
-        Some('?') => !n.is_empty() && glob_at(&p[1..], &n[1..]),
-        Some('[') => {
-            let Some(end) = p.iter().skip(1).position(|&c| c == ']').map(|e| e + 1) else {
-                return false;
-            };
-            let Some(&c) = n.first() else {
-                return false;
-            };
-            let mut class = &p[1..end];
-            let negate = matches!(class.first(), Some('^' | '!'));
-            if negate {
-                class = &class[1..];
+            '\\' => {
+                out.push('\\');
+                out.push(*c.get(i + 1)?);
+                i += 2;
             }
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
+            '{' | '}' => {
+                out.push('\\');
+                out.push(c[i]);
+                i += 1;
+            }
+            '[' => {
+                // Go: `[`, an optional `^`, then ranges up to the first unescaped `]`.
+                let mut j = i + 1;
+                let negated = c.get(j) == Some(&'^');
+                if negated {
+                    j += 1;
                 }
+                let start = j;
+                while j < c.len() && c[j] != ']' {
+                    j += if c[j] == '\\' { 2 } else { 1 };
+                }
+                if j >= c.len() || j == start {
+                    return None;
+                }
+                let mut body = String::new();
+                let mut k = start;
+                let mut bang = false;
+                while k < j {
+                    match c[k] {
+                        '\\' => {
+                            body.push(c[k + 1]);
+                            k += 2;
+                        }
+                        // A literal `!` goes last, where globset cannot read it as negation.
+                        '!' => {
+                            bang = true;
+                            k += 1;
+                        }
+                        // `[` and `]` would be read as POSIX classes or the class's end.
+                        '[' | ']' => return None,
+                        ch => {
+                            body.push(ch);
+                            k += 1;
+                        }
+                    }
+                }
+                out.push('[');
+                if negated {
+                    out.push('!');
+                }
+                out.push_str(&body);
+                if bang {
+                    out.push('!');
+                }
+                out.push(']');
+                i = j + 1;
             }
-            hit != negate && glob_at(&p[end + 1..], &n[1..])
+            ch => {
+                out.push(ch);
+                i += 1;
+            }
         }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob_at(&p[2..], &n[1..]),
-        Some(c) => n.first() == Some(c) && glob_at(&p[1..], &n[1..]),
     }
+    Some(out)
+}
+
+/// Go `filepath.Match` for one segment (no `/` on either side); a malformed pattern
+/// matches nothing.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    matcher(pattern).is_some_and(|m| m.is_match(name))
 }
 
 #[cfg(test)]
@@ -193,14 +215,41 @@ mod tests {
         let all = Ignore::parse("*\n!keep\n").unwrap();
         assert!(all.excluded("x") && !all.excluded("keep"));
         assert!(Ignore::parse("a[b\n").is_err());
+        assert!(Ignore::parse("a\\\n").is_err());
+    }
+
+    #[test]
+    fn star_does_not_cross_a_slash_and_double_star_does() {
+        let ig = Ignore::parse("a/*/c\ndocs/**\n./x/./y/\nz/../w\n").unwrap();
+        assert!(ig.excluded("a/b/c") && !ig.excluded("a/b/b/c"));
+        // `docs/**` is everything inside docs, not docs itself (moby's patternmatcher).
+        assert!(ig.excluded("docs/a") && ig.excluded("docs/a/b") && !ig.excluded("docs"));
+        assert!(ig.excluded("x/y/z"), "./ and trailing / are cleaned");
+        assert!(ig.excluded("w") && !ig.excluded("z"), ".. resolved");
+        let mid = Ignore::parse("a/**/b\n").unwrap();
+        assert!(mid.excluded("a/b") && mid.excluded("a/x/y/b") && !mid.excluded("b"));
+    }
+
+    #[test]
+    fn last_match_wins() {
+        let ig = Ignore::parse("*.md\n!README*.md\nREADME-secret.md\n").unwrap();
+        assert!(ig.excluded("a.md"));
+        assert!(!ig.excluded("README.md"));
+        assert!(ig.excluded("README-secret.md"));
     }
 
     #[test]
     fn globs() {
         assert!(glob("*.rs", "main.rs"));
         assert!(glob("m??n.rs", "main.rs"));
-        assert!(glob("[!a]x", "bx") && !glob("[!a]x", "ax"));
+        // Go negates a class with `^` only; `[!a]` holds `!` and `a`.
+        assert!(glob("[^a]x", "bx") && !glob("[^a]x", "ax"));
+        assert!(glob("[!a]x", "ax") && glob("[!a]x", "!x") && !glob("[!a]x", "bx"));
         assert!(glob("[a-c]", "b") && !glob("[a-c]", "d"));
         assert!(glob("\\*", "*") && !glob("\\*", "a"));
+        // Braces are literal in Go.
+        assert!(glob("{a,b}", "{a,b}") && !glob("{a,b}", "a"));
+        assert!(!glob("*", "a/b"));
+        assert!(!glob("[", "["));
     }
 }

@@ -86,6 +86,9 @@ pub struct BuildRequest {
     /// builder's `RUN` output): the console for `gantry build`, job-output.txt for roles.
     /// `None` logs it at debug level.
     pub output: Option<OutputSink>,
+    /// How the native builder shows its uploads: a byte bar on a terminal, a line per blob,
+    /// or nothing (roles: their log has the build's own lines).
+    pub progress: crate::client::copy::Progress,
 }
 
 /// Receives build output lines (the builder must not print; its caller decides where).
@@ -229,14 +232,57 @@ pub async fn build(
         }
     };
     let mut req = req.clone();
-    let _siblings = siblings::Siblings::copy_in(&req.context, &req.siblings)?;
+    let (ctx, sibs) = (req.context.clone(), req.siblings.clone());
+    let guard = blocking("copying siblings", move || {
+        siblings::Siblings::copy_in(&ctx, &sibs)
+    })
+    .await?;
     if let Some(arg) = siblings::build_arg(&req.siblings) {
         req.build_args.push(arg);
     }
-    match kind {
-        BuilderKind::Docker => docker::DockerBuilder::connect().await?.build(&req).await,
+    let result = match kind {
+        BuilderKind::Docker => match docker::DockerBuilder::connect().await {
+            Ok(d) => d.build(&req).await,
+            Err(e) => Err(e.into()),
+        },
         BuilderKind::Native => native::NativeBuilder.build(&req).await,
-    }
+    };
+    // Removing the copies is a tree walk too: off the runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(guard)).await;
+    result
+}
+
+/// Blocking file-system work of a build (the context walk, reading the Dockerfile,
+/// copying siblings) run off the async runtime.
+pub(crate) async fn blocking<T, E>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, BuildError>
+where
+    T: Send + 'static,
+    E: Into<BuildError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BuildError::io(what, std::io::Error::other(e)))?
+        .map_err(Into::into)
+}
+
+/// Both builders' first step, off the runtime: the Dockerfile's text and the opened
+/// context (its `.dockerignore` parsed).
+pub(crate) async fn open_inputs(
+    req: &BuildRequest,
+) -> Result<(String, context::Context), BuildError> {
+    let df_path = req.dockerfile_path();
+    let dir = req.context.clone();
+    blocking("reading the build context", move || {
+        let text = std::fs::read_to_string(&df_path).map_err(|source| BuildError::Read {
+            path: df_path.clone(),
+            source,
+        })?;
+        Ok::<_, BuildError>((text, context::Context::open(&dir)?))
+    })
+    .await
 }
 
 /// How a destination is shown in results: `host/repo:tag` (the tag pushed, `latest` when
@@ -289,11 +335,17 @@ pub fn parse_platform(s: &str) -> Result<Platform, BuildError> {
 /// `SOURCE_DATE_EPOCH` from the environment, else 0.
 pub fn source_date_epoch() -> Result<u64, BuildError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
-            BuildError::Invalid(format!(
-                "SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970-01-01"
-            ))
-        }),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            // jiff's range ends on 9999-12-30: later times have no RFC 3339 form here.
+            .filter(|s| i64::try_from(*s).is_ok_and(|s| s <= jiff::Timestamp::MAX.as_second()))
+            .ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970-01-01 (up to year 9999)"
+                ))
+            }),
         _ => Ok(0),
     }
 }

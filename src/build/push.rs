@@ -12,12 +12,17 @@
 //! 4. the manifest bytes are PUT under the tag — the same bytes for every destination, so
 //!    every tag gets the same digest.
 //!
+//! Progress (a byte bar on a terminal, a line per blob otherwise, nothing when quiet) is
+//! the caller's `Progress`, as `image copy` shows it.
+//!
 //! Uses `client::Store` for every request; must not build anything.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{StreamExt, TryStreamExt};
 
+use crate::client::copy::{Progress, human};
 use crate::client::registry::Mount;
 use crate::client::{ClientError, ImageRef, RawManifest, Store, StoreFactory};
 use crate::oci::{Descriptor, Digest};
@@ -59,6 +64,7 @@ pub async fn push_all(
     tags: &[ImageRef],
     manifest: &RawManifest,
     blobs: &[BlobSource],
+    progress: &Progress,
 ) -> Result<Vec<Digest>, PushError> {
     let mut pushed: Vec<Arc<Store>> = Vec::new();
     let mut digests = Vec::new();
@@ -74,7 +80,7 @@ pub async fn push_all(
         for b in blobs {
             let (dst, earlier, dest) = (&dst, &earlier, &dest);
             uploads.push(async move {
-                push_blob(dst, b, earlier)
+                push_blob(dst, b, earlier, progress)
                     .await
                     .map_err(|source| PushError::Push {
                         dest: dest.clone(),
@@ -88,16 +94,34 @@ pub async fn push_all(
             .await?;
         let d = dst.put_manifest(tag.tag(), manifest).await.map_err(err)?;
         tracing::info!("pushed {dest} {d}");
+        progress.line(|| format!("pushed {dest} {d}"));
         digests.push(d);
         pushed.push(Arc::new(dst));
     }
     Ok(digests)
 }
 
-async fn push_blob(dst: &Store, b: &BlobSource, earlier: &[Arc<Store>]) -> Result<(), ClientError> {
+async fn push_blob(
+    dst: &Store,
+    b: &BlobSource,
+    earlier: &[Arc<Store>],
+    progress: &Progress,
+) -> Result<(), ClientError> {
     let d = &b.desc.digest;
+    let size = b.desc.size;
+    let bar = match progress {
+        Progress::Bar(bar) => {
+            bar.inc_length(size);
+            Some(bar.clone())
+        }
+        _ => None,
+    };
     if dst.blob_size_for_push(d).await?.is_some() {
         tracing::debug!("blob {d} exists in {dst}");
+        if let Some(bar) = &bar {
+            bar.inc(size);
+        }
+        progress.line(|| format!("blob {d} exists, skipped"));
         return Ok(());
     }
     let mut session = None;
@@ -107,6 +131,10 @@ async fn push_blob(dst: &Store, b: &BlobSource, earlier: &[Arc<Store>]) -> Resul
             match dst.mount(d, repo).await? {
                 Some(Mount::Mounted) => {
                     tracing::debug!("blob {d} mounted from {repo}");
+                    if let Some(bar) = &bar {
+                        bar.inc(size);
+                    }
+                    progress.line(|| format!("blob {d} mounted from {repo}"));
                     return Ok(());
                 }
                 Some(Mount::Session(url)) => {
@@ -119,8 +147,29 @@ async fn push_blob(dst: &Store, b: &BlobSource, earlier: &[Arc<Store>]) -> Resul
     }
     let mut attempt = 0;
     loop {
-        let body = b.store.get_blob(d).await?;
-        match dst.put_blob(&b.desc, body, session.take()).await {
+        let sent = Arc::new(AtomicU64::new(0));
+        let result = async {
+            let body = b.store.get_blob(d).await?;
+            let body: crate::client::BlobStream = match &bar {
+                Some(bar) => {
+                    let (bar, sent) = (bar.clone(), sent.clone());
+                    Box::pin(body.inspect_ok(move |chunk| {
+                        bar.inc(chunk.len() as u64);
+                        sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }))
+                }
+                None => body,
+            };
+            dst.put_blob(&b.desc, body, session.take()).await
+        }
+        .await;
+        if result.is_err()
+            && let Some(bar) = &bar
+        {
+            // A retry sends the bytes again: take back what this attempt counted.
+            bar.set_position(bar.position().saturating_sub(sent.load(Ordering::Relaxed)));
+        }
+        match result {
             Ok(()) => break,
             Err(e) if e.retryable() && attempt < 3 => {
                 attempt += 1;
@@ -131,6 +180,7 @@ async fn push_blob(dst: &Store, b: &BlobSource, earlier: &[Arc<Store>]) -> Resul
             Err(e) => return Err(e),
         }
     }
-    tracing::debug!("blob {d} uploaded ({} bytes)", b.desc.size);
+    tracing::debug!("blob {d} uploaded ({size} bytes)");
+    progress.line(|| format!("blob {d} pushed ({})", human(size)));
     Ok(())
 }

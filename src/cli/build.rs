@@ -195,6 +195,7 @@ impl BuildArgs {
             registry,
             source_date_epoch,
             output: None,
+            progress: crate::client::copy::Progress::Quiet,
         }
         .with_change(self.change.as_deref(), self.change_url.as_deref());
         Ok((kind, req))
@@ -233,6 +234,10 @@ pub async fn run(a: BuildArgs, quiet: bool) -> Result<Exit, CliError> {
     // The build's own output (RUN steps) streams to stderr unless -q; data stays on stdout.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     req.output = Some(tx);
+    req.progress = crate::client::copy::Progress::for_stderr(quiet);
+    if let crate::client::copy::Progress::Bar(b) = &req.progress {
+        b.set_message("pushing");
+    }
     let printer = tokio::spawn(async move {
         while let Some(line) = rx.recv().await {
             if !quiet {

@@ -141,6 +141,9 @@ pub struct PromoteArgs {
     /// Registry-specific fallback for deleting tags: oci, dockerhub, quay.
     #[arg(long, default_value = "oci")]
     pub registry_type: String,
+    /// Docker Hub API base for --registry-type dockerhub (default https://hub.docker.com).
+    #[arg(long, env = "GANTRY_DOCKERHUB_URL", value_name = "URL")]
+    pub dockerhub_url: Option<String>,
     /// quay.io OAuth token for --registry-type quay.
     #[arg(long, env = "QUAY_TOKEN", hide_env_values = true)]
     pub quay_token: Option<String>,
@@ -527,9 +530,11 @@ async fn promote(a: PromoteArgs) -> Result<Exit, CliError> {
             .transpose()
             .map_err(usage)?
         {
-            Some(Credentials::Basic { username, password }) => {
-                RegistryType::DockerHub { username, password }
-            }
+            Some(Credentials::Basic { username, password }) => RegistryType::DockerHub {
+                username,
+                password,
+                api_url: a.dockerhub_url.clone(),
+            },
             _ => {
                 return Err(usage(ClientError::Invalid(
                     "--registry-type dockerhub needs --creds user:password".into(),

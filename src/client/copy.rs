@@ -52,7 +52,8 @@ impl Progress {
         }
     }
 
-    fn line(&self, msg: impl FnOnce() -> String) {
+    /// One line (Lines), the bar's message (Bar), or nothing.
+    pub fn line(&self, msg: impl FnOnce() -> String) {
         match self {
             Progress::Lines => eprintln!("{}", msg()),
             Progress::Bar(b) => b.set_message(msg()),
@@ -219,7 +220,7 @@ async fn copy_image(
     put(dst, tag, m, opts, c).await
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
     let mut u = 0;

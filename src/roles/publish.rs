@@ -181,6 +181,7 @@ pub async fn build(
             registry: crate::client::ClientOptions::default(),
             source_date_epoch: epoch,
             output: None,
+            progress: crate::client::copy::Progress::Quiet,
         }
         .with_change(change.as_deref(), change_url.as_deref());
         call.log.line(&format!(
@@ -280,6 +281,7 @@ pub async fn promote(
                 RegistryType::DockerHub {
                     username: username.clone(),
                     password: password.clone(),
+                    api_url: None,
                 }
             }
             _ => RegistryType::Oci,

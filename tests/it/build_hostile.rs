@@ -238,3 +238,64 @@ fn an_unmatched_wildcard_is_allowed_an_unmatched_literal_is_not() {
         assert!(d.is_err(), "docker refuses a missing literal source");
     }
 }
+
+/// `.dockerignore` through globset decides as docker's builder does: `*` stays in its
+/// segment, `docs/**` is what is inside docs, `[!x]` is a class holding `!` and `x` (Go
+/// negates with `^`), braces are literal, `**` in the middle spans directories, and a `!`
+/// exception re-includes a file.
+#[test]
+fn dockerignore_patterns_decide_like_docker() {
+    let ctx = context(&[
+        ("Dockerfile", b"FROM scratch\nCOPY . /c/\n"),
+        (
+            ".dockerignore",
+            b"*.log\n!keep.log\ndocs/**\na/*/c\n[!x]y.txt\n{a,b}\nsub/**/tmp\n",
+        ),
+        ("x.log", b"1"),
+        ("keep.log", b"1"),
+        ("sub/x.log", b"1"),
+        ("docs/a.md", b"1"),
+        ("docs/d/b.md", b"1"),
+        ("a/b/c", b"1"),
+        ("a/b/b/c", b"1"),
+        ("!y.txt", b"1"),
+        ("xy.txt", b"1"),
+        ("zy.txt", b"1"),
+        ("{a,b}", b"1"),
+        ("sub/tmp", b"1"),
+        ("sub/q/tmp/f", b"1"),
+        ("sub/keep", b"1"),
+    ]);
+    let copied = |names: Vec<String>| {
+        let mut v: Vec<String> = names
+            .into_iter()
+            .map(|n| n.trim_start_matches("./").trim_end_matches('/').to_string())
+            .filter(|n| n.starts_with("c/"))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let dest = GantryServer::registry(&[]);
+    let native = copied(native_files(ctx.path(), &dest));
+    let expected = [
+        "c/.dockerignore",
+        "c/Dockerfile",
+        "c/a",
+        "c/a/b",
+        "c/a/b/b",
+        "c/a/b/b/c",
+        "c/docs",
+        "c/keep.log",
+        "c/sub",
+        "c/sub/keep",
+        "c/sub/q",
+        "c/sub/x.log",
+        "c/zy.txt",
+    ];
+    assert_eq!(native, expected);
+    if let Some(d) = docker_build(ctx.path()) {
+        let id = d.expect("docker builds it");
+        assert_eq!(copied(docker_files(&id)), native, "docker's builder agrees");
+    }
+}

@@ -380,28 +380,28 @@ fn interrupted_copy_completes_when_run_again() {
         .collect();
     let digest = image::single_image_layout(&src, "v1", &layers);
     let mut s = GantryServer::registry_at(&data, &[]);
-    let child = gantry()
-        .args(["image", "copy", "-q", "-j", "1"])
+    // Not quiet and not a terminal: the copy prints a line as each blob completes.
+    let mut child = gantry()
+        .args(["image", "copy", "-j", "1"])
         .arg(format!("oci:{}:v1", src.display()))
         .arg(format!("{}/big:v1", s.host()))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill the registry once the first layer is in.
-    for _ in 0..400 {
-        if s.requests()
-            .iter()
-            .any(|r| r.starts_with("PUT /v2/big/blobs/uploads/"))
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Kill the registry as soon as the first blob is in (the event: its line), while the
+    // next 32 MiB layer is on its way.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let first = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("blob sha256:"));
+    assert!(first.is_some(), "the copy reported no blob");
     s.kill9();
-    let out = child.wait_with_output().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
     assert!(
-        !out.status.success(),
-        "the copy fails when the registry dies"
+        !status.success(),
+        "the copy fails when the registry dies: {rest:?}"
     );
     let s = GantryServer::registry_at(&data, &[]);
     let json = run(gantry()

@@ -29,8 +29,13 @@ pub async fn delete_tag(
                 )),
             );
         }
-        RegistryType::DockerHub { username, password } => {
-            dockerhub_delete(repo, tag, username, password).await
+        RegistryType::DockerHub {
+            username,
+            password,
+            api_url,
+        } => {
+            let base = api_url.as_deref().unwrap_or(DOCKER_HUB_API);
+            dockerhub_delete(base.trim_end_matches('/'), repo, tag, username, password).await
         }
         RegistryType::Quay { token } => quay_delete(&client.registry, repo, tag, token).await,
     };
@@ -40,6 +45,9 @@ pub async fn delete_tag(
     }
 }
 
+/// Docker Hub's own API (not the registry at registry-1.docker.io).
+pub const DOCKER_HUB_API: &str = "https://hub.docker.com";
+
 fn api_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
@@ -48,11 +56,15 @@ fn api_client() -> Result<reqwest::Client> {
 }
 
 /// Docker Hub: `POST /v2/users/login/` for a JWT, then
-/// `DELETE /v2/repositories/<namespace>/<repo>/tags/<tag>/`. The base URL can be
-/// overridden with `GANTRY_DOCKERHUB_URL`.
-async fn dockerhub_delete(repo: &str, tag: &str, username: &str, password: &str) -> Result<()> {
-    let base =
-        std::env::var("GANTRY_DOCKERHUB_URL").unwrap_or_else(|_| "https://hub.docker.com".into());
+/// `DELETE /v2/repositories/<namespace>/<repo>/tags/<tag>/`, under `base`
+/// (`RegistryType::DockerHub::api_url`, default [`DOCKER_HUB_API`]).
+async fn dockerhub_delete(
+    base: &str,
+    repo: &str,
+    tag: &str,
+    username: &str,
+    password: &str,
+) -> Result<()> {
     let http = api_client()?;
     let login = http
         .post(format!("{base}/v2/users/login/"))

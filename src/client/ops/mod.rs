@@ -57,8 +57,13 @@ pub enum RegistryType {
     /// Only the OCI API.
     #[default]
     Oci,
-    /// Docker Hub: JWT login at hub.docker.com, then its tag API.
-    DockerHub { username: String, password: String },
+    /// Docker Hub: JWT login at hub.docker.com, then its tag API. `api_url` replaces
+    /// `https://hub.docker.com` (a mirror of the API, or a fake one in tests).
+    DockerHub {
+        username: String,
+        password: String,
+        api_url: Option<String>,
+    },
     /// quay.io: its REST API with an OAuth token.
     Quay { token: String },
 }
