@@ -24,3 +24,4 @@ mod serve_scale;
 mod serve_scale_pg;
 mod serve_trust;
 mod trigger;
+mod zuul_graph;
