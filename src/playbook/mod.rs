@@ -25,7 +25,8 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 pub use interp::{
-    GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
+    GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, check_playbook_with,
+    run_playbook,
 };
 pub use model::{PlaybookError, Pos};
 pub use redact::{MASK, Redactor, Secret, SecretKind, redactor, secret_leaves};

@@ -17,6 +17,7 @@ pub mod executor;
 pub mod log;
 pub mod pipeline;
 pub mod records;
+pub mod roles;
 pub mod vars;
 
 pub use executor::{ExecutorError, ExecutorKind, interpreter};
@@ -103,6 +104,8 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     /// Where the project's secret keys are (`gantry secret keygen --key-dir`).
     pub key_dir: Option<PathBuf>,
+    /// Per job: the role directories its `roles:` attribute names (`runner::roles`).
+    pub role_paths: HashMap<String, Vec<PathBuf>>,
 }
 
 /// One build's outcome.
@@ -532,6 +535,7 @@ mod tests {
             data_vars: Map::new(),
             state_dir: dir.path().join("state"),
             key_dir: None,
+            role_paths: HashMap::new(),
         };
         let report = run_buildset(
             config,

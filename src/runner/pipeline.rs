@@ -191,7 +191,27 @@ pub async fn run_pipeline(
         }
     }
 
-    // 4. the buildset
+    // 4. the buildset: each job's `roles:` first (a reference nothing resolves is a
+    // configuration error), bare roles linked under a directory that lives for the run.
+    let role_links = tempfile::Builder::new()
+        .prefix("roles-")
+        .tempdir_in(&req.state_dir)
+        .map_err(|e| PipelineError::Config(format!("creating a role directory: {e}")))?;
+    let sources = super::roles::RoleSources {
+        project: &project,
+        project_dir: &project_dir,
+        repos: &req.config_repos,
+    };
+    let mut role_paths: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for (ix, job) in graph.jobs().enumerate() {
+        let (paths, notes) =
+            super::roles::job_role_paths(job, &sources, &role_links.path().join(ix.to_string()))
+                .map_err(|e| PipelineError::Config(e.to_string()))?;
+        for n in notes {
+            note(format!("note: {n}"));
+        }
+        role_paths.insert(job.name.clone(), paths);
+    }
     let publication = ClientOptions {
         ca_certs: req.ca_certs.clone(),
         ..ClientOptions::default()
@@ -230,17 +250,19 @@ pub async fn run_pipeline(
         data_vars: req.data_vars.clone(),
         state_dir: req.state_dir.clone(),
         key_dir: req.key_dir.clone(),
+        role_paths: role_paths.clone(),
     };
-    let playbooks: Vec<(PathBuf, PathBuf)> = graph
+    let playbooks: Vec<(PathBuf, PathBuf, Vec<PathBuf>)> = graph
         .jobs()
         .flat_map(|j| {
+            let roles = role_paths.get(&j.name).cloned().unwrap_or_default();
             j.pre_run
                 .iter()
                 .chain(&j.run)
                 .chain(&j.post_run)
                 .chain(&j.cleanup_run)
+                .map(move |pb| (pb.root.join(&pb.path), pb.root.clone(), roles.clone()))
         })
-        .map(|pb| (pb.root.join(&pb.path), pb.root.clone()))
         .collect();
     let native = crate::roles::NativeRoleSet { env: env.clone() };
     let chosen = super::executor::choose(req.executor, req.ansible.as_deref(), &playbooks, &native)
@@ -299,6 +321,7 @@ pub async fn run_pipeline(
         .err()
         .map(|e| e.to_string());
     drop(env);
+    drop(role_links);
     Ok(PipelineOutcome {
         report,
         local_registry,

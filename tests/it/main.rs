@@ -25,3 +25,4 @@ mod serve_scale_pg;
 mod serve_trust;
 mod trigger;
 mod zuul_graph;
+mod zuul_roles;

@@ -182,6 +182,7 @@ async fn run_in(
     let work = tempfile::tempdir().unwrap();
     let ctx = PlaybookContext {
         project_dir,
+        role_paths: &[],
         work_dir: work.path(),
         vars,
         native,
