@@ -104,6 +104,8 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     /// Where the project's secret keys are (`gantry secret keygen --key-dir`).
     pub key_dir: Option<PathBuf>,
+    /// The change's target branch (`zuul.branch`; `None`: master).
+    pub branch: Option<String>,
     /// Per job: the role directories its `roles:` attribute names (`runner::roles`).
     pub role_paths: HashMap<String, Vec<PathBuf>>,
 }
@@ -187,7 +189,7 @@ pub async fn run_buildset(
     let buildset = uuid::Uuid::new_v4().simple().to_string();
     let item = ItemRef {
         project: config.project_name.clone(),
-        branch: None,
+        branch: opts.branch.clone(),
         change: opts.change.clone(),
         patchset: opts.patchset.clone(),
     };
@@ -535,6 +537,7 @@ mod tests {
             data_vars: Map::new(),
             state_dir: dir.path().join("state"),
             key_dir: None,
+            branch: None,
             role_paths: HashMap::new(),
         };
         let report = run_buildset(

@@ -25,4 +25,5 @@ mod serve_scale_pg;
 mod serve_trust;
 mod trigger;
 mod zuul_graph;
+mod zuul_match;
 mod zuul_roles;

@@ -59,7 +59,7 @@ fn partial_text_graph_shows_the_external_ancestor_once_over_the_jobs_needing_it(
     assert_eq!(code, 0, "{stderr}");
     let expected = "\
 check pipeline of openstack-helm-images: 4 jobs
-1 not frozen: an ancestor is in a repository not given (--allow-external)
+1 not frozen: defined, or an ancestor defined, in a repository not given (--allow-external)
 opendev-buildset-registry  [external: defined in no given repository]
   openstack-helm-images-buildset-registry  [not frozen]
     openstack-helm-images-build-base
@@ -85,7 +85,7 @@ opendev-buildset-registry  [external: defined in no given repository]
     assert_eq!(
         stdout,
         "check pipeline of loci: 1 job
-1 not frozen: an ancestor is in a repository not given (--allow-external)
+1 not frozen: defined, or an ancestor defined, in a repository not given (--allow-external)
 opendev-buildset-registry  [external: defined in no given repository]
   loci-buildset-registry  [not frozen]
     loci-build-2025-1-ubuntu_noble

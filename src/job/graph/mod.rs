@@ -247,6 +247,12 @@ impl JobGraph {
         let mut external: Vec<ExternalNode> = vec![];
         let mut not_frozen: Vec<String> = vec![];
         for ListedJob { name, at, ctx } in &jobs {
+            // Zuul runs a job only when one of its own variants matches the branch ("No
+            // matching variants"); the project's entry alone does not make it run.
+            if !select::some_variant_matches(config, name, change) {
+                not_matched.push(name.clone());
+                continue;
+            }
             let mut ctx = ctx.clone();
             ctx.branch = change.branch.clone();
             match freeze(config, name, &ctx) {

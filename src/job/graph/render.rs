@@ -26,7 +26,7 @@ impl JobGraph {
         if !self.not_frozen.is_empty() {
             let _ = writeln!(
                 out,
-                "{} not frozen: an ancestor is in a repository not given (--allow-external)",
+                "{} not frozen: defined, or an ancestor defined, in a repository not given (--allow-external)",
                 self.not_frozen.len()
             );
         }
@@ -47,9 +47,15 @@ impl JobGraph {
                 ext.name
             );
             for job in &ext.needed_by {
-                let _ = writeln!(out, "  {job}  [not frozen]");
+                // A listed job that is itself external is the external node.
+                let depth = if *job == ext.name {
+                    1
+                } else {
+                    let _ = writeln!(out, "  {job}  [not frozen]");
+                    2
+                };
                 for (child, soft) in self.dependents_of_unfrozen(job) {
-                    self.text_node(child, 2, Some(soft), &mut printed, &mut out);
+                    self.text_node(child, depth, Some(soft), &mut printed, &mut out);
                 }
             }
         }
@@ -163,7 +169,7 @@ impl JobGraph {
                 out,
                 "  \"{name}\" [label=\"{name}\\n(external)\", style=dotted];"
             );
-            for job in &ext.needed_by {
+            for job in ext.needed_by.iter().filter(|j| **j != ext.name) {
                 let job = escape(job);
                 let _ = writeln!(
                     out,

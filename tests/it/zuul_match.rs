@@ -1,0 +1,170 @@
+//! Issue 13 item 4 on `gantry run`: `--branch`, `--changed-file` and `--diff-base` select
+//! the jobs Zuul's matchers select (`files`, `irrelevant-files`, `branches`; a job none of
+//! whose own variants matches the branch does not run), `zuul.branch` is the chosen
+//! branch, and a change no job is for says so (exit 0, nothing run, no "SUCCESS").
+//! Fixture: tests/fixtures/zuul-match.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zuul-match")
+}
+
+/// `gantry run` of the check pipeline: (stdout, stderr, exit code).
+fn run(dir: &Path, state: &Path, args: &[&str]) -> (String, String, i32) {
+    let out = Command::new(common::gantry_bin())
+        .env("DOCKER_CONFIG", "/nonexistent-gantry-test")
+        .arg("run")
+        .arg(dir)
+        .args(["--pipeline", "check", "--executor", "builtin"])
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--jobs-dir")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("jobs"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// The jobs that ran, from their logs: `job X on branch B` lines, sorted.
+fn ran(state: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let Ok(dir) = std::fs::read_dir(state.join("builds")) else {
+        return out;
+    };
+    for e in dir {
+        let log = std::fs::read_to_string(e.unwrap().path().join("job-output.txt")).unwrap();
+        if let Some(line) = log.lines().find(|l| l.contains("on branch")) {
+            out.push(line.rsplit(" | ").next().unwrap().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn changed_files_and_branch_select_the_jobs_that_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (stdout, stderr, code) = run(&fixture(), &state, &["--changed-file", "a/Dockerfile"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        ran(&state),
+        [
+            "job image-a on branch master",
+            "job not-for-docs on branch master"
+        ]
+    );
+    assert!(
+        stderr.contains(
+            "not run for this change (files, irrelevant-files, branches): image-b, stable-only"
+        ),
+        "{stderr}"
+    );
+
+    // Another branch: its variant runs, and zuul.branch is that branch.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (stdout, stderr, code) = run(
+        &fixture(),
+        &state,
+        &[
+            "--branch",
+            "stable/2025.1",
+            "--changed-file",
+            "b/x",
+            "--changed-file",
+            "README.md",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        ran(&state),
+        [
+            "job image-b on branch stable/2025.1",
+            "job not-for-docs on branch stable/2025.1",
+            "job stable-only on branch stable/2025.1",
+        ]
+    );
+
+    // Without file information every job whose branch matches runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (stdout, stderr, code) = run(&fixture(), &state, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(ran(&state).len(), 3, "{:?}", ran(&state));
+}
+
+#[test]
+fn a_change_no_job_is_for_says_so_and_runs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (stdout, stderr, code) = run(&fixture(), &state, &["--changed-file", "docs/guide.md"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "no job of pipeline check runs for this change (branch master, 1 changed file): \
+         image-a, image-b, not-for-docs, stable-only left out by files, irrelevant-files or branches"
+    );
+    assert!(!stdout.contains("SUCCESS"), "{stdout}");
+    assert!(!state.join("builds").exists());
+}
+
+#[test]
+fn diff_base_takes_the_files_of_the_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = tmp.path().join("matched");
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&checkout)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::create_dir_all(checkout.join("playbooks")).unwrap();
+    for f in ["zuul.yaml", "playbooks/show.yaml"] {
+        std::fs::copy(fixture().join(f), checkout.join(f)).unwrap();
+    }
+    git(&["init", "-q", "-b", "master"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "base"]);
+    git(&["checkout", "-q", "-b", "stable/2025.1"]);
+    std::fs::create_dir_all(checkout.join("b")).unwrap();
+    std::fs::write(checkout.join("b/Dockerfile"), "FROM scratch\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "touch b"]);
+
+    let state = tmp.path().join("state");
+    // The branch defaults to the checkout's (stable/2025.1); the files are those of
+    // `git diff --name-only master...HEAD` (b/Dockerfile).
+    let (stdout, stderr, code) = run(&checkout, &state, &["--diff-base", "master"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        ran(&state),
+        [
+            "job image-b on branch stable/2025.1",
+            "job not-for-docs on branch stable/2025.1",
+            "job stable-only on branch stable/2025.1",
+        ]
+    );
+
+    // A base git cannot resolve is a usage error naming it.
+    let (_, stderr, code) = run(&checkout, &state, &["--diff-base", "no-such-ref"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--diff-base no-such-ref"), "{stderr}");
+}
