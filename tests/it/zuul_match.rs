@@ -168,3 +168,100 @@ fn diff_base_takes_the_files_of_the_checkout() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--diff-base no-such-ref"), "{stderr}");
 }
+
+/// `job graph --json` of `zuul_yaml` on `branch`: the jobs in the graph, or the error.
+fn graph_on(zuul_yaml: &str, branch: &str) -> Result<Vec<String>, (i32, String)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("zuul.yaml"), zuul_yaml).unwrap();
+    let out = Command::new(common::gantry_bin())
+        .args([
+            "job",
+            "graph",
+            "--no-library",
+            "--json",
+            "--pipeline",
+            "check",
+        ])
+        .args(["--branch", branch])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect())
+}
+
+#[test]
+fn branches_are_read_as_python_re_reads_them() {
+    // Patterns real configurations use that a strict engine rejects: negative look-ahead,
+    // look-behind, a back-reference; `{regex: ...}` mappings too.
+    let yaml = r#"
+- job:
+    name: not-eol
+    branches: ^(?!.*-eol$).*
+    run: playbooks/x.yaml
+- job:
+    name: not-master
+    branches:
+      - regex: (?!master$)
+    run: playbooks/x.yaml
+- job:
+    name: lookbehind
+    branches: .*(?<!/zed)$
+    run: playbooks/x.yaml
+- job:
+    name: same-twice
+    branches: (\w+)/\1
+    run: playbooks/x.yaml
+- project:
+    check:
+      jobs: [not-eol, not-master, lookbehind, same-twice]
+"#;
+    assert_eq!(graph_on(yaml, "master").unwrap(), ["not-eol", "lookbehind"]);
+    assert_eq!(
+        graph_on(yaml, "stable/zed").unwrap(),
+        ["not-eol", "not-master"]
+    );
+    assert_eq!(
+        graph_on(yaml, "stable/zed-eol").unwrap(),
+        ["not-master", "lookbehind"]
+    );
+    assert_eq!(
+        graph_on(yaml, "foo/foo").unwrap(),
+        ["not-eol", "not-master", "lookbehind", "same-twice"]
+    );
+}
+
+#[test]
+fn a_pattern_that_cannot_compile_is_an_error_at_its_line() {
+    let yaml = "- job:\n    name: broken\n    branches:\n      - stable/(\n    files:\n      - '*.py'\n    run: playbooks/x.yaml\n- project:\n    check:\n      jobs: [broken]\n";
+    let (code, stderr) = graph_on(yaml, "master").unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("zuul.yaml:4:9: ")
+                && l.contains("\"branches\": invalid regular expression \"stable/(\"")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("zuul.yaml:6:9: ")
+                && l.contains("\"files\": invalid regular expression \"*.py\"")),
+        "{stderr}"
+    );
+}
