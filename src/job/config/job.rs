@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::check::Checker;
+pub use super::job_content::{PlaybookDef, SecretUse, Vars};
 use super::job_content::{playbooks, secrets, vars};
 use super::{Loc, Source};
 use crate::text::yaml::{Node, Value};
@@ -109,25 +110,6 @@ pub const EXECUTION_ATTRIBUTES: &[&str] = &[
     "image-build-name",
 ];
 
-/// A playbook entry: a path, or `{name, cleanup, semaphores}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PlaybookDef {
-    pub path: String,
-    /// A post-run playbook that also runs after failure or cancellation.
-    pub cleanup: bool,
-    pub semaphores: Vec<String>,
-    pub loc: Loc,
-}
-
-/// A secret bound to a job definition: `secret` is the stanza name, `name` the variable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SecretUse {
-    pub secret: String,
-    pub name: String,
-    pub pass_to_parent: bool,
-    pub loc: Loc,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Dependency {
     pub name: String,
@@ -139,13 +121,6 @@ pub struct Dependency {
 pub struct ListAttr<T> {
     pub items: Vec<T>,
     pub override_: Option<bool>,
-}
-
-/// A variables mapping (`vars`, `extra-vars`, …) with its `!override` choice.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Vars {
-    pub map: serde_json::Map<String, serde_json::Value>,
-    pub override_: bool,
 }
 
 /// One job variant as written. `None` means "not set by this variant".

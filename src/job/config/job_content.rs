@@ -4,9 +4,37 @@
 //!
 //! Must not: look at other stanzas (a secret's existence is checked in `validate`).
 
+use serde::Serialize;
+
+use super::Loc;
 use super::check::{Checker, is_var_name};
-use super::job::{PlaybookDef, SecretUse, Vars};
 use crate::text::yaml::{Node, Value};
+
+/// A playbook entry: a path, or `{name, cleanup, semaphores}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlaybookDef {
+    pub path: String,
+    /// A post-run playbook that also runs after failure or cancellation.
+    pub cleanup: bool,
+    pub semaphores: Vec<String>,
+    pub loc: Loc,
+}
+
+/// A secret bound to a job definition: `secret` is the stanza name, `name` the variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretUse {
+    pub secret: String,
+    pub name: String,
+    pub pass_to_parent: bool,
+    pub loc: Loc,
+}
+
+/// A variables mapping (`vars`, `extra-vars`, …) with its `!override` choice.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Vars {
+    pub map: serde_json::Map<String, serde_json::Value>,
+    pub override_: bool,
+}
 
 pub(super) fn playbooks(
     ck: &mut Checker<'_>,
