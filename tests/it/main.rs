@@ -26,4 +26,5 @@ mod serve_trust;
 mod trigger;
 mod zuul_graph;
 mod zuul_match;
+mod zuul_registry;
 mod zuul_roles;
