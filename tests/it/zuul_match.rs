@@ -265,3 +265,36 @@ fn a_pattern_that_cannot_compile_is_an_error_at_its_line() {
         "{stderr}"
     );
 }
+
+/// `zuul.executor` has the keys Zuul's executor gives it (`zuul/executor/server.py`,
+/// `AnsibleJob.prepareVars`: `zuul_vars['executor'] = dict(hostname, src_root, log_root,
+/// work_root, result_data_file, inventory_file)`), and `zuul.branch` the chosen branch.
+#[test]
+fn zuul_executor_has_the_keys_zuuls_executor_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::write(
+        dir.join("zuul.yaml"),
+        "- job:\n    name: keys\n    run: playbooks/keys.yaml\n- project:\n    check:\n      jobs: [keys]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("playbooks/keys.yaml"),
+        "- hosts: localhost\n  tasks:\n    - debug:\n        msg: \"executor keys {{ zuul.executor | list | sort | join(',') }} branch {{ zuul.branch }}\"\n",
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (stdout, stderr, code) = run(&dir, &state, &["--branch", "stable/x"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut log = String::new();
+    for e in std::fs::read_dir(state.join("builds")).unwrap() {
+        log.push_str(&std::fs::read_to_string(e.unwrap().path().join("job-output.txt")).unwrap());
+    }
+    assert!(
+        log.contains(
+            "executor keys hostname,inventory_file,log_root,result_data_file,src_root,work_root branch stable/x"
+        ),
+        "{log}"
+    );
+}
