@@ -74,7 +74,12 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
                 .unwrap_or_else(|| cfg.project_name.clone());
             let t1 = Instant::now();
             let change = change.change(&config.dir)?;
-            let graph = JobGraph::build_for(&cfg, &project, &pipeline, &change).usage()?;
+            let graph = if config.allow_external {
+                JobGraph::build_partial(&cfg, &project, &pipeline, &change)
+            } else {
+                JobGraph::build_for(&cfg, &project, &pipeline, &change)
+            }
+            .usage()?;
             if !graph.matchers_evaluated {
                 eprintln!(
                     "note: files and irrelevant-files were not evaluated (no --changed-file or --diff-base)"

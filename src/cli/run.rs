@@ -96,6 +96,8 @@ pub struct RunArgs {
         value_name = "auto|native|docker"
     )]
     pub builder: String,
+    #[command(flatten)]
+    pub change_info: super::config::MatchArgs,
 }
 
 pub(crate) fn state_dir(arg: &Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -177,6 +179,7 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
             .jobs_dir
             .clone()
             .or_else(super::config::default_library_dir),
+        change_info: args.change_info.change(&args.project_dir)?,
         config_repos: args
             .config_repos
             .iter()
@@ -223,6 +226,11 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
     let _ = reporter.await;
     let outcome = match outcome {
         Ok(o) => o,
+        Err(e @ pipeline::PipelineError::NoJobSelected { .. }) => {
+            // Not a failure (Zuul enqueues nothing), but never a silent "SUCCESS".
+            println!("{e}");
+            return Ok(Exit::Success);
+        }
         Err(e) if e.is_usage() => return Err(anyhow!("{e}")).usage(),
         Err(e) => return Err(anyhow!("{e}").into()),
     };

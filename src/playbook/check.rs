@@ -18,13 +18,15 @@ use super::template::is_template;
 use crate::text::suggest;
 
 /// The directories a role name is looked up in, in order: beside the playbook, in the
-/// project, and beside the role that includes it (roles including sibling roles).
+/// project, the job's `roles:` directories, and beside the role that includes it (roles including sibling roles).
 pub fn role_dirs(
     playbook_dir: &Path,
     project_dir: &Path,
+    role_paths: &[PathBuf],
     current_role: Option<&Path>,
 ) -> Vec<PathBuf> {
     let mut dirs = vec![playbook_dir.join("roles"), project_dir.join("roles")];
+    dirs.extend(role_paths.iter().cloned());
     if let Some(parent) = current_role.and_then(Path::parent) {
         dirs.push(parent.to_path_buf());
     }
@@ -243,7 +245,12 @@ impl Checker<'_> {
         if is_template(name) {
             return;
         }
-        let dirs = role_dirs(self.playbook_dir, &self.files.project_dir, current);
+        let dirs = role_dirs(
+            self.playbook_dir,
+            &self.files.project_dir,
+            &self.files.role_paths,
+            current,
+        );
         if native_replaces(name, &dirs, self.native) {
             if tasks_from.is_some() {
                 self.at(

@@ -58,6 +58,9 @@ pub struct PlaybookContext<'a> {
     /// Where `roles/<name>/` is looked up (besides `roles/` beside the playbook), and what
     /// file names in messages are relative to.
     pub project_dir: &'a Path,
+    /// Role directories from the job's `roles:` (tenant repositories' `roles/`, bare
+    /// roles), searched after the project's own roles.
+    pub role_paths: &'a [PathBuf],
     /// The working directory of `shell`/`command`, and the base of relative paths of
     /// `copy`, `template`, `file`, `stat` and `zuul_return: file`.
     pub work_dir: &'a Path,
@@ -94,7 +97,7 @@ pub async fn run_playbook(
     path: &Path,
     ctx: &PlaybookContext<'_>,
 ) -> Result<PlaybookOutcome, PlaybookError> {
-    let (files, plays, errors) = load(path, ctx.project_dir, ctx.native);
+    let (files, plays, errors) = load(path, ctx.project_dir, ctx.role_paths, ctx.native);
     if !errors.is_empty() {
         return Err(PlaybookError::from_list(errors));
     }
@@ -136,7 +139,17 @@ pub fn check_playbook(
     project_dir: &Path,
     native: &dyn NativeRoles,
 ) -> Result<(), Vec<PlaybookError>> {
-    let (_, _, errors) = load(path, project_dir, native);
+    check_playbook_with(path, project_dir, &[], native)
+}
+
+/// [`check_playbook`] with the job's role directories (`roles:`) on the role path.
+pub fn check_playbook_with(
+    path: &Path,
+    project_dir: &Path,
+    role_paths: &[PathBuf],
+    native: &dyn NativeRoles,
+) -> Result<(), Vec<PlaybookError>> {
+    let (_, _, errors) = load(path, project_dir, role_paths, native);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -149,10 +162,12 @@ pub fn check_playbook(
 fn load(
     path: &Path,
     project_dir: &Path,
+    role_paths: &[PathBuf],
     native: &dyn NativeRoles,
 ) -> (Files, Vec<Play>, Vec<PlaybookError>) {
     let files = Files {
         project_dir: project_dir.to_path_buf(),
+        role_paths: role_paths.to_vec(),
     };
     let (plays, mut errors) = files.playbook(path);
     let playbook_dir = path.parent().unwrap_or(Path::new("."));
@@ -657,6 +672,7 @@ mod tests {
         }
         let ctx = PlaybookContext {
             project_dir: d.path(),
+            role_paths: &[],
             work_dir: d.path(),
             vars: Vars::default(),
             inventory: &Inventory::localhost(),

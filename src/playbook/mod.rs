@@ -26,7 +26,8 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 pub use interp::{
-    GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, run_playbook,
+    GANTRY_ENVIRONMENT, PlaybookContext, PlaybookOutcome, check_playbook, check_playbook_with,
+    run_playbook,
 };
 pub use inventory::{Group, Host, Inventory};
 pub use model::{PlaybookError, Pos};

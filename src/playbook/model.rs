@@ -222,6 +222,8 @@ impl Action {
 #[derive(Clone, Debug)]
 pub struct Files {
     pub project_dir: PathBuf,
+    /// The job's role directories (`roles:`), after the project's.
+    pub role_paths: Vec<PathBuf>,
 }
 
 impl Files {

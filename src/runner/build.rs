@@ -184,6 +184,13 @@ impl Build {
         });
         let run = PlaybookContext {
             project_dir: &pb.root,
+            role_paths: self
+                .ctx
+                .opts
+                .role_paths
+                .get(&self.job.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
             work_dir: &self.work,
             vars,
             inventory: &self.inventory,

@@ -98,7 +98,7 @@ pub struct Chosen {
 pub async fn choose(
     kind: ExecutorKind,
     ansible: Option<&Path>,
-    playbooks: &[(PathBuf, PathBuf)],
+    playbooks: &[(PathBuf, PathBuf, Vec<PathBuf>)],
     native: &dyn NativeRoles,
 ) -> Result<Chosen, ExecutorError> {
     let real = |a: Ansible| Chosen {
@@ -118,11 +118,13 @@ pub async fn choose(
         ExecutorKind::Auto => {
             let mut problems = Vec::new();
             let mut seen = std::collections::BTreeSet::new();
-            for (path, root) in playbooks {
-                if !seen.insert(path.clone()) {
+            for (path, root, role_paths) in playbooks {
+                if !seen.insert((path.clone(), role_paths.clone())) {
                     continue;
                 }
-                if let Err(errors) = crate::playbook::check_playbook(path, root, native) {
+                if let Err(errors) =
+                    crate::playbook::check_playbook_with(path, root, role_paths, native)
+                {
                     problems.extend(errors.into_iter().map(|e| format!("  {e}")));
                 }
             }

@@ -18,6 +18,7 @@ mod inventory;
 pub mod log;
 pub mod pipeline;
 pub mod records;
+pub mod roles;
 pub mod vars;
 
 pub use executor::{ExecutorError, ExecutorKind, interpreter};
@@ -104,6 +105,10 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     /// Where the project's secret keys are (`gantry secret keygen --key-dir`).
     pub key_dir: Option<PathBuf>,
+    /// The change's target branch (`zuul.branch`; `None`: master).
+    pub branch: Option<String>,
+    /// Per job: the role directories its `roles:` attribute names (`runner::roles`).
+    pub role_paths: HashMap<String, Vec<PathBuf>>,
 }
 
 /// One build's outcome.
@@ -185,7 +190,7 @@ pub async fn run_buildset(
     let buildset = uuid::Uuid::new_v4().simple().to_string();
     let item = ItemRef {
         project: config.project_name.clone(),
-        branch: None,
+        branch: opts.branch.clone(),
         change: opts.change.clone(),
         patchset: opts.patchset.clone(),
     };
@@ -533,6 +538,8 @@ mod tests {
             data_vars: Map::new(),
             state_dir: dir.path().join("state"),
             key_dir: None,
+            branch: None,
+            role_paths: HashMap::new(),
         };
         let report = run_buildset(
             config,

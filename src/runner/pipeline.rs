@@ -32,6 +32,18 @@ pub enum PipelineError {
     /// The project's configuration or the request is wrong (the user's to fix).
     #[error("{0}")]
     Config(String),
+    /// The matchers (`branches`, `files`, `irrelevant-files`) selected no job for this
+    /// change: nothing ran (Zuul reports nothing then). Not a failure.
+    #[error(
+        "no job of pipeline {pipeline} runs for this change (branch {branch}{files}): {} left out by files, irrelevant-files or branches",
+        .not_matched.join(", ")
+    )]
+    NoJobSelected {
+        pipeline: String,
+        branch: String,
+        files: String,
+        not_matched: Vec<String>,
+    },
     #[error("starting the local intermediate registry in {path}: {message}")]
     Registry { path: PathBuf, message: String },
     #[error("reading build records of {project} change {change}: {message}")]
@@ -72,6 +84,9 @@ pub struct PipelineRequest {
     pub host_root: Option<PathBuf>,
     pub key_dir: Option<PathBuf>,
     pub library_dir: Option<PathBuf>,
+    /// The change's branch and files for Zuul's matchers (`--branch`, `--changed-file`,
+    /// `--diff-base`); the default evaluates nothing and every listed job runs.
+    pub change_info: crate::job::matchers::ChangeInfo,
     /// Tenant repositories (`--config-repo`), in order.
     pub config_repos: Vec<crate::job::ConfigRepo>,
     pub ca_certs: Vec<PathBuf>,
@@ -135,8 +150,34 @@ pub async fn run_pipeline(
     .map_err(|e| PipelineError::Config(e.to_string()))?;
     // The directory's name, or the name the project's own stanza gives itself.
     let project = config.project_name.clone();
-    let graph = JobGraph::build(&config, &project, &req.pipeline)
+    let graph = JobGraph::build_for(&config, &project, &req.pipeline, &req.change_info)
         .map_err(|e| PipelineError::Config(e.to_string()))?;
+    if graph.is_empty() {
+        let files = match &req.change_info.files {
+            Some(f) => format!(
+                ", {} changed file{}",
+                f.len(),
+                if f.len() == 1 { "" } else { "s" }
+            ),
+            None => String::new(),
+        };
+        return Err(PipelineError::NoJobSelected {
+            pipeline: req.pipeline.clone(),
+            branch: req
+                .change_info
+                .branch
+                .clone()
+                .unwrap_or_else(|| "master".into()),
+            files,
+            not_matched: graph.not_matched.clone(),
+        });
+    }
+    if !graph.not_matched.is_empty() {
+        note(format!(
+            "not run for this change (files, irrelevant-files, branches): {}",
+            graph.not_matched.join(", ")
+        ));
+    }
 
     // 2. intermediate registry
     let mut local_registry = None;
@@ -191,7 +232,27 @@ pub async fn run_pipeline(
         }
     }
 
-    // 4. the buildset
+    // 4. the buildset: each job's `roles:` first (a reference nothing resolves is a
+    // configuration error), bare roles linked under a directory that lives for the run.
+    let role_links = tempfile::Builder::new()
+        .prefix("roles-")
+        .tempdir_in(&req.state_dir)
+        .map_err(|e| PipelineError::Config(format!("creating a role directory: {e}")))?;
+    let sources = super::roles::RoleSources {
+        project: &project,
+        project_dir: &project_dir,
+        repos: &req.config_repos,
+    };
+    let mut role_paths: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for (ix, job) in graph.jobs().enumerate() {
+        let (paths, notes) =
+            super::roles::job_role_paths(job, &sources, &role_links.path().join(ix.to_string()))
+                .map_err(|e| PipelineError::Config(e.to_string()))?;
+        for n in notes {
+            note(format!("note: {n}"));
+        }
+        role_paths.insert(job.name.clone(), paths);
+    }
     let publication = ClientOptions {
         ca_certs: req.ca_certs.clone(),
         ..ClientOptions::default()
@@ -230,17 +291,20 @@ pub async fn run_pipeline(
         data_vars: req.data_vars.clone(),
         state_dir: req.state_dir.clone(),
         key_dir: req.key_dir.clone(),
+        branch: req.change_info.branch.clone(),
+        role_paths: role_paths.clone(),
     };
-    let playbooks: Vec<(PathBuf, PathBuf)> = graph
+    let playbooks: Vec<(PathBuf, PathBuf, Vec<PathBuf>)> = graph
         .jobs()
         .flat_map(|j| {
+            let roles = role_paths.get(&j.name).cloned().unwrap_or_default();
             j.pre_run
                 .iter()
                 .chain(&j.run)
                 .chain(&j.post_run)
                 .chain(&j.cleanup_run)
+                .map(move |pb| (pb.root.join(&pb.path), pb.root.clone(), roles.clone()))
         })
-        .map(|pb| (pb.root.join(&pb.path), pb.root.clone()))
         .collect();
     let native = crate::roles::NativeRoleSet { env: env.clone() };
     let chosen = super::executor::choose(req.executor, req.ansible.as_deref(), &playbooks, &native)
@@ -299,6 +363,7 @@ pub async fn run_pipeline(
         .err()
         .map(|e| e.to_string());
     drop(env);
+    drop(role_links);
     Ok(PipelineOutcome {
         report,
         local_registry,

@@ -243,6 +243,9 @@ async fn request(svc: &Service, x: &ExecutionRow) -> Result<PipelineRequest, Str
         key_dir: svc.run.key_dir.clone(),
         library_dir: svc.run.library_dir.clone(),
         config_repos: trigger.config_repos.clone(),
+        // An image push is a ref-updated event: no files, so every listed job runs (as
+        // Zuul does for ref-updated).
+        change_info: Default::default(),
         ca_certs: svc.run.ca_certs.clone(),
         executor: trigger.executor,
         ansible: None,

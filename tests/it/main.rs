@@ -33,3 +33,7 @@ mod serve_scale;
 mod serve_scale_pg;
 mod serve_trust;
 mod trigger;
+mod zuul_graph;
+mod zuul_match;
+mod zuul_registry;
+mod zuul_roles;

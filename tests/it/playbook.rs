@@ -184,6 +184,7 @@ async fn run_in(
     let work = tempfile::tempdir().unwrap();
     let ctx = PlaybookContext {
         project_dir,
+        role_paths: &[],
         work_dir: work.path(),
         vars,
         inventory: &playbook::Inventory::localhost(),

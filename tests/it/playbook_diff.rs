@@ -168,6 +168,7 @@ async fn builtin(case: &Path, dir: &Path) -> Observed {
     let sink = Records::default();
     let ctx = PlaybookContext {
         project_dir: dir,
+        role_paths: &[],
         work_dir: dir,
         vars: Vars::default(),
         inventory: &playbook::Inventory::localhost(),

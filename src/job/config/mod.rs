@@ -7,6 +7,7 @@
 
 mod check;
 mod job;
+mod job_content;
 mod load;
 mod project;
 mod stanzas;

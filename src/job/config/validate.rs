@@ -172,7 +172,7 @@ pub(crate) fn validate(config: &mut Config, errors: &mut Vec<ConfigError>, optio
                     loc: at.clone(),
                     stanza: format!("job \"{name}\""),
                     message: format!(
-                        "nodeset {ns} is not defined here (gantry runs every job on one host)"
+                        "nodeset {ns} is not defined here (its jobs run on the default one-node nodeset, localhost)"
                     ),
                 });
             }

@@ -230,6 +230,7 @@ pub(super) fn apply(
         for r in roles {
             if !job.roles.contains(r) {
                 job.roles.push(r.clone());
+                job.role_locs.push(loc("roles"));
             }
         }
         job.merged("roles", &loc("roles"));

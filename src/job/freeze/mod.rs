@@ -145,6 +145,9 @@ pub struct FrozenJob {
     pub branches: Vec<String>,
     pub semaphores: Vec<String>,
     pub roles: Vec<Json>,
+    /// Where each entry of `roles` was written (the definition's `roles:` key), same order.
+    #[serde(skip)]
+    pub role_locs: Vec<Loc>,
     pub required_projects: Vec<Json>,
     /// Other Zuul attributes, as the last definition setting them wrote them.
     pub other: BTreeMap<String, Json>,
@@ -191,6 +194,7 @@ impl FrozenJob {
             branches: vec![],
             semaphores: vec![],
             roles: vec![],
+            role_locs: vec![],
             required_projects: vec![],
             other: BTreeMap::new(),
             provenance: BTreeMap::new(),

@@ -40,6 +40,16 @@ fn definition_files(job: &FrozenJob) -> Vec<String> {
         .collect()
 }
 
+/// The ancestor outside the given repositories that stopped a freeze: an external parent,
+/// or a listed job that is itself external (accepted with `--allow-external`).
+fn external_ancestor(config: &Config, error: &FreezeError) -> Option<String> {
+    match error {
+        FreezeError::External { parent, .. } => Some(parent.clone()),
+        FreezeError::NotDefined { job, .. } if config.external.contains(job) => Some(job.clone()),
+        _ => None,
+    }
+}
+
 /// A graph problem; messages follow Zuul's wording where Zuul has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -164,6 +174,20 @@ pub struct JobGraph {
     pub matchers_evaluated: bool,
     /// Listed jobs the matchers left out, in configuration order.
     pub not_matched: Vec<String>,
+    /// Partial graphs only ([`JobGraph::build_partial`]): ancestors defined in no given
+    /// repository, each once, in the order first met.
+    pub external: Vec<ExternalNode>,
+    /// Partial graphs only: listed jobs that could not be frozen because an ancestor is
+    /// external, in configuration order.
+    pub not_frozen: Vec<String>,
+}
+
+/// An ancestor (or a listed job) that no given repository defines (`--allow-external`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExternalNode {
+    pub name: String,
+    /// The listed jobs that cannot be frozen without it, in configuration order.
+    pub needed_by: Vec<String>,
 }
 
 impl JobGraph {
@@ -180,6 +204,29 @@ impl JobGraph {
         project: &str,
         pipeline: &str,
         change: &ChangeInfo,
+    ) -> Result<JobGraph, GraphErrors> {
+        JobGraph::build_inner(config, project, pipeline, change, false)
+    }
+
+    /// [`JobGraph::build_for`] for display with `--allow-external`: jobs that cannot be
+    /// frozen because an ancestor lives in a repository not given are left out of the
+    /// graph and listed in [`JobGraph::not_frozen`]; each such ancestor is one
+    /// [`ExternalNode`]. Every other error is still an error.
+    pub fn build_partial(
+        config: &Config,
+        project: &str,
+        pipeline: &str,
+        change: &ChangeInfo,
+    ) -> Result<JobGraph, GraphErrors> {
+        JobGraph::build_inner(config, project, pipeline, change, true)
+    }
+
+    fn build_inner(
+        config: &Config,
+        project: &str,
+        pipeline: &str,
+        change: &ChangeInfo,
+        partial: bool,
     ) -> Result<JobGraph, GraphErrors> {
         let jobs = pipeline_jobs(config, project, pipeline).map_err(|error| GraphErrors {
             errors: vec![GraphError::Freeze {
@@ -199,7 +246,15 @@ impl JobGraph {
         let mut errors = vec![];
         let mut frozen = vec![];
         let mut not_matched = vec![];
+        let mut external: Vec<ExternalNode> = vec![];
+        let mut not_frozen: Vec<String> = vec![];
         for ListedJob { name, at, ctx } in &jobs {
+            // Zuul runs a job only when one of its own variants matches the branch ("No
+            // matching variants"); the project's entry alone does not make it run.
+            if !select::some_variant_matches(config, name, change) {
+                not_matched.push(name.clone());
+                continue;
+            }
             let mut ctx = ctx.clone();
             ctx.branch = change.branch.clone();
             match freeze(config, name, &ctx) {
@@ -208,6 +263,19 @@ impl JobGraph {
                 }
                 Ok(job) => frozen.push((job, at.clone())),
                 Err(error) => {
+                    if let Some(ancestor) =
+                        partial.then(|| external_ancestor(config, &error)).flatten()
+                    {
+                        match external.iter_mut().find(|e| e.name == ancestor) {
+                            Some(e) => e.needed_by.push(name.clone()),
+                            None => external.push(ExternalNode {
+                                name: ancestor,
+                                needed_by: vec![name.clone()],
+                            }),
+                        }
+                        not_frozen.push(name.clone());
+                        continue;
+                    }
                     let error = match error {
                         FreezeError::NotDefined { job, at: None } => FreezeError::NotDefined {
                             job,
@@ -228,11 +296,14 @@ impl JobGraph {
                 GraphError::Freeze { job, .. } => Some(job.clone()),
                 _ => None,
             })
+            .chain(not_frozen.iter().cloned())
             .collect();
         let graph =
             JobGraph::from_frozen(project, pipeline, frozen, config, &failed).map(|mut g| {
                 g.matchers_evaluated = change.files.is_some();
                 g.not_matched = not_matched;
+                g.external = external;
+                g.not_frozen = not_frozen;
                 g
             });
         match graph {
@@ -305,6 +376,8 @@ impl JobGraph {
             index,
             matchers_evaluated: false,
             not_matched: vec![],
+            external: vec![],
+            not_frozen: vec![],
         };
         for cycle in g.cycles() {
             let first = g.index[&cycle[0]];

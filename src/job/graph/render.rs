@@ -23,6 +23,13 @@ impl JobGraph {
             self.len(),
             if self.len() == 1 { "" } else { "s" }
         );
+        if !self.not_frozen.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} not frozen: defined, or an ancestor defined, in a repository not given (--allow-external)",
+                self.not_frozen.len()
+            );
+        }
         if !self.not_matched.is_empty() {
             let _ = writeln!(
                 out,
@@ -31,7 +38,31 @@ impl JobGraph {
             );
         }
         let mut printed = BTreeSet::new();
+        // Each external ancestor once, over the listed jobs that need it and, under those,
+        // the frozen jobs that depend on them.
+        for ext in &self.external {
+            let _ = writeln!(
+                out,
+                "{}  [external: defined in no given repository]",
+                ext.name
+            );
+            for job in &ext.needed_by {
+                // A listed job that is itself external is the external node.
+                let depth = if *job == ext.name {
+                    1
+                } else {
+                    let _ = writeln!(out, "  {job}  [not frozen]");
+                    2
+                };
+                for (child, soft) in self.dependents_of_unfrozen(job) {
+                    self.text_node(child, depth, Some(soft), &mut printed, &mut out);
+                }
+            }
+        }
         for ix in self.graph.node_indices() {
+            if printed.contains(&ix) {
+                continue;
+            }
             if self
                 .graph
                 .neighbors_directed(ix, Direction::Incoming)
@@ -42,6 +73,20 @@ impl JobGraph {
             }
         }
         out
+    }
+
+    /// Frozen jobs that list `name` (a job not in the graph) as a dependency: `(job, soft)`.
+    fn dependents_of_unfrozen(&self, name: &str) -> Vec<(NodeIndex, bool)> {
+        self.graph
+            .node_indices()
+            .filter_map(|ix| {
+                self.graph[ix]
+                    .dependencies
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| (ix, d.soft))
+            })
+            .collect()
     }
 
     fn text_node(
@@ -118,6 +163,32 @@ impl JobGraph {
                 escape(&job.name)
             );
         }
+        for ext in &self.external {
+            let name = escape(&ext.name);
+            let _ = writeln!(
+                out,
+                "  \"{name}\" [label=\"{name}\\n(external)\", style=dotted];"
+            );
+            for job in ext.needed_by.iter().filter(|j| **j != ext.name) {
+                let job = escape(job);
+                let _ = writeln!(
+                    out,
+                    "  \"{job}\" [label=\"{job}\\n(not frozen)\", style=\"dashed,filled\", fillcolor=lightgrey];"
+                );
+                let _ = writeln!(out, "  \"{name}\" -> \"{job}\" [style=dotted];");
+            }
+        }
+        for job in &self.not_frozen {
+            for (child, soft) in self.dependents_of_unfrozen(job) {
+                let style = if soft { " [style=dashed]" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" -> \"{}\"{style};",
+                    escape(job),
+                    escape(&self.graph[child].name)
+                );
+            }
+        }
         for e in self.graph.edge_indices() {
             if let Some((a, b)) = self.graph.edge_endpoints(e) {
                 let style = if self.graph[e] { " [style=dashed]" } else { "" };
@@ -134,7 +205,8 @@ impl JobGraph {
     }
 
     /// `{project, pipeline, jobs: [{name, dependencies: [{name, soft}], provides, requires,
-    /// voting, error}]}`.
+    /// voting, error}]}`, plus `external: [{name, needed_by}]` and `not_frozen` for a
+    /// partial graph.
     pub fn to_json(&self) -> serde_json::Value {
         let jobs: Vec<serde_json::Value> = self
             .jobs()
@@ -154,7 +226,13 @@ impl JobGraph {
                 })
             })
             .collect();
-        serde_json::json!({"project": self.project, "pipeline": self.pipeline, "jobs": jobs})
+        let mut v =
+            serde_json::json!({"project": self.project, "pipeline": self.pipeline, "jobs": jobs});
+        if !self.external.is_empty() {
+            v["external"] = serde_json::json!(self.external);
+            v["not_frozen"] = serde_json::json!(self.not_frozen);
+        }
+        v
     }
 }
 

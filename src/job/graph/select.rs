@@ -1,8 +1,22 @@
 //! Which frozen jobs of a pipeline run for a change: branch and file matchers applied to a
 //! frozen job (the patterns themselves are `job::matchers`, which knows nothing of jobs).
 
+use crate::job::config::Config;
 use crate::job::freeze::FrozenJob;
 use crate::job::matchers::{ChangeInfo, branch_matches, re_match};
+
+/// Does a variant of `name` itself (not a parent's) match the change's branch? A job
+/// defined nowhere is left for the freeze to report.
+pub fn some_variant_matches(config: &Config, name: &str, change: &ChangeInfo) -> bool {
+    config.jobs.get(name).is_none_or(|variants| {
+        variants.iter().any(|v| {
+            branch_matches(
+                v.branches.as_deref().unwrap_or_default(),
+                change.branch.as_deref(),
+            )
+        })
+    })
+}
 
 /// Does `job` run for `change`? `config_files` are the files (relative to the project) the
 /// job's definitions come from.

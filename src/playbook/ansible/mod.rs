@@ -148,6 +148,7 @@ struct Prepared {
 fn prepare(
     playbook: &Path,
     ctx_project: &Path,
+    role_paths: &[PathBuf],
     work_dir: &Path,
     native_names: &[String],
     inv: &crate::playbook::Inventory,
@@ -209,8 +210,13 @@ fn prepare(
     let local_tmp = d.join("tmp");
     let project_roles = ctx_project.join("roles");
     let playbook_roles = playbook.parent().unwrap_or(Path::new(".")).join("roles");
+    // The job's `roles:` directories come after the project's, as in Zuul's roles_path
+    // (zuul/executor/server.py, prepareZuulRole), and before gantry's stand-ins.
+    let mut roles: Vec<&Path> = vec![&playbook_roles, &project_roles];
+    roles.extend(role_paths.iter().map(PathBuf::as_path));
+    roles.push(&stand_ins);
     let cfg = inventory::ansible_cfg(&inventory::CfgPaths {
-        roles: vec![&playbook_roles, &project_roles, &stand_ins],
+        roles,
         action_plugins: &plugins,
         facts: &facts,
         local_tmp: &local_tmp,
@@ -254,13 +260,19 @@ pub async fn run_playbook(
         absolute(ctx.project_dir)?,
         absolute(ctx.work_dir)?,
     );
+    let role_paths = ctx
+        .role_paths
+        .iter()
+        .map(|p| absolute(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let vars = split_vars(&ctx.vars);
     let inv = ctx.inventory.clone();
-    let prepared =
-        tokio::task::spawn_blocking(move || prepare(&pb, &project, &work, &names, &inv, vars))
-            .await
-            .map_err(|e| AnsibleError::Prepare(e.to_string()))?
-            .map_err(AnsibleError::Prepare)?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(&pb, &project, &role_paths, &work, &names, &inv, vars)
+    })
+    .await
+    .map_err(|e| AnsibleError::Prepare(e.to_string()))?
+    .map_err(AnsibleError::Prepare)?;
 
     // 2. the native roles' socket
     let socket = prepared.dir.path().join("native.sock");

@@ -104,6 +104,7 @@ impl Interp<'_, '_> {
         let dirs = role_dirs(
             &self.playbook_dir,
             self.ctx.project_dir,
+            self.ctx.role_paths,
             f.role.as_ref().map(|r| r.dir.as_path()),
         );
         // Project roles win: native only for a zuul-jobs name the project does not ship.
@@ -173,6 +174,7 @@ impl Interp<'_, '_> {
         let dirs = role_dirs(
             &self.playbook_dir,
             self.ctx.project_dir,
+            self.ctx.role_paths,
             rf.role.as_ref().map(|r| r.dir.as_path()),
         );
         if native_replaces(name, &dirs, self.ctx.native) {

@@ -8,6 +8,7 @@ fn parse_tasks(text: &str) -> (Vec<Task>, Vec<String>) {
     std::fs::write(&path, text).unwrap();
     let files = Files {
         project_dir: dir.path().to_path_buf(),
+        role_paths: Vec::new(),
     };
     match files.tasks(&path) {
         Ok(t) => (t, Vec::new()),

@@ -38,6 +38,7 @@ pub(super) async fn include_vars(
     let loaded = tokio::task::spawn_blocking(move || {
         Files {
             project_dir: std::path::PathBuf::new(),
+            role_paths: Vec::new(),
         }
         .vars(&path)
     })
