@@ -68,55 +68,40 @@ pub struct Vars {
 
 impl Vars {
     pub fn set(&mut self, k: impl Into<String>, v: Value) {
-        self.map.insert(
-            k.into(),
-            Var {
-                value: v,
-                unsafe_: false,
-                secret: false,
-                extra: false,
-            },
-        );
+        self.put(k, v, false, false, false);
     }
 
     /// A secret: never templated, and its strings are in [`Vars::secret_strings`].
     pub fn set_unsafe(&mut self, k: impl Into<String>, v: Value) {
-        self.map.insert(
-            k.into(),
-            Var {
-                value: v,
-                unsafe_: true,
-                secret: true,
-                extra: false,
-            },
-        );
+        self.put(k, v, true, true, false);
     }
 
     /// A value used as it is, never templated, but no secret: registered results and
     /// facts (command output holding `{{` must not be evaluated).
     pub fn set_verbatim(&mut self, k: impl Into<String>, v: Value) {
-        self.map.insert(
-            k.into(),
-            Var {
-                value: v,
-                unsafe_: true,
-                secret: false,
-                extra: false,
-            },
-        );
+        self.put(k, v, true, false, false);
     }
 
     /// An extra var (Ansible's `-e`): templated, above play, inventory and facts.
     pub fn set_extra(&mut self, k: impl Into<String>, v: Value) {
-        self.map.insert(
-            k.into(),
-            Var {
-                value: v,
-                unsafe_: false,
-                secret: false,
-                extra: true,
-            },
-        );
+        self.put(k, v, false, false, true);
+    }
+
+    fn put(
+        &mut self,
+        k: impl Into<String>,
+        value: Value,
+        unsafe_: bool,
+        secret: bool,
+        extra: bool,
+    ) {
+        let var = Var {
+            value,
+            unsafe_,
+            secret,
+            extra,
+        };
+        self.map.insert(k.into(), var);
     }
 
     /// Data from outside passed as an extra var: never templated.

@@ -293,6 +293,26 @@ impl Storage {
         Ok(())
     }
 
+    /// A session as a request continues it: its lock held, its state loaded and checked
+    /// against `start` (from `Content-Range`), its buffered parts resumed.
+    async fn continue_session<'a>(
+        &'a self,
+        repo: &str,
+        id: &str,
+        start: Option<u64>,
+    ) -> Result<Session<'a>> {
+        let _guard = self.upload_lock(id).lock_owned().await;
+        let (state, version) = self.load_state(Some(repo), id).await?;
+        check_start(&state, start)?;
+        let parts = self.resume(id, &state).await?;
+        Ok(Session {
+            _guard,
+            state,
+            version,
+            parts,
+        })
+    }
+
     /// Appends `body` to a session. `start`, when given (from `Content-Range`), must equal
     /// the current offset: chunks arrive in order or not at all.
     pub async fn upload_append<S, E>(
@@ -306,11 +326,12 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let lock = self.upload_lock(id);
-        let _guard = lock.lock().await;
-        let (mut state, version) = self.load_state(Some(repo), id).await?;
-        check_start(&state, start)?;
-        let mut parts = self.resume(id, &state).await?;
+        let Session {
+            _guard,
+            mut state,
+            version,
+            mut parts,
+        } = self.continue_session(repo, id, start).await?;
         let result = self.append_body(id, &mut state, &mut parts, body).await?;
         self.checkpoint(id, &mut state, &mut parts, version).await?;
         result?;
@@ -335,11 +356,12 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let lock = self.upload_lock(id);
-        let _guard = lock.lock().await;
-        let (mut state, version) = self.load_state(Some(repo), id).await?;
-        check_start(&state, start)?;
-        let mut parts = self.resume(id, &state).await?;
+        let Session {
+            _guard,
+            mut state,
+            version,
+            mut parts,
+        } = self.continue_session(repo, id, start).await?;
         if let Err(e) = self.append_body(id, &mut state, &mut parts, body).await? {
             self.checkpoint(id, &mut state, &mut parts, version).await?;
             return Err(e);
@@ -474,6 +496,14 @@ impl Storage {
         }
         Ok(h.finish())
     }
+}
+
+/// See [`Storage::continue_session`].
+struct Session<'a> {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    state: State,
+    version: String,
+    parts: Parts<'a>,
 }
 
 fn check_start(state: &State, start: Option<u64>) -> Result<()> {
