@@ -27,6 +27,7 @@ mod registry_interop;
 mod registry_ops;
 mod registry_s3;
 mod registry_s3_interop;
+mod registry_s3_parts;
 mod registry_spec;
 mod run;
 mod serve_scale;

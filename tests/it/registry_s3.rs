@@ -71,6 +71,11 @@ impl Moto {
 
     /// In-process storage on `bucket`.
     pub fn storage(&self, bucket: &str, prefix: &str) -> Storage {
+        Storage::with_driver(Arc::new(self.driver(bucket, prefix)))
+    }
+
+    /// An S3 driver on `bucket`.
+    pub fn driver(&self, bucket: &str, prefix: &str) -> S3Driver {
         common::crypto();
         let builder = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
@@ -78,8 +83,7 @@ impl Moto {
             .with_region("us-east-1")
             .with_access_key_id("test")
             .with_secret_access_key("test");
-        let driver = S3Driver::from_builder(builder, bucket, prefix).unwrap();
-        Storage::with_driver(Arc::new(driver))
+        S3Driver::from_builder(builder, bucket, prefix).unwrap()
     }
 }
 

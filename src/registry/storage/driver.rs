@@ -15,7 +15,7 @@
 //!   The handle and part ids are strings, so a session's state can be persisted and the
 //!   write resumed by another process.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -163,4 +163,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Drops a streamed write.
     async fn part_abort(&self, key: &str, handle: &str) -> Result<()>;
+
+    /// Drops streamed writes that nobody has continued for `max_idle` (their request
+    /// died: a killed server, a client gone) and that no upload session owns; how many.
+    /// Object stores keep such a write until it is aborted; the filesystem's staging
+    /// files are swept with `tmp/`, so the default does nothing.
+    async fn sweep_parts(&self, _max_idle: Duration, _dry_run: bool) -> Result<usize> {
+        Ok(0)
+    }
 }

@@ -13,12 +13,21 @@
 //! - The last-referenced time of an object is the later of its own `Last-Modified` and
 //!   that of an empty marker `_touch/<key>`: S3 cannot renew an object's time in place
 //!   (a copy onto itself is refused), and re-writing a blob would copy its bytes.
+//! - Every multipart upload in progress has a record `_parts/<hash of key and handle>`
+//!   (its key and handle), renewed while parts arrive and removed when it is completed or
+//!   aborted. A request killed half-way leaves an uncompleted multipart upload that S3
+//!   keeps (invisible, but stored and billed) until it is aborted; the sweep
+//!   ([`Driver::sweep_parts`]) aborts those whose record went stale.
+//! - A rename is a server-side copy, which S3 allows up to 5 GiB; a larger object is
+//!   copied part by part through this process (object_store has no `UploadPartCopy`).
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
@@ -26,6 +35,7 @@ use object_store::path::Path;
 use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
+use serde::{Deserialize, Serialize};
 
 use super::driver::{ByteStream, Driver, Entry, Meta, Mode, Put};
 use super::{Result, StorageError};
@@ -36,11 +46,34 @@ const MIN_PART: usize = 5 << 20;
 /// Where the touch markers live, beside the registry's own top-level prefixes.
 const TOUCH: &str = "_touch";
 
+/// Where the records of multipart uploads in progress live.
+const PARTS: &str = "_parts";
+
+/// A record is renewed at most this often while parts arrive.
+const RECORD_RENEW: Duration = Duration::from_secs(60);
+
+/// S3's largest server-side copy (`CopyObject`).
+const COPY_LIMIT: u64 = 5 << 30;
+
+/// Part size of a copy through this process (S3 allows 10,000 parts).
+const COPY_PART: u64 = 16 << 20;
+
+/// The record of a multipart upload in progress.
+#[derive(Serialize, Deserialize)]
+struct PartsRecord {
+    key: String,
+    handle: String,
+}
+
 pub struct S3Driver {
     store: Arc<AmazonS3>,
     bucket: String,
     /// Key prefix inside the bucket, without a trailing `/` ("" for none).
     prefix: String,
+    /// Objects larger than this are copied part by part.
+    copy_limit: u64,
+    /// When this process last wrote each open upload's record.
+    renewed: Mutex<HashMap<String, Instant>>,
 }
 
 fn err(context: impl Into<String>, e: object_store::Error) -> StorageError {
@@ -75,7 +108,16 @@ impl S3Driver {
             store: Arc::new(store),
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
+            copy_limit: COPY_LIMIT,
+            renewed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Copies objects larger than `limit` part by part instead of server-side (S3's own
+    /// limit is 5 GiB; tests set a small one to take that path).
+    pub fn with_copy_limit(mut self, limit: u64) -> S3Driver {
+        self.copy_limit = limit;
+        self
     }
 
     fn path(&self, key: &str) -> Path {
@@ -105,6 +147,113 @@ impl S3Driver {
             .try_collect()
             .await
             .map_err(|e| err(format!("list {prefix}"), e))
+    }
+
+    /// The record key of the multipart upload `handle` of `key`.
+    fn record_key(key: &str, handle: &str) -> String {
+        let d = crate::oci::Digest::of(
+            crate::oci::Algorithm::Sha256,
+            format!("{key}\n{handle}").as_bytes(),
+        );
+        format!("{PARTS}/{}", d.hex())
+    }
+
+    /// Writes (or renews) the record of an upload in progress.
+    async fn record(&self, key: &str, handle: &str) -> Result<()> {
+        let rk = Self::record_key(key, handle);
+        let json = serde_json::to_vec(&PartsRecord {
+            key: key.to_string(),
+            handle: handle.to_string(),
+        })
+        .map_err(|e| StorageError::Io {
+            context: format!("encoding {rk}"),
+            source: std::io::Error::other(e),
+        })?;
+        let p = self.path(&rk);
+        self.store
+            .put(&p, PutPayload::from(json))
+            .await
+            .map_err(|e| err(format!("put {p}"), e))?;
+        self.renewed_map().insert(rk, Instant::now());
+        Ok(())
+    }
+
+    /// Renews the record when it was last written more than [`RECORD_RENEW`] ago here.
+    async fn renew_record(&self, key: &str, handle: &str) -> Result<()> {
+        let rk = Self::record_key(key, handle);
+        let fresh = self
+            .renewed_map()
+            .get(&rk)
+            .is_some_and(|t| t.elapsed() < RECORD_RENEW);
+        if fresh {
+            Ok(())
+        } else {
+            self.record(key, handle).await
+        }
+    }
+
+    async fn drop_record(&self, key: &str, handle: &str) {
+        let rk = Self::record_key(key, handle);
+        self.renewed_map().remove(&rk);
+        let p = self.path(&rk);
+        if let Err(e) = self.store.delete(&p).await
+            && !matches!(e, object_store::Error::NotFound { .. })
+        {
+            tracing::warn!("deleting {p}: {e}");
+        }
+    }
+
+    fn renewed_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // A panic while holding it cannot leave the map inconsistent: take it anyway.
+        self.renewed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies `from` to `to` (`size` bytes) through this process, as one multipart
+    /// upload (recorded like any other, so a copy that dies half-way is swept).
+    async fn copy_in_parts(&self, from: &str, to: &str, size: u64) -> Result<()> {
+        let part = COPY_PART.max(size.div_ceil(9_000)) as usize;
+        let handle = self.part_start(to, "").await?;
+        let copied: Result<()> = async {
+            let mut stream = self.read(from, 0, size).await?;
+            let (mut ids, mut buf, mut offset) = (Vec::new(), BytesMut::new(), 0u64);
+            loop {
+                let chunk = match stream.next().await {
+                    Some(c) => Some(c.map_err(|e| StorageError::Io {
+                        context: format!("read {from}"),
+                        source: e,
+                    })?),
+                    None => None,
+                };
+                let done = chunk.is_none();
+                if let Some(c) = chunk {
+                    buf.extend_from_slice(&c);
+                }
+                while buf.len() >= part || (done && !buf.is_empty()) {
+                    let data = buf.split_to(part.min(buf.len())).freeze();
+                    let len = data.len() as u64;
+                    ids.push(
+                        self.part_write(to, &handle, ids.len(), offset, data)
+                            .await?,
+                    );
+                    offset += len;
+                }
+                if done {
+                    break;
+                }
+            }
+            if offset != size {
+                return Err(StorageError::SizeMismatch {
+                    expected: size,
+                    actual: offset,
+                });
+            }
+            self.part_commit(to, &handle, ids).await
+        }
+        .await;
+        if copied.is_err() {
+            let _ = self.part_abort(to, &handle).await;
+        }
+        copied
     }
 
     fn relative(prefix: &Path, p: &Path) -> Option<String> {
@@ -328,10 +477,15 @@ impl Driver for S3Driver {
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (f, t) = (self.path(from), self.path(to));
-        self.store
-            .copy(&f, &t)
-            .await
-            .map_err(|e| err(format!("copy {f} to {t}"), e))?;
+        let size = self.size(from).await?.unwrap_or(0);
+        if size > self.copy_limit {
+            self.copy_in_parts(from, to, size).await?;
+        } else {
+            self.store
+                .copy(&f, &t)
+                .await
+                .map_err(|e| err(format!("copy {f} to {t}"), e))?;
+        }
         self.delete(from).await.map(|_| ())
     }
 
@@ -341,10 +495,16 @@ impl Driver for S3Driver {
 
     async fn part_start(&self, key: &str, _staging: &str) -> Result<String> {
         let p = self.path(key);
-        self.store
+        let handle = self
+            .store
             .create_multipart(&p)
             .await
-            .map_err(|e| err(format!("start multipart upload of {p}"), e))
+            .map_err(|e| err(format!("start multipart upload of {p}"), e))?;
+        if let Err(e) = self.record(key, &handle).await {
+            let _ = self.store.abort_multipart(&p, &handle).await;
+            return Err(e);
+        }
+        Ok(handle)
     }
 
     async fn part_write(
@@ -357,11 +517,14 @@ impl Driver for S3Driver {
     ) -> Result<String> {
         let p = self.path(key);
         let id = handle.to_string();
-        self.store
+        let part = self
+            .store
             .put_part(&p, &id, index, PutPayload::from_bytes(data))
             .await
             .map(|part| part.content_id)
-            .map_err(|e| err(format!("upload part {index} of {p}"), e))
+            .map_err(|e| err(format!("upload part {index} of {p}"), e))?;
+        self.renew_record(key, handle).await?;
+        Ok(part)
     }
 
     async fn part_commit(&self, key: &str, handle: &str, parts: Vec<String>) -> Result<()> {
@@ -374,16 +537,56 @@ impl Driver for S3Driver {
         self.store
             .complete_multipart(&p, &id, parts)
             .await
-            .map(|_| ())
-            .map_err(|e| err(format!("complete multipart upload of {p}"), e))
+            .map_err(|e| err(format!("complete multipart upload of {p}"), e))?;
+        self.drop_record(key, handle).await;
+        Ok(())
     }
 
     async fn part_abort(&self, key: &str, handle: &str) -> Result<()> {
         let p = self.path(key);
         let id = handle.to_string();
         match self.store.abort_multipart(&p, &id).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(err(format!("abort multipart upload of {p}"), e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(err(format!("abort multipart upload of {p}"), e)),
         }
+        self.drop_record(key, handle).await;
+        Ok(())
+    }
+
+    async fn sweep_parts(&self, max_idle: Duration, dry_run: bool) -> Result<usize> {
+        let now = SystemTime::now();
+        let mut n = 0;
+        for e in self.list(PARTS).await? {
+            if now.duration_since(e.modified).unwrap_or_default() < max_idle {
+                continue;
+            }
+            let rk = format!("{PARTS}/{}", e.name);
+            let Some((bytes, _)) = self.get(&rk).await? else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_slice::<PartsRecord>(&bytes) else {
+                tracing::warn!("{rk}: not an upload record; removed");
+                let _ = self.store.delete(&self.path(&rk)).await;
+                continue;
+            };
+            // A session's write belongs to the session while its state exists: the
+            // session's own sweep (by its idle time) aborts it.
+            if let Some(id) = r
+                .key
+                .strip_prefix("uploads/")
+                .and_then(|k| k.split('/').next())
+                && self
+                    .head(&self.path(&format!("uploads/{id}/state")))
+                    .await?
+                    .is_some()
+            {
+                continue;
+            }
+            n += 1;
+            if !dry_run {
+                self.part_abort(&r.key, &r.handle).await?;
+            }
+        }
+        Ok(n)
     }
 }

@@ -277,7 +277,8 @@ impl Storage {
     }
 
     /// Removes staging files idle for `max_idle` (requests that died: killed uploads,
-    /// failed writes, a full disk); how many.
+    /// failed writes, a full disk) and aborts the driver's streamed writes left behind
+    /// that long (S3 multipart uploads); how many.
     pub async fn sweep_tmp(&self, max_idle: Duration, dry_run: bool) -> Result<usize> {
         let now = SystemTime::now();
         let mut n = 0;
@@ -290,7 +291,7 @@ impl Storage {
                 self.driver.delete(&format!("tmp/{}", e.name)).await?;
             }
         }
-        Ok(n)
+        Ok(n + self.driver.sweep_parts(max_idle, dry_run).await?)
     }
 
     /// Removes upload sessions idle for `max_age` (their multipart uploads aborted); how
