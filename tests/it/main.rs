@@ -33,6 +33,8 @@ mod serve_scale;
 mod serve_scale_pg;
 mod serve_trust;
 mod trigger;
+mod zuul2_negate;
+mod zuul2_sweep;
 mod zuul_graph;
 mod zuul_match;
 mod zuul_registry;

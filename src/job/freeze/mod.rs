@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::job::config::{Config, Dependency, JobDef, Loc, Origin};
+use crate::job::matchers::Matcher;
 
 use apply::apply;
 pub use apply::deep_update;
@@ -140,9 +141,9 @@ pub struct FrozenJob {
     pub provides: BTreeSet<String>,
     pub requires: BTreeSet<String>,
     pub tags: BTreeSet<String>,
-    pub files: Vec<String>,
-    pub irrelevant_files: Vec<String>,
-    pub branches: Vec<String>,
+    pub files: Vec<Matcher>,
+    pub irrelevant_files: Vec<Matcher>,
+    pub branches: Vec<Matcher>,
     pub semaphores: Vec<String>,
     pub roles: Vec<Json>,
     /// Where each entry of `roles` was written (the definition's `roles:` key), same order.
@@ -375,7 +376,14 @@ pub fn freeze(
         job.provenance.insert("vars".into(), from);
     }
     let level = variants.len();
-    for variant in &ctx.variants {
+    // Only the project-pipeline variants whose `branches` match the change's branch
+    // (Zuul's `_createJobGraph`: "Pipeline variant … did not match").
+    for variant in ctx.variants.iter().filter(|v| {
+        crate::job::matchers::branch_matches(
+            v.branches.as_deref().unwrap_or_default(),
+            ctx.branch.as_deref(),
+        )
+    }) {
         apply(config, &mut job, variant, level, false)?;
     }
     Ok(job)
