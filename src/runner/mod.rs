@@ -107,7 +107,8 @@ pub struct RunOptions {
     pub key_dir: Option<PathBuf>,
     /// The change's target branch (`zuul.branch`; `None`: master).
     pub branch: Option<String>,
-    /// Per job: the role directories its `roles:` attribute names (`runner::roles`).
+    /// Per playbook (`runner::roles::playbook_key`): the role directories of the roles it is
+    /// scoped to (`FrozenPlaybook::roles`).
     pub role_paths: HashMap<String, Vec<PathBuf>>,
 }
 

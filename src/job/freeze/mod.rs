@@ -108,6 +108,13 @@ pub struct FrozenPlaybook {
     pub cleanup: bool,
     pub semaphores: Vec<String>,
     pub secrets: Vec<BoundSecret>,
+    /// The roles this playbook runs with: the job's roles as they stood when the definition
+    /// listing it was applied (Zuul's `PlaybookContext.roles`, set by `Job.freezePlaybooks`
+    /// after `addRoles`): that definition's and its ancestors' explicit `roles:` and
+    /// implicit roles (`{"zuul": REPO, "implicit": true}`, each definition's repository),
+    /// the latest added first. A role a child adds is not seen by a parent's playbook.
+    #[serde(skip)]
+    pub roles: Vec<Json>,
 }
 
 /// A job after inheritance and variants: what a build runs.
@@ -146,6 +153,10 @@ pub struct FrozenJob {
     pub branches: Vec<Matcher>,
     pub semaphores: Vec<String>,
     pub roles: Vec<Json>,
+    /// Zuul's accumulated `Job.roles` (implicit roles included, newest first): what the
+    /// next definition's playbooks get.
+    #[serde(skip)]
+    scoped_roles: Vec<Json>,
     /// Where each entry of `roles` was written (the definition's `roles:` key), same order.
     #[serde(skip)]
     pub role_locs: Vec<Loc>,
@@ -195,6 +206,7 @@ impl FrozenJob {
             branches: vec![],
             semaphores: vec![],
             roles: vec![],
+            scoped_roles: vec![],
             role_locs: vec![],
             required_projects: vec![],
             other: BTreeMap::new(),
