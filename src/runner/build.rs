@@ -41,7 +41,7 @@ struct Build {
 pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Value]) -> Value {
     let project = &ctx.config.project_name;
     let short = project.rsplit('/').next().unwrap_or(project);
-    let hostname = "localhost";
+    let hostname = ctx.opts.canonical_hostname.as_str();
     let canonical = format!("{hostname}/{project}");
     let src_dir = ctx.opts.project_dir.display().to_string();
     let branch = ctx.item.branch.clone().unwrap_or_else(|| "master".into());
@@ -115,7 +115,7 @@ pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Val
         "attempts": 1,
         "voting": job.voting,
         "executor": {
-            "hostname": hostname,
+            "hostname": "localhost",
             "src_root": ctx.opts.project_dir.parent().map(|p| p.display().to_string()).unwrap_or_default(),
             "result_data_file": "",
             "work_root": state,

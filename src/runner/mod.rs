@@ -110,6 +110,8 @@ pub struct RunOptions {
     /// Per playbook (`runner::roles::playbook_key`): the role directories of the roles it is
     /// scoped to (`FrozenPlaybook::roles`).
     pub role_paths: HashMap<String, Vec<PathBuf>>,
+    /// The hostname of the project's canonical name (`zuul.projects` keys).
+    pub canonical_hostname: String,
 }
 
 /// One build's outcome.
@@ -541,6 +543,7 @@ mod tests {
             key_dir: None,
             branch: None,
             role_paths: HashMap::new(),
+            canonical_hostname: "localhost".into(),
         };
         let report = run_buildset(
             config,

@@ -67,6 +67,8 @@ pub struct PipelineRequest {
     pub project_dir: PathBuf,
     /// Project name (default: the directory's name).
     pub project: Option<String>,
+    /// Zuul's `canonical_hostname` of the project (`None`: localhost).
+    pub canonical_hostname: Option<String>,
     pub pipeline: String,
     pub change: Option<String>,
     pub patchset: String,
@@ -305,6 +307,10 @@ pub async fn run_pipeline(
         key_dir: req.key_dir.clone(),
         branch: req.change_info.branch.clone(),
         role_paths: role_paths.clone(),
+        canonical_hostname: req
+            .canonical_hostname
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
     };
     let playbooks: Vec<(PathBuf, PathBuf, Vec<PathBuf>)> = graph
         .jobs()

@@ -155,3 +155,80 @@ fn zuul_has_every_key_zuuls_executor_sets_the_same_under_both_executors() {
         );
     }
 }
+
+/// openstack/kolla's zuul.d/base.yaml (5d77668d) reads its own checkout as
+/// `zuul.projects['opendev.org/openstack/kolla'].src_dir` in an extra-var: with
+/// `--canonical-hostname opendev.org` (Zuul's connection `canonical_hostname`) the
+/// expression resolves, under both executors.
+#[test]
+fn canonical_hostname_keys_zuul_projects_as_kolla_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kolla");
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::write(
+        dir.join("zuul.yaml"),
+        r#"- job:
+    name: kolla-vars
+    run: playbooks/run.yaml
+    extra-vars:
+      kolla_build_template_overrides_path: "{{ zuul.executor.work_root }}/\
+      {{ zuul.projects['opendev.org/openstack/kolla'].src_dir }}\
+      /tests/templates/template_overrides.j2"
+- project:
+    name: openstack/kolla
+    check:
+      jobs: [kolla-vars]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("playbooks/run.yaml"),
+        concat!(
+            "- hosts: localhost\n  tasks:\n    - debug:\n        msg: >-\n",
+            "          canonical {{ zuul.project.canonical_name }}\n",
+            "          direct {{ zuul.projects['opendev.org/openstack/kolla'].src_dir == zuul.project.src_dir }}\n",
+            "          rendered {{ kolla_build_template_overrides_path.endswith(zuul.project.src_dir + '/tests/templates/template_overrides.j2') }}\n",
+        ),
+    )
+    .unwrap();
+    let mut lines = vec![];
+    for executor in ["builtin", "ansible"] {
+        let ansible = common::venv_tool("ansible-playbook");
+        if executor == "ansible" && ansible.is_none() {
+            continue;
+        }
+        let state = tmp.path().join(format!("state-{executor}"));
+        let mut c = Command::new(common::gantry_bin());
+        c.env("DOCKER_CONFIG", "/nonexistent-gantry-test")
+            .arg("run")
+            .arg(&dir)
+            .args(["--pipeline", "check", "--executor", executor])
+            .args(["--canonical-hostname", "opendev.org"])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--jobs-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs"));
+        if let Some(a) = ansible {
+            c.env("GANTRY_ANSIBLE", a);
+        }
+        let o = c.output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{executor}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut log = String::new();
+        for e in std::fs::read_dir(state.join("builds")).unwrap() {
+            log.push_str(
+                &std::fs::read_to_string(e.unwrap().path().join("job-output.txt")).unwrap(),
+            );
+        }
+        assert!(
+            log.contains("canonical opendev.org/openstack/kolla direct True rendered True"),
+            "{executor}: {log}"
+        );
+        lines.push(executor);
+    }
+    assert!(!lines.is_empty());
+}
