@@ -50,6 +50,10 @@ pub enum JobCommand {
         /// Print the frozen job as JSON.
         #[arg(long)]
         json: bool,
+        /// Freeze for this branch: only the variants (and project-pipeline entries) whose
+        /// `branches` match it apply (default: every variant).
+        #[arg(long)]
+        branch: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -108,6 +112,7 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
             name,
             pipeline,
             json,
+            branch,
             config,
         } => {
             let cfg = config.load()?;
@@ -117,7 +122,13 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
                 return Err(anyhow::anyhow!("Job {name} not defined{hint}")).usage();
             }
             let frozen = match &pipeline {
-                None => job::freeze_job(&cfg, &name).usage()?,
+                None => {
+                    let ctx = job::freeze::PipelineContext {
+                        branch: branch.clone(),
+                        ..Default::default()
+                    };
+                    job::freeze(&cfg, &name, &ctx).usage()?
+                }
                 Some(p) => {
                     let project = config
                         .project
@@ -130,7 +141,9 @@ pub fn run(cmd: JobCommand) -> Result<Exit, CliError> {
                         ))
                         .usage();
                     };
-                    job::freeze(&cfg, &name, &entry.ctx).usage()?
+                    let mut ctx = entry.ctx;
+                    ctx.branch = branch.clone();
+                    job::freeze(&cfg, &name, &ctx).usage()?
                 }
             };
             if json {
@@ -227,13 +240,19 @@ pub fn show_text(job: &FrozenJob) -> String {
         }
     }
     let list = |v: &mut dyn Iterator<Item = &String>| v.cloned().collect::<Vec<_>>().join(", ");
+    let matchers = |v: &[crate::job::matchers::Matcher]| {
+        v.iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (attr, items) in [
         ("provides", list(&mut job.provides.iter())),
         ("requires", list(&mut job.requires.iter())),
         ("tags", list(&mut job.tags.iter())),
-        ("files", list(&mut job.files.iter())),
-        ("irrelevant-files", list(&mut job.irrelevant_files.iter())),
-        ("branches", list(&mut job.branches.iter())),
+        ("files", matchers(&job.files)),
+        ("irrelevant-files", matchers(&job.irrelevant_files)),
+        ("branches", matchers(&job.branches)),
         ("semaphores", list(&mut job.semaphores.iter())),
     ] {
         if !items.is_empty() {

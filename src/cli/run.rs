@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// Project name (default: the directory's name).
     #[arg(long)]
     pub project: Option<String>,
+    /// The hostname of the project's canonical name in `zuul.projects` and
+    /// `zuul.project.canonical_name` (Zuul's connection `canonical_hostname`), for playbooks
+    /// that read `zuul.projects['opendev.org/openstack/kolla']` (default: localhost).
+    #[arg(long, value_name = "HOST")]
+    pub canonical_hostname: Option<String>,
     /// A change ahead of this one: CHANGE (same project) or PROJECT:CHANGE (PROJECT may be
     /// a project directory). Repeat in queue order, furthest first.
     #[arg(long = "ahead", value_name = "[PROJECT:]CHANGE")]
@@ -163,6 +168,7 @@ pub async fn run(args: RunArgs, quiet: bool, verbose: bool) -> Result<Exit, CliE
     let req = PipelineRequest {
         project_dir: args.project_dir.clone(),
         project: args.project.clone(),
+        canonical_hostname: args.canonical_hostname.clone(),
         pipeline: args.pipeline.clone(),
         change: args.change.clone(),
         patchset: args.patchset.clone(),

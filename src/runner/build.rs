@@ -41,7 +41,7 @@ struct Build {
 pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Value]) -> Value {
     let project = &ctx.config.project_name;
     let short = project.rsplit('/').next().unwrap_or(project);
-    let hostname = "localhost";
+    let hostname = ctx.opts.canonical_hostname.as_str();
     let canonical = format!("{hostname}/{project}");
     let src_dir = ctx.opts.project_dir.display().to_string();
     let branch = ctx.item.branch.clone().unwrap_or_else(|| "master".into());
@@ -64,7 +64,20 @@ pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Val
         "src_dir": src_dir,
     });
     let state = ctx.opts.state_dir.display().to_string();
-    json!({
+    // One ref: this change, as Zuul's `Change.toDict` writes it (zuul/model.py).
+    let this_ref = json!({
+        "project": project_var,
+        "branch": branch,
+        "change": ctx.opts.change,
+        "patchset": ctx.opts.patchset,
+        "change_url": change_url,
+        "commit_id": null,
+        "change_message": "",
+        "topic": null,
+        "bundle_id": null,
+        "src_dir": src_dir,
+    });
+    let mut zuul = json!({
         "tenant": "gantry",
         "pipeline": ctx.opts.pipeline,
         "job": job.name,
@@ -96,27 +109,86 @@ pub fn zuul_var(ctx: &BuildsetCtx, job: &FrozenJob, uuid: &str, artifacts: &[Val
             "checkout": branch,
             "checkout_description": "zuul branch",
         }},
-        "items": [{
-            "project": project_var,
-            "branch": branch,
-            "change": ctx.opts.change,
-            "patchset": ctx.opts.patchset,
-            "change_url": change_url,
-            "bundle_id": null,
-        }],
+        "items": [this_ref],
         "child_jobs": [],
         "artifacts": artifacts,
         "attempts": 1,
         "voting": job.voting,
         "executor": {
-            "hostname": hostname,
+            "hostname": "localhost",
             "src_root": ctx.opts.project_dir.parent().map(|p| p.display().to_string()).unwrap_or_default(),
             "result_data_file": "",
             "work_root": state,
             "log_root": state,
             "inventory_file": "",
         },
-    })
+    });
+    // Zuul's other keys (`construct_build_params`, `prepareVars`, `Change.toDict`).
+    let more = json!({
+        "commit_id": null,
+        "change_message": "",
+        "topic": null,
+        "buildset_refs": [this_ref],
+        "build_refs": [this_ref],
+        // gantry's promote pipeline runs after review, as Zuul's does (`post-review`).
+        "post_review": ctx.opts.pipeline == "promote",
+        "include_vars": job.other.get("include-vars").cloned().unwrap_or_else(|| json!([])),
+        // No Kubernetes nodes: Zuul's `prepareNodes` leaves it empty.
+        "resources": {},
+        "ansible_version": ansible_version(job),
+        "playbook_context": playbook_context(ctx, job),
+    });
+    if let (Value::Object(z), Value::Object(m)) = (&mut zuul, more) {
+        z.extend(m);
+    }
+    zuul
+}
+
+/// `zuul.ansible_version`: the job's `ansible-version`, else the version Zuul defaults to
+/// (`default_version = 9`, zuul/lib/ansible-config.conf, zuul commit b5bc01c72d). A
+/// stand-in: the built-in interpreter is not Ansible, and `--executor ansible` runs the
+/// ansible-core it finds.
+fn ansible_version(job: &FrozenJob) -> String {
+    match job.other.get("ansible-version") {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "9".into(),
+    }
+}
+
+/// `zuul.playbook_context` (Zuul's `prepareVars`): the job's pre-run, run and post-run
+/// playbooks in order, each with the role directories on its path
+/// (`JobDirPlaybookRole.toDict` keys; gantry links nothing, so `link_name`, `link_target`
+/// and `role_path` are the same directory). `playbook_projects` is empty: gantry reads the
+/// repositories where they are, it does not check them out per build.
+fn playbook_context(ctx: &BuildsetCtx, job: &FrozenJob) -> Value {
+    let playbooks: Vec<Value> = job
+        .pre_run
+        .iter()
+        .chain(&job.run)
+        .chain(&job.post_run)
+        .map(|pb| {
+            let roles: Vec<Value> = ctx
+                .opts
+                .role_paths
+                .get(&super::roles::playbook_key(job, pb))
+                .into_iter()
+                .flatten()
+                .map(|dir| {
+                    let dir = dir.display().to_string();
+                    json!({
+                        "link_name": dir,
+                        "link_target": dir,
+                        "role_path": dir,
+                        "checkout_description": "directory given",
+                        "checkout": null,
+                    })
+                })
+                .collect();
+            json!({"path": pb.root.join(&pb.path).display().to_string(), "roles": roles})
+        })
+        .collect();
+    json!({"playbook_projects": {}, "playbooks": playbooks})
 }
 
 fn strings(v: &Value, out: &mut Vec<Secret>) {
@@ -188,7 +260,7 @@ impl Build {
                 .ctx
                 .opts
                 .role_paths
-                .get(&self.job.name)
+                .get(&super::roles::playbook_key(&self.job, pb))
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
             work_dir: &self.work,

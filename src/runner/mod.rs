@@ -107,8 +107,11 @@ pub struct RunOptions {
     pub key_dir: Option<PathBuf>,
     /// The change's target branch (`zuul.branch`; `None`: master).
     pub branch: Option<String>,
-    /// Per job: the role directories its `roles:` attribute names (`runner::roles`).
+    /// Per playbook (`runner::roles::playbook_key`): the role directories of the roles it is
+    /// scoped to (`FrozenPlaybook::roles`).
     pub role_paths: HashMap<String, Vec<PathBuf>>,
+    /// The hostname of the project's canonical name (`zuul.projects` keys).
+    pub canonical_hostname: String,
 }
 
 /// One build's outcome.
@@ -540,6 +543,7 @@ mod tests {
             key_dir: None,
             branch: None,
             role_paths: HashMap::new(),
+            canonical_hostname: "localhost".into(),
         };
         let report = run_buildset(
             config,

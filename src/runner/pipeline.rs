@@ -67,6 +67,8 @@ pub struct PipelineRequest {
     pub project_dir: PathBuf,
     /// Project name (default: the directory's name).
     pub project: Option<String>,
+    /// Zuul's `canonical_hostname` of the project (`None`: localhost).
+    pub canonical_hostname: Option<String>,
     pub pipeline: String,
     pub change: Option<String>,
     pub patchset: String,
@@ -244,14 +246,26 @@ pub async fn run_pipeline(
         repos: &req.config_repos,
     };
     let mut role_paths: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    let mut notes = Vec::new();
     for (ix, job) in graph.jobs().enumerate() {
-        let (paths, notes) =
-            super::roles::job_role_paths(job, &sources, &role_links.path().join(ix.to_string()))
+        let links = role_links.path().join(ix.to_string());
+        for pb in job
+            .pre_run
+            .iter()
+            .chain(&job.run)
+            .chain(&job.post_run)
+            .chain(&job.cleanup_run)
+        {
+            let (paths, n) = super::roles::playbook_role_paths(job, pb, &sources, &links)
                 .map_err(|e| PipelineError::Config(e.to_string()))?;
-        for n in notes {
-            note(format!("note: {n}"));
+            for n in n {
+                if !notes.contains(&n) {
+                    note(format!("note: {n}"));
+                    notes.push(n);
+                }
+            }
+            role_paths.insert(super::roles::playbook_key(job, pb), paths);
         }
-        role_paths.insert(job.name.clone(), paths);
     }
     let publication = ClientOptions {
         ca_certs: req.ca_certs.clone(),
@@ -293,17 +307,27 @@ pub async fn run_pipeline(
         key_dir: req.key_dir.clone(),
         branch: req.change_info.branch.clone(),
         role_paths: role_paths.clone(),
+        canonical_hostname: req
+            .canonical_hostname
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
     };
     let playbooks: Vec<(PathBuf, PathBuf, Vec<PathBuf>)> = graph
         .jobs()
         .flat_map(|j| {
-            let roles = role_paths.get(&j.name).cloned().unwrap_or_default();
+            let role_paths = &role_paths;
             j.pre_run
                 .iter()
                 .chain(&j.run)
                 .chain(&j.post_run)
                 .chain(&j.cleanup_run)
-                .map(move |pb| (pb.root.join(&pb.path), pb.root.clone(), roles.clone()))
+                .map(move |pb| {
+                    let roles = role_paths
+                        .get(&super::roles::playbook_key(j, pb))
+                        .cloned()
+                        .unwrap_or_default();
+                    (pb.root.join(&pb.path), pb.root.clone(), roles)
+                })
         })
         .collect();
     let native = crate::roles::NativeRoleSet { env: env.clone() };

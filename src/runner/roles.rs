@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::job::freeze::FrozenPlaybook;
 use crate::job::{ConfigRepo, FrozenJob};
 
 /// zuul-jobs' roles: gantry's native roles and shipped library stand in for them when the
@@ -72,20 +73,32 @@ impl RoleSources<'_> {
     }
 }
 
-/// The role directories of `job`'s `roles:`, in the order listed. Bare roles get a link
-/// under `link_root/<n>/`. A reference to zuul-jobs that is not given is left to gantry's
-/// native roles (reported in the returned notes).
-pub fn job_role_paths(
+/// Where one playbook's role directories are kept in `RunOptions::role_paths`.
+pub fn playbook_key(job: &FrozenJob, pb: &FrozenPlaybook) -> String {
+    format!("{}\n{}\n{}", job.name, pb.defined_in, pb.path)
+}
+
+/// The role directories of one playbook of `job`: the roles it is scoped to
+/// ([`FrozenPlaybook::roles`], Zuul's `PlaybookContext.roles`), in that order. Bare roles
+/// get a link under `link_root/<repo>/`. An implicit role (a definition's own repository)
+/// adds its `roles/` or bare role when it has one and nothing otherwise; a reference to
+/// zuul-jobs that is not given is left to gantry's native roles (reported in the returned
+/// notes).
+pub fn playbook_role_paths(
     job: &FrozenJob,
+    pb: &FrozenPlaybook,
     sources: &RoleSources<'_>,
     link_root: &Path,
 ) -> Result<(Vec<PathBuf>, Vec<String>), RoleRefError> {
     let mut paths = Vec::new();
     let mut notes = Vec::new();
-    for (ix, entry) in job.roles.iter().enumerate() {
+    for entry in &pb.roles {
+        let implicit = entry.get("implicit").and_then(Value::as_bool) == Some(true);
         let at = job
-            .role_locs
-            .get(ix)
+            .roles
+            .iter()
+            .position(|r| r == entry)
+            .and_then(|ix| job.role_locs.get(ix))
             .map(|l| l.to_string())
             .unwrap_or_else(|| job.name.clone());
         let Some(repo) = entry.get("zuul").and_then(Value::as_str) else {
@@ -103,6 +116,9 @@ pub fn job_role_paths(
             .and_then(Value::as_str)
             .unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(repo));
         let Some(dir) = sources.dir_of(repo) else {
+            if implicit {
+                continue;
+            }
             if repo == ZUUL_JOBS {
                 notes.push(format!(
                     "job {}: roles from {ZUUL_JOBS}: gantry's native roles stand in (the repository is not given)",
@@ -125,7 +141,7 @@ pub fn job_role_paths(
                     at,
                 });
             }
-            let holder = link_root.join(format!("{ix}"));
+            let holder = link_root.join(repo.replace('/', "%"));
             let io = |path: &Path, e: std::io::Error| RoleRefError::Io {
                 path: path.to_path_buf(),
                 message: e.to_string(),
@@ -145,7 +161,7 @@ pub fn job_role_paths(
             if !paths.contains(&roles) {
                 paths.push(roles);
             }
-        } else if sources.dir_of(repo) == Some(sources.project_dir) {
+        } else if implicit || sources.dir_of(repo) == Some(sources.project_dir) {
             // The project's implicit role path (Zuul does not fail for it either).
             continue;
         } else if repo == ZUUL_JOBS {

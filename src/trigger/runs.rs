@@ -229,6 +229,7 @@ async fn request(svc: &Service, x: &ExecutionRow) -> Result<PipelineRequest, Str
     Ok(PipelineRequest {
         project_dir: trigger.project_dir.clone(),
         project: None,
+        canonical_hostname: None,
         pipeline: trigger.pipeline.clone(),
         change: trigger.change.clone(),
         patchset: "1".into(),

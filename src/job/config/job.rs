@@ -13,6 +13,7 @@ use super::check::Checker;
 pub use super::job_content::{PlaybookDef, SecretUse, Vars};
 use super::job_content::{playbooks, secrets, vars};
 use super::{Loc, Source};
+use crate::job::matchers::Matcher;
 use crate::text::yaml::{Node, Value};
 
 /// Every attribute Zuul 14 accepts on a job. gantry acts on the ones ZUUL.md §2 lists and
@@ -162,9 +163,9 @@ pub struct JobDef {
     pub provides: Option<ListAttr<String>>,
     pub requires: Option<ListAttr<String>>,
     pub tags: Option<ListAttr<String>>,
-    pub files: Option<ListAttr<String>>,
-    pub irrelevant_files: Option<ListAttr<String>>,
-    pub branches: Option<Vec<String>>,
+    pub files: Option<ListAttr<Matcher>>,
+    pub irrelevant_files: Option<ListAttr<Matcher>>,
+    pub branches: Option<Vec<Matcher>>,
     pub semaphores: Option<Vec<String>>,
     pub roles: Option<Vec<serde_json::Value>>,
     pub required_projects: Option<ListAttr<serde_json::Value>>,
@@ -400,30 +401,12 @@ fn parse_attribute(ck: &mut Checker<'_>, job: &mut JobDef, key: &str, v: &Node) 
             }
             job.dependencies = Some(ListAttr { items, override_ });
         }
-        "provides" | "requires" | "tags" | "files" | "irrelevant-files" => {
+        "provides" | "requires" | "tags" => {
             let override_ = ck.override_tag(v, key);
             let mut items = vec![];
             for item in ck.items(v) {
                 match &item.value {
-                    Value::Str(s) => {
-                        if key.contains("files") {
-                            check_pattern(ck, item, key, s);
-                        }
-                        items.push(s.clone());
-                    }
-                    // `files: [{regex: ..., negate: true}]` (Zuul 10+): kept as its regex.
-                    Value::Map(_) if key.contains("files") => {
-                        if let Some(s) = ck.field_string(
-                            item,
-                            "a file matcher",
-                            &["regex", "negate"],
-                            "regex",
-                            "regex",
-                        ) {
-                            check_pattern(ck, item, key, &s);
-                            items.push(s);
-                        }
-                    }
+                    Value::Str(s) => items.push(s.clone()),
                     _ => ck.error(
                         item.mark,
                         format!(
@@ -437,43 +420,22 @@ fn parse_attribute(ck: &mut Checker<'_>, job: &mut JobDef, key: &str, v: &Node) 
             match key {
                 "provides" => job.provides = attr,
                 "requires" => job.requires = attr,
-                "tags" => job.tags = attr,
-                "files" => job.files = attr,
-                _ => job.irrelevant_files = attr,
+                _ => job.tags = attr,
+            }
+        }
+        "files" | "irrelevant-files" => {
+            let override_ = ck.override_tag(v, key);
+            let items = matchers(ck, v, key);
+            let attr = Some(ListAttr { items, override_ });
+            if key == "files" {
+                job.files = attr;
+            } else {
+                job.irrelevant_files = attr;
             }
         }
         "branches" => {
             ck.no_tag(v, key);
-            let mut out = vec![];
-            for item in ck.items(v) {
-                match &item.value {
-                    Value::Str(s) => {
-                        check_pattern(ck, item, key, s);
-                        out.push(s.clone());
-                    }
-                    // `{regex: ..., negate: ...}` (Zuul 10+): kept as its regex.
-                    Value::Map(_) => {
-                        if let Some(s) = ck.field_string(
-                            item,
-                            "a branch matcher",
-                            &["regex", "negate"],
-                            "regex",
-                            "regex",
-                        ) {
-                            check_pattern(ck, item, key, &s);
-                            out.push(s);
-                        }
-                    }
-                    _ => ck.error(
-                        item.mark,
-                        format!(
-                            "\"branches\" must be a string or a list of strings, found {}",
-                            item.kind()
-                        ),
-                    ),
-                }
-            }
-            job.branches = Some(out);
+            job.branches = Some(matchers(ck, v, key));
         }
         "semaphore" | "semaphores" => {
             ck.no_tag(v, key);
@@ -569,6 +531,49 @@ fn parse_attribute(ck: &mut Checker<'_>, job: &mut JobDef, key: &str, v: &Node) 
             job.other.insert(key.to_string(), v.to_json());
         }
     }
+}
+
+/// `branches`, `files`, `irrelevant-files`: a pattern or a list of patterns, each a string
+/// or Zuul's `{regex: PATTERN, negate: BOOL}` (`ZUUL_REGEX`, `zuul/configloader.py`).
+pub(crate) fn matchers(ck: &mut Checker<'_>, v: &Node, key: &str) -> Vec<Matcher> {
+    let mut out = vec![];
+    for item in ck.items(v) {
+        match &item.value {
+            Value::Str(s) => {
+                check_pattern(ck, item, key, s);
+                out.push(Matcher::new(s.clone()));
+            }
+            Value::Map(_) => {
+                let Some(fields) = ck.fields(item, "a regex matcher", &["regex", "negate"]) else {
+                    continue;
+                };
+                let mut regex = None;
+                let mut negate = false;
+                for (k, _, fv) in fields {
+                    if k == "regex" {
+                        regex = ck.string(fv, "regex");
+                    } else {
+                        negate = ck.boolean(fv, "negate").unwrap_or(false);
+                    }
+                }
+                match regex {
+                    Some(r) => {
+                        check_pattern(ck, item, key, &r);
+                        out.push(Matcher { regex: r, negate });
+                    }
+                    None => ck.error(item.mark, format!("\"{key}\": a regex matcher needs \"regex\"")),
+                }
+            }
+            _ => ck.error(
+                item.mark,
+                format!(
+                    "\"{key}\" must be a string, a {{regex, negate}} mapping or a list of them, found {}",
+                    item.kind()
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// A `branches`/`files`/`irrelevant-files` pattern must compile as Zuul compiles it

@@ -132,6 +132,19 @@ pub(super) fn apply(
         job.merged("secrets", &loc("secrets"));
     }
 
+    // Roles before playbooks (Zuul's `applyVariant`: "We must update roles before any
+    // playbook contexts"): this definition's repository (implicit, not for a
+    // project-pipeline variant: `JobParser`) and its `roles:`.
+    let mut added = vec![];
+    if !other.project_pipeline
+        && let Some(implicit) = implicit_role(config, other)
+    {
+        added.push(implicit);
+    }
+    added.extend(other.roles.iter().flatten().cloned());
+    add_roles(&mut job.scoped_roles, &added);
+    let scoped = job.scoped_roles.clone();
+
     let freeze_pbs = |pbs: &[PlaybookDef]| -> Vec<FrozenPlaybook> {
         pbs.iter()
             .map(|pb| FrozenPlaybook {
@@ -151,6 +164,7 @@ pub(super) fn apply(
                         secret: s.secret.clone(),
                     })
                     .collect(),
+                roles: scoped.clone(),
             })
             .collect()
     };
@@ -378,4 +392,96 @@ pub fn deep_update(a: &Map<String, Json>, b: &Map<String, Json>) -> Map<String, 
         }
     }
     out
+}
+
+/// The implicit role of a definition: its repository (`JobParser._makeImplicitRole`,
+/// `zuul/configloader.py`). The project under test by its configured name, a tenant
+/// repository by its canonical name; gantry's shipped library has none.
+fn implicit_role(config: &Config, def: &JobDef) -> Option<Json> {
+    use crate::job::config::Origin;
+    let repo = match def.source.origin {
+        Origin::Project => config.project_name.clone(),
+        Origin::Repo => def.source.repo.as_deref()?.to_string(),
+        Origin::Library => return None,
+    };
+    Some(serde_json::json!({"zuul": repo, "implicit": true}))
+}
+
+/// A role's identity (Zuul's `ZuulRole.__eq__`): repository and target name (`name:`,
+/// else the repository's last path segment).
+fn role_key(role: &Json) -> (String, String) {
+    let repo = role.get("zuul").and_then(Json::as_str).unwrap_or_default();
+    let name = role
+        .get("name")
+        .and_then(Json::as_str)
+        .unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(repo));
+    (repo.to_string(), name.to_string())
+}
+
+/// Zuul's `Job.addRoles` (zuul/model.py, zuul commit b5bc01c72d): an implicit role named
+/// again explicitly is replaced in place; roles not there yet are put in front, in their
+/// order (the latest definition's roles are searched first).
+pub(super) fn add_roles(roles: &mut Vec<Json>, new: &[Json]) {
+    let implicit = |r: &Json| r.get("implicit").and_then(Json::as_bool) == Some(true);
+    for have in roles.iter_mut() {
+        if let Some(n) = new.iter().find(|n| role_key(n) == role_key(have))
+            && implicit(have)
+            && !implicit(n)
+        {
+            *have = n.clone();
+        }
+    }
+    for n in new.iter().rev() {
+        if !roles.iter().any(|r| role_key(r) == role_key(n)) {
+            roles.insert(0, n.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_roles;
+    use serde_json::json;
+
+    #[test]
+    fn add_roles_puts_new_roles_first_and_an_explicit_role_replaces_the_implicit_one() {
+        let mut roles = vec![];
+        add_roles(
+            &mut roles,
+            &[
+                json!({"zuul": "org/base", "implicit": true}),
+                json!({"zuul": "org/roles-a"}),
+            ],
+        );
+        assert_eq!(
+            roles,
+            [
+                json!({"zuul": "org/base", "implicit": true}),
+                json!({"zuul": "org/roles-a"})
+            ]
+        );
+        // A child: its repository, its roles, and org/base named explicitly.
+        add_roles(
+            &mut roles,
+            &[
+                json!({"zuul": "org/app", "implicit": true}),
+                json!({"zuul": "org/roles-b"}),
+                json!({"zuul": "org/base"}),
+                json!({"zuul": "org/roles-a"}),
+            ],
+        );
+        assert_eq!(
+            roles,
+            [
+                json!({"zuul": "org/app", "implicit": true}),
+                json!({"zuul": "org/roles-b"}),
+                json!({"zuul": "org/base"}),
+                json!({"zuul": "org/roles-a"})
+            ]
+        );
+        // The same repository under another name is another role.
+        add_roles(&mut roles, &[json!({"zuul": "org/roles-a", "name": "a2"})]);
+        assert_eq!(roles[0], json!({"zuul": "org/roles-a", "name": "a2"}));
+        assert_eq!(roles.len(), 5);
+    }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::job::config::{Config, Dependency, JobDef, Loc, Origin};
+use crate::job::matchers::Matcher;
 
 use apply::apply;
 pub use apply::deep_update;
@@ -107,6 +108,13 @@ pub struct FrozenPlaybook {
     pub cleanup: bool,
     pub semaphores: Vec<String>,
     pub secrets: Vec<BoundSecret>,
+    /// The roles this playbook runs with: the job's roles as they stood when the definition
+    /// listing it was applied (Zuul's `PlaybookContext.roles`, set by `Job.freezePlaybooks`
+    /// after `addRoles`): that definition's and its ancestors' explicit `roles:` and
+    /// implicit roles (`{"zuul": REPO, "implicit": true}`, each definition's repository),
+    /// the latest added first. A role a child adds is not seen by a parent's playbook.
+    #[serde(skip)]
+    pub roles: Vec<Json>,
 }
 
 /// A job after inheritance and variants: what a build runs.
@@ -140,11 +148,15 @@ pub struct FrozenJob {
     pub provides: BTreeSet<String>,
     pub requires: BTreeSet<String>,
     pub tags: BTreeSet<String>,
-    pub files: Vec<String>,
-    pub irrelevant_files: Vec<String>,
-    pub branches: Vec<String>,
+    pub files: Vec<Matcher>,
+    pub irrelevant_files: Vec<Matcher>,
+    pub branches: Vec<Matcher>,
     pub semaphores: Vec<String>,
     pub roles: Vec<Json>,
+    /// Zuul's accumulated `Job.roles` (implicit roles included, newest first): what the
+    /// next definition's playbooks get.
+    #[serde(skip)]
+    scoped_roles: Vec<Json>,
     /// Where each entry of `roles` was written (the definition's `roles:` key), same order.
     #[serde(skip)]
     pub role_locs: Vec<Loc>,
@@ -194,6 +206,7 @@ impl FrozenJob {
             branches: vec![],
             semaphores: vec![],
             roles: vec![],
+            scoped_roles: vec![],
             role_locs: vec![],
             required_projects: vec![],
             other: BTreeMap::new(),
@@ -375,7 +388,14 @@ pub fn freeze(
         job.provenance.insert("vars".into(), from);
     }
     let level = variants.len();
-    for variant in &ctx.variants {
+    // Only the project-pipeline variants whose `branches` match the change's branch
+    // (Zuul's `_createJobGraph`: "Pipeline variant … did not match").
+    for variant in ctx.variants.iter().filter(|v| {
+        crate::job::matchers::branch_matches(
+            v.branches.as_deref().unwrap_or_default(),
+            ctx.branch.as_deref(),
+        )
+    }) {
         apply(config, &mut job, variant, level, false)?;
     }
     Ok(job)

@@ -71,15 +71,29 @@ pub enum GraphError {
     Cycle { path: String, at: Loc },
     /// Zuul runs nothing and reports nothing; gantry says so, because a misspelled
     /// pipeline or project name would otherwise "pass" with zero jobs.
-    #[error("project {project} runs no job in pipeline \"{pipeline}\" ({})", known_pipelines(.known, .pipeline))]
+    #[error("project {project} runs no job in pipeline \"{pipeline}\" ({})", known_pipelines(.known, .pipeline, .missing_templates))]
     EmptyPipeline {
         project: String,
         pipeline: String,
         known: Vec<String>,
+        /// Templates the project uses that no given repository defines (`--allow-external`
+        /// let them through): their jobs are unknown, so the pipeline may not be empty in Zuul.
+        missing_templates: Vec<String>,
     },
 }
 
-fn known_pipelines(known: &[String], pipeline: &str) -> String {
+fn known_pipelines(known: &[String], pipeline: &str, missing_templates: &[String]) -> String {
+    if !missing_templates.is_empty() {
+        return format!(
+            "it uses project-template{} {} defined in no given repository: give it with --config-repo",
+            if missing_templates.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            missing_templates.join(", ")
+        );
+    }
     if known.is_empty() {
         return "no project stanza for it lists any job: check the project name (--project)".into();
     }
@@ -240,6 +254,12 @@ impl JobGraph {
                     project: project.to_string(),
                     pipeline: pipeline.to_string(),
                     known: config.project_pipelines(project),
+                    missing_templates: config
+                        .project_stanzas(project)
+                        .flat_map(|p| p.templates.iter().map(|(t, _)| t))
+                        .filter(|t| !config.templates.contains_key(t.as_str()))
+                        .cloned()
+                        .collect(),
                 }],
             });
         }
@@ -251,7 +271,9 @@ impl JobGraph {
         for ListedJob { name, at, ctx } in &jobs {
             // Zuul runs a job only when one of its own variants matches the branch ("No
             // matching variants"); the project's entry alone does not make it run.
-            if !select::some_variant_matches(config, name, change) {
+            if !select::some_variant_matches(config, name, change)
+                || !select::some_pipeline_variant_matches(ctx, change)
+            {
                 not_matched.push(name.clone());
                 continue;
             }
@@ -298,14 +320,15 @@ impl JobGraph {
             })
             .chain(not_frozen.iter().cloned())
             .collect();
-        let graph =
-            JobGraph::from_frozen(project, pipeline, frozen, config, &failed).map(|mut g| {
+        let graph = JobGraph::from_frozen(project, pipeline, frozen, config, &failed, partial).map(
+            |mut g| {
                 g.matchers_evaluated = change.files.is_some();
                 g.not_matched = not_matched;
                 g.external = external;
                 g.not_frozen = not_frozen;
                 g
-            });
+            },
+        );
         match graph {
             Ok(g) if errors.is_empty() => Ok(g),
             Ok(_) => Err(GraphErrors { errors }),
@@ -318,13 +341,17 @@ impl JobGraph {
 
     /// Connect already-frozen jobs. `known` answers "is this job defined at all?" for soft
     /// dependencies; `unfrozen` are jobs that exist but failed to freeze (no extra errors
-    /// are reported for depending on them).
+    /// are reported for depending on them). `partial` (`--allow-external`): a soft
+    /// dependency defined in no given repository is taken to be defined in one not given
+    /// (openstack-zuul-jobs' `project-config-grafana` soft-depends on opendev/grafyaml's
+    /// `grafyaml-build-image`); it is not in the pipeline, so it adds no edge, as in Zuul.
     fn from_frozen(
         project: &str,
         pipeline: &str,
         jobs: Vec<(FrozenJob, Loc)>,
         config: &Config,
         unfrozen: &BTreeSet<String>,
+        partial: bool,
     ) -> Result<JobGraph, GraphErrors> {
         let mut graph = DiGraph::with_capacity(jobs.len(), jobs.len() * 2);
         let mut index = HashMap::with_capacity(jobs.len());
@@ -351,7 +378,8 @@ impl JobGraph {
                     }
                     None if unfrozen.contains(&dep.name) => {}
                     None if dep.soft => {
-                        if !config.jobs.contains_key(&dep.name)
+                        if !partial
+                            && !config.jobs.contains_key(&dep.name)
                             && !config.external.contains(&dep.name)
                         {
                             errors.push(GraphError::UndefinedSoftDependency {

@@ -2,8 +2,8 @@
 //! frozen job (the patterns themselves are `job::matchers`, which knows nothing of jobs).
 
 use crate::job::config::Config;
-use crate::job::freeze::FrozenJob;
-use crate::job::matchers::{ChangeInfo, branch_matches, re_match};
+use crate::job::freeze::{FrozenJob, PipelineContext};
+use crate::job::matchers::{ChangeInfo, branch_matches};
 
 /// Does a variant of `name` itself (not a parent's) match the change's branch? A job
 /// defined nowhere is left for the freeze to report.
@@ -16,6 +16,19 @@ pub fn some_variant_matches(config: &Config, name: &str, change: &ChangeInfo) ->
             )
         })
     })
+}
+
+/// Does one of the project-pipeline entries listing the job match the change's branch?
+/// Zuul runs a listed job only then ("No matching pipeline variants"); an entry without
+/// `branches` matches every branch.
+pub fn some_pipeline_variant_matches(ctx: &PipelineContext<'_>, change: &ChangeInfo) -> bool {
+    ctx.variants.is_empty()
+        || ctx.variants.iter().any(|v| {
+            branch_matches(
+                v.branches.as_deref().unwrap_or_default(),
+                change.branch.as_deref(),
+            )
+        })
 }
 
 /// Does `job` run for `change`? `config_files` are the files (relative to the project) the
@@ -38,17 +51,13 @@ pub fn job_runs(job: &FrozenJob, change: &ChangeInfo, config_files: &[String]) -
     if files.is_empty() {
         return true;
     }
-    if !job.files.is_empty()
-        && !files
-            .iter()
-            .any(|f| job.files.iter().any(|p| re_match(p, f)))
-    {
+    if !job.files.is_empty() && !files.iter().any(|f| job.files.iter().any(|m| m.matches(f))) {
         return false;
     }
     if !job.irrelevant_files.is_empty()
         && files
             .iter()
-            .all(|f| job.irrelevant_files.iter().any(|p| re_match(p, f)))
+            .all(|f| job.irrelevant_files.iter().any(|m| m.matches(f)))
     {
         return false;
     }
