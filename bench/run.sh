@@ -33,8 +33,8 @@ for i in $(seq 1 "$RUNS"); do
   S=$WORK/state-$i
   "$GANTRY" -q run examples/seed/base --pipeline check --change 1 --state-dir "$S" >>"$BENCH_LOG" 2>&1
   runs+=("$(timed "$GANTRY" -q run examples/seed/app --pipeline check --change 2 --ahead base:1 --state-dir "$S")")
-  r=$(grep -ho 'ready in [0-9.]* ms' "$S"/builds/*/job-output.txt | awk '{print $3}' | head -1)
-  ready+=("$r")
+  # Every buildset registry of the run (change 1's and change 2's), not one at random.
+  while read -r r; do ready+=("$r"); done < <(grep -ho 'ready in [0-9.]* ms' "$S"/builds/*/job-output.txt | awk '{print $3}')
 done
 
 # (b) docker-registry: TLS certificate + htpasswd + process start until /v2/ answers.

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     quiet_on_closed_stdout();
     // rustls needs one process-wide provider; aws-lc-rs is the one every TLS user shares.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    gantry::registry::tls::warm_up_rng();
     let cli = Cli::parse();
     gantry::cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

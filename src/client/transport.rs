@@ -149,6 +149,10 @@ fn build_http(opts: &ClientOptions, host: &str, accept_invalid: bool) -> Result<
             b = b.add_root_certificate(c);
         }
     }
+    if !accept_invalid {
+        // The system roots, read once per process (see `trust::system_roots`).
+        b = b.tls_certs_only(super::trust::system_roots().iter().cloned());
+    }
     b.build()
         .map_err(|e| ClientError::Invalid(format!("building HTTP client: {e}")))
 }

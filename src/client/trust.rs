@@ -6,6 +6,32 @@
 //! HTTP) or a server that does not speak TLS at all (a plain-HTTP registry on loopback).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The system's CA certificates (`SSL_CERT_FILE`/`SSL_CERT_DIR`, else the OpenSSL
+/// locations), read once per process; the ones rustls cannot use as a trust anchor are
+/// left out, as rustls-platform-verifier does.
+///
+/// Why once: reqwest's platform verifier re-reads and re-parses the whole system store
+/// (`/etc/ssl/certs`: ~150 files) for every client it builds, and gantry builds one per
+/// registry per operation — measured as 8 loads in one seed `gantry run`, the largest
+/// part of each image copy between two in-process registries. The trust decision is the
+/// same: webpki over the same roots plus the host's certs.d and `--ca-cert` files.
+pub fn system_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        for e in &loaded.errors {
+            tracing::debug!("loading the system CA certificates: {e}");
+        }
+        loaded
+            .certs
+            .into_iter()
+            .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+            .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
+            .collect()
+    })
+}
 
 /// The certs.d roots docker, podman and skopeo read, in their order.
 pub fn default_certs_d_roots() -> Vec<PathBuf> {

@@ -205,7 +205,7 @@ impl Checker<'_> {
                     defaults_from.as_deref(),
                     role_dir,
                 ),
-                Action::Tasks { file } => {
+                Action::Tasks { file, .. } => {
                     if is_template(file) {
                         continue;
                     }

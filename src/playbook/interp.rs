@@ -640,7 +640,7 @@ impl Interp<'_, '_> {
             Some(n) => n.clone(),
             None => match &task.action {
                 Action::Role { name, .. } => format!("include_role : {name}"),
-                Action::Tasks { file } => format!("include_tasks : {file}"),
+                Action::Tasks { file, .. } => format!("include_tasks : {file}"),
                 a => a.label().to_string(),
             },
         };

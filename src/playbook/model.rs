@@ -189,7 +189,9 @@ pub enum Action {
         rescue: Vec<Task>,
         always: Vec<Task>,
     },
-    /// `include_role` / `import_role` (both run when reached; `when` applies once).
+    /// `include_role` / `import_role` (both run when reached). The `when` of an
+    /// include applies once; that of an import to each task of the role, as Ansible's
+    /// static import copies it onto them.
     Role {
         name: String,
         tasks_from: Option<String>,
@@ -197,9 +199,12 @@ pub enum Action {
         defaults_from: Option<String>,
         /// `vars:` given inside the include (role parameters).
         params: Map<String, Value>,
+        /// `import_role` (not `include_role`).
+        import: bool,
     },
-    /// `include_tasks` / `import_tasks`: a file relative to the including file.
-    Tasks { file: String },
+    /// `include_tasks` / `import_tasks`: a file relative to the including file; for an
+    /// import (`import: true`) the `when` goes onto each task of the file.
+    Tasks { file: String, import: bool },
     /// `meta: flush_handlers` (or `noop`, `end_play`, `end_host`, `clear_host_errors`,
     /// `refresh_inventory`, `reset_connection`).
     Meta { what: String },

@@ -18,6 +18,7 @@ use super::model::Module;
 
 mod extra;
 mod files;
+mod mode;
 mod zuul_return;
 use super::process::{self, ProcessError, Spawn};
 use super::{Returned, Templar, TemplateError, Vars};

@@ -257,7 +257,11 @@ fn render_value_in(
     Ok(match v {
         Value::String(s) if is_template(s) => {
             let ctx = JValue::from_dyn_object(scope.clone());
-            if let Some(expr) = single_expression(s) {
+            // Only a string that is exactly one `{{ … }}` keeps its value's type; text
+            // around it, even a newline (`"{{ out.stdout }}\n"`), makes a string, as
+            // Ansible's concatenation of template nodes does.
+            let alone = s.starts_with("{{") && s.ends_with("}}");
+            if let Some(expr) = single_expression(s).filter(|_| alone) {
                 // Ansible returns a number or boolean named alone as it is (`{{ n }}`).
                 if expr.chars().all(|c| c.is_alphanumeric() || c == '_')
                     && let Some(var) = scope.vars.map.get(expr)

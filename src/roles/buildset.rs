@@ -36,16 +36,22 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         .prefix("gantry-buildset-registry-")
         .tempdir()
         .map_err(|e| format!("creating the registry directory: {e}"))?;
+    let t = std::time::Instant::now();
     let password = crate::registry::auth::htpasswd::random_password(20);
     let line = crate::registry::auth::htpasswd::entry("zuul", &password, BCRYPT_COST)
         .map_err(RoleError::failed)?;
     let htpasswd =
         Htpasswd::parse(&line, Path::new("<buildset registry>")).map_err(RoleError::failed)?;
+    tracing::debug!(
+        "run-buildset-registry: password and bcrypt {:.1} ms",
+        super::ms(t)
+    );
     let port: u16 = match super::var(call, "buildset_registry_port")? {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as u16,
         Some(Value::String(s)) => s.parse().unwrap_or(0),
         _ => 0,
     };
+    let t = std::time::Instant::now();
     let tls = crate::registry::tls::self_signed(
         &dir.path().join("tls"),
         &["127.0.0.1".to_string(), ALIAS.to_string()],
@@ -53,6 +59,11 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
     .map_err(RoleError::failed)?;
     let cert = std::fs::read_to_string(&tls.ca_cert)
         .map_err(|e| format!("reading {}: {e}", tls.ca_cert.display()))?;
+    tracing::debug!(
+        "run-buildset-registry: CA and certificate {:.1} ms",
+        super::ms(t)
+    );
+    let t = std::time::Instant::now();
     let mut cfg = RegistryConfig::new(dir.path().join("data"));
     cfg.auth = Auth {
         htpasswd: Some(Arc::new(htpasswd)),
@@ -65,6 +76,10 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         .spawn(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .map_err(|e| format!("starting the buildset registry: {e}"))?;
+    tracing::debug!(
+        "run-buildset-registry: storage, TLS config, bind {:.1} ms",
+        super::ms(t)
+    );
     env.keep_registry(&build, RunningRegistry { task, _dir: dir });
     call.log.line(&format!(
         "run-buildset-registry: serving on https://{addr} (user zuul), ready in {:.1} ms",

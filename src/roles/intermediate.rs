@@ -28,9 +28,11 @@ pub(super) async fn copy(
     dst: &Endpoint,
     dst_ref: &ImageRef,
 ) -> Result<String, RoleError> {
+    let t = std::time::Instant::now();
     let f = factory(src, dst);
     let s = f.store(src_ref).map_err(RoleError::failed)?;
     let d = f.store(dst_ref).map_err(RoleError::failed)?;
+    tracing::debug!("copy {src_ref}: clients {:.1} ms", super::ms(t));
     let report = crate::client::copy(
         &s,
         &src_ref.reference(),
@@ -40,6 +42,7 @@ pub(super) async fn copy(
     )
     .await
     .map_err(|e| format!("copying {src_ref} to {dst_ref}: {e}"))?;
+    tracing::debug!("copy {src_ref}: {:.1} ms in all", super::ms(t));
     Ok(report.digest.map(|d| d.to_string()).unwrap_or_default())
 }
 

@@ -159,7 +159,8 @@ impl NativeRoles for NativeRoleSet {
     ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>> {
         Box::pin(async move {
             let env = &self.env;
-            match name {
+            let started = std::time::Instant::now();
+            let result = match name {
                 "ensure-docker" | "ensure-podman" => ensure_docker::run(env, &call).await,
                 "run-buildset-registry" => buildset::run_registry(env, &call).await,
                 "use-buildset-registry" => buildset::use_registry(env, &call).await,
@@ -176,10 +177,17 @@ impl NativeRoles for NativeRoleSet {
                 }
                 "remove-registry-tag" => publish::remove_tag(env, &call).await,
                 other => return Err(NativeRoleError::Unknown(other.to_string())),
-            }
-            .map_err(|e| NativeRoleError::Role(Box::new(e)))
+            };
+            // Where a build's wall time goes (`-v`): one line per native role.
+            tracing::debug!("native role {name}: {:.1} ms", ms(started));
+            result.map_err(|e| NativeRoleError::Role(Box::new(e)))
         })
     }
+}
+
+/// Milliseconds since `t`, for the `-v` timing lines.
+pub(crate) fn ms(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Why a native role failed. The messages are the ones users see in the build log.

@@ -1,7 +1,9 @@
 //! Integration tests: one binary, real servers on 127.0.0.1, real clients.
 
+mod ansible_coverage;
 mod ansible_exec;
 mod ansible_inventory;
+mod ansible_paths;
 mod ansible_zuul_return;
 mod build;
 mod build_hostile;

@@ -122,6 +122,8 @@ pub struct CfgPaths<'a> {
     /// native stand-ins last: a role the project ships always wins.
     pub roles: Vec<&'a Path>,
     pub action_plugins: &'a Path,
+    /// gantry's `local` (commands and modules in the work directory, as on a Zuul node).
+    pub connection_plugins: &'a Path,
     pub facts: &'a Path,
     pub local_tmp: &'a Path,
 }
@@ -137,6 +139,7 @@ pub fn ansible_cfg(p: &CfgPaths<'_>) -> String {
         "[defaults]\n\
          roles_path = {roles}\n\
          action_plugins = {}\n\
+         connection_plugins = {}\n\
          gathering = explicit\n\
          fact_caching = jsonfile\n\
          fact_caching_connection = {}\n\
@@ -148,6 +151,7 @@ pub fn ansible_cfg(p: &CfgPaths<'_>) -> String {
          local_tmp = {}\n\
          nocows = 1\n",
         p.action_plugins.display(),
+        p.connection_plugins.display(),
         p.facts.display(),
         p.local_tmp.display(),
     )

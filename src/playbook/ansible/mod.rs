@@ -40,6 +40,7 @@ pub const PINNED: &str = "ansible-core==2.16.14";
 
 const ZUUL_RETURN: &str = include_str!("plugins/zuul_return.py");
 const GANTRY_NATIVE: &str = include_str!("plugins/gantry_native.py");
+const LOCAL_CONNECTION: &str = include_str!("plugins/local.py");
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnsibleError {
@@ -169,6 +170,8 @@ fn prepare(
     let plugins = d.join("action_plugins");
     write(&plugins.join("zuul_return.py"), ZUUL_RETURN)?;
     write(&plugins.join("gantry_native.py"), GANTRY_NATIVE)?;
+    let connections = d.join("connection_plugins");
+    write(&connections.join("local.py"), LOCAL_CONNECTION)?;
     let stand_ins = d.join("roles");
     for name in native_names {
         write(
@@ -218,6 +221,7 @@ fn prepare(
     let cfg = inventory::ansible_cfg(&inventory::CfgPaths {
         roles,
         action_plugins: &plugins,
+        connection_plugins: &connections,
         facts: &facts,
         local_tmp: &local_tmp,
     });

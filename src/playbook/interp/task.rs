@@ -45,6 +45,17 @@ impl Interp<'_, '_> {
         tf.ignore_errors = task.ignore_errors.clone().or(frame.ignore_errors.clone());
         let mut when = frame.when.clone();
         when.extend(task.when.iter().cloned());
+        // An import's `when` is not evaluated here: it goes onto each imported task, so a
+        // task that changes what the condition reads affects the later ones (Ansible).
+        let import = task.looping.is_none()
+            && match &task.action {
+                Action::Tasks { import, .. } => *import,
+                Action::Role { import, name, .. } => *import && !self.ctx.native.has(name),
+                _ => false,
+            };
+        if import {
+            tf.when = std::mem::take(&mut when);
+        }
 
         let result = match &task.looping {
             None => {
@@ -318,6 +329,7 @@ impl Interp<'_, '_> {
                 vars_from,
                 defaults_from,
                 params,
+                import,
             } => {
                 let render = |s: &Option<String>| -> Result<Option<String>, String> {
                     s.as_ref()
@@ -351,14 +363,17 @@ impl Interp<'_, '_> {
                 let mut rf = f;
                 rf.params.extend(task.vars.clone());
                 rf.params.extend(params.clone());
-                // `when` of an include applies to the include, once.
-                rf.when.clear();
+                // `when` of an include applies to the include, once; an import's is
+                // on the frame, for each task of the role.
+                if !import {
+                    rf.when.clear();
+                }
                 if !self.ctx.native.has(&role) && !no_log {
                     self.log.host(&format!("included: role {role}"));
                 }
                 self.role(&task.pos, &role, &from, rf).await
             }
-            Action::Tasks { file } => {
+            Action::Tasks { file, import } => {
                 let file = match self.templar.render_string(file, &vars) {
                     Ok(f) => f,
                     Err(e) => return Ok(ItemDone::failed(e.to_string())),
@@ -378,7 +393,9 @@ impl Interp<'_, '_> {
                         .host(&format!("included: {}", self.files.display(&path)));
                 }
                 let mut inner = f;
-                inner.when.clear();
+                if !import {
+                    inner.when.clear();
+                }
                 inner.depth += 1;
                 self.run_tasks(&tasks, &inner).await?;
                 Ok(ItemDone::included())

@@ -45,6 +45,7 @@ impl Parser<'_> {
             listen: Vec::new(),
             action: Action::Tasks {
                 file: String::new(),
+                import: false,
             },
         };
         let mut action: Option<(String, &Node, &Node)> = None;
@@ -243,7 +244,10 @@ impl Parser<'_> {
                     self.error(v.mark, format!("{key} needs a file"));
                     return None;
                 };
-                Action::Tasks { file }
+                Action::Tasks {
+                    file,
+                    import: key == "import_tasks",
+                }
             }
             _ => {
                 let module = Module::from_name(&key)?;
@@ -333,6 +337,7 @@ impl Parser<'_> {
             vars_from,
             defaults_from,
             params,
+            import: key == "import_role",
         })
     }
 

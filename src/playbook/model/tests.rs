@@ -84,7 +84,7 @@ fn blocks_loops_and_includes() {
         matches!(&tasks[1].action, Action::Role { name, tasks_from: Some(t), .. } if name == "r" && t == "other")
     );
     assert_eq!(tasks[1].looping.as_ref().unwrap().var, "x");
-    assert!(matches!(&tasks[2].action, Action::Tasks { file } if file == "more.yaml"));
+    assert!(matches!(&tasks[2].action, Action::Tasks { file, .. } if file == "more.yaml"));
 }
 
 #[test]

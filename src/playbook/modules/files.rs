@@ -13,50 +13,30 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use super::mode::{FileMode, mode, symbolic, umask};
 use super::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_str, resolve};
-
-/// A mode parameter: `"0644"`/`"644"` (octal text) or an integer (PyYAML reads an
-/// unquoted `0644` as the integer 420, which is the mode itself).
-fn mode(m: &Map<String, Value>) -> Result<Option<u32>, ModuleError> {
-    match m.get("mode") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .filter(|n| *n <= 0o7777)
-            .map(|n| Some(n as u32))
-            .ok_or_else(|| ModuleError::Args(format!("mode {n} is not a file mode"))),
-        Some(Value::String(s)) => {
-            let digits = s.trim().trim_start_matches("0o");
-            u32::from_str_radix(digits, 8)
-                .ok()
-                .filter(|n| *n <= 0o7777)
-                .map(Some)
-                .ok_or_else(|| {
-                    ModuleError::Args(format!(
-                        "mode \"{s}\" is not an octal file mode (symbolic modes like u+x are not supported)"
-                    ))
-                })
-        }
-        Some(other) => Err(ModuleError::Args(format!(
-            "mode must be octal text, found {other}"
-        ))),
-    }
-}
 
 fn mode_text(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
 /// Sets the mode when it differs; whether it did.
-async fn apply_mode(path: &Path, mode: Option<u32>) -> Result<bool, ModuleError> {
+async fn apply_mode(path: &Path, mode: Option<&FileMode>) -> Result<bool, ModuleError> {
     let Some(mode) = mode else { return Ok(false) };
     let meta = tokio::fs::metadata(path)
         .await
         .map_err(ModuleError::io("reading", path))?;
-    if meta.permissions().mode() & 0o7777 == mode {
+    let current = meta.permissions().mode() & 0o7777;
+    let wanted = match mode {
+        FileMode::Octal(m) => *m,
+        FileMode::Symbolic(s) => {
+            symbolic(current, meta.is_dir(), umask(), s).map_err(ModuleError::Args)?
+        }
+    };
+    if current == wanted {
         return Ok(false);
     }
-    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))
         .await
         .map_err(ModuleError::io("setting the mode of", path))?;
     Ok(true)
@@ -107,6 +87,22 @@ pub(super) fn find_src(src: &str, sub: &str, ctx: &ModuleCtx<'_>) -> Result<Path
     )))
 }
 
+/// Ansible's `copy` (and `template`, which hands over to it) creates the destination's
+/// directory only when `dest` ends with `/`; otherwise a missing directory fails the task
+/// with this message, naming the directory as written.
+fn missing_dir(dest_arg: &str, target: &Path) -> Option<ModuleResult> {
+    if dest_arg.ends_with('/') || target.parent().is_none_or(|p| p.is_dir()) {
+        return None;
+    }
+    let dir = Path::new(dest_arg)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Some(ModuleResult::fail(format!(
+        "Destination directory {dir} does not exist"
+    )))
+}
+
 /// `dest` for a source file: into the directory when `dest` is one (or ends with `/`).
 fn dest_for(dest_arg: &str, dest: &Path, src: &Path) -> PathBuf {
     if dest_arg.ends_with('/') || dest.is_dir() {
@@ -136,11 +132,14 @@ pub async fn copy(
             // Ansible writes structured content as JSON.
             other => serde_json::to_string(other).unwrap_or_default(),
         };
+        if let Some(failed) = missing_dir(&dest_arg, &dest) {
+            return Ok(failed);
+        }
         let mut changed = false;
         if force || !dest.exists() {
             changed = write_if_changed(&dest, text.as_bytes()).await?;
         }
-        changed |= apply_mode(&dest, mode).await?;
+        changed |= apply_mode(&dest, mode.as_ref()).await?;
         return Ok(ModuleResult::ok(changed)
             .with("dest", json!(dest.display().to_string()))
             .with("size", json!(text.len())));
@@ -161,15 +160,18 @@ pub async fn copy(
         } else {
             dest.join(src.file_name().unwrap_or_default())
         };
-        copy_tree(&src, &target, mode, force).await?
+        copy_tree(&src, &target, mode.as_ref(), force).await?
     } else {
         let target = dest_for(&dest_arg, &dest, &src);
+        if let Some(failed) = missing_dir(&dest_arg, &target) {
+            return Ok(failed);
+        }
         let mode = if preserve {
-            Some(meta.permissions().mode() & 0o7777)
+            Some(FileMode::Octal(meta.permissions().mode() & 0o7777))
         } else {
             mode
         };
-        copy_file(&src, &target, mode, force).await?
+        copy_file(&src, &target, mode.as_ref(), force).await?
     };
     Ok(ModuleResult::ok(changed)
         .with("dest", json!(dest.display().to_string()))
@@ -179,7 +181,7 @@ pub async fn copy(
 async fn copy_file(
     src: &Path,
     dest: &Path,
-    mode: Option<u32>,
+    mode: Option<&FileMode>,
     force: bool,
 ) -> Result<bool, ModuleError> {
     let mut changed = false;
@@ -195,7 +197,7 @@ async fn copy_file(
 async fn copy_tree(
     src: &Path,
     dest: &Path,
-    mode: Option<u32>,
+    mode: Option<&FileMode>,
     force: bool,
 ) -> Result<bool, ModuleError> {
     let mut changed = false;
@@ -241,12 +243,15 @@ pub async fn template(
         .render_file(&text, ctx.vars)
         .map_err(|e| ModuleError::Args(format!("rendering {}: {e}", src.display())))?;
     let dest = dest_for(&dest_arg, &resolve(ctx.work_dir, &dest_arg), &src);
+    if let Some(failed) = missing_dir(&dest_arg, &dest) {
+        return Ok(failed);
+    }
     let force = opt_bool(m, "force")?.unwrap_or(true);
     let mut changed = false;
     if force || !dest.exists() {
         changed = write_if_changed(&dest, rendered.as_bytes()).await?;
     }
-    changed |= apply_mode(&dest, mode(m)?).await?;
+    changed |= apply_mode(&dest, mode(m)?.as_ref()).await?;
     Ok(ModuleResult::ok(changed)
         .with("dest", json!(dest.display().to_string()))
         .with("src", json!(src.display().to_string())))
@@ -303,7 +308,7 @@ pub async fn file(
                     true
                 }
             };
-            apply_mode(&path, mode).await? || created
+            apply_mode(&path, mode.as_ref()).await? || created
         }
         "touch" => {
             let f = std::fs::OpenOptions::new()
@@ -313,7 +318,7 @@ pub async fn file(
                 .map_err(ModuleError::io("touching", &path))?;
             f.set_modified(std::time::SystemTime::now())
                 .map_err(ModuleError::io("touching", &path))?;
-            apply_mode(&path, mode).await?;
+            apply_mode(&path, mode.as_ref()).await?;
             // Ansible reports a touch as a change, always.
             true
         }
@@ -325,7 +330,7 @@ pub async fn file(
                 ))
                 .with("path", shown));
             }
-            Some(_) => apply_mode(&path, mode).await?,
+            Some(_) => apply_mode(&path, mode.as_ref()).await?,
         },
         "link" => {
             let src = req_str(m, "src", "state=link needs src")?;
@@ -454,6 +459,10 @@ mod tests {
     async fn copy_content_is_idempotent_and_sets_mode() {
         let t = T::new();
         let a = args(json!({"content": "x\n", "dest": "sub/f", "mode": "0600"}));
+        // As Ansible: a missing directory fails the task (and is not created).
+        let r = copy(&a, &t.ctx()).await.unwrap();
+        assert!(r.failed(), "{r:?}");
+        std::fs::create_dir(t.path("sub")).unwrap();
         assert!(copy(&a, &t.ctx()).await.unwrap().changed());
         let meta = std::fs::metadata(t.path("sub/f")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -558,9 +567,13 @@ mod tests {
     #[test]
     fn modes() {
         let m = |v: Value| mode(&args(json!({ "mode": v })));
-        assert_eq!(m(json!("0644")).unwrap(), Some(0o644));
-        assert_eq!(m(json!("755")).unwrap(), Some(0o755));
-        assert_eq!(m(json!(420)).unwrap(), Some(0o644));
-        assert!(m(json!("u+x")).is_err());
+        assert_eq!(m(json!("0644")).unwrap(), Some(FileMode::Octal(0o644)));
+        assert_eq!(m(json!("755")).unwrap(), Some(FileMode::Octal(0o755)));
+        assert_eq!(m(json!(420)).unwrap(), Some(FileMode::Octal(0o644)));
+        assert_eq!(
+            m(json!("u+x")).unwrap(),
+            Some(FileMode::Symbolic("u+x".into()))
+        );
+        assert!(m(json!("u*x")).is_err());
     }
 }

@@ -58,6 +58,25 @@ pub(super) fn add_filters(env: &mut Environment<'static>) {
                 .unwrap_or(JValue::from(())))
         },
     );
+    // Python's class name of the value. Ansible says `AnsibleUnicode`, `AnsibleSequence`,
+    // `AnsibleMapping` for strings, lists and mappings read from YAML; gantry's values
+    // carry no origin, so those print as `str`, `list`, `dict` (docs/zuul-compat.md).
+    env.add_filter("type_debug", |v: JValue| {
+        use minijinja::value::ValueKind;
+        match v.kind() {
+            ValueKind::Undefined => "AnsibleUndefined",
+            ValueKind::None => "NoneType",
+            ValueKind::Bool => "bool",
+            ValueKind::Number if v.is_integer() => "int",
+            ValueKind::Number => "float",
+            ValueKind::String => "str",
+            ValueKind::Bytes => "bytes",
+            ValueKind::Seq | ValueKind::Iterable => "list",
+            ValueKind::Map => "dict",
+            _ => "object",
+        }
+        .to_string()
+    });
     env.add_filter("b64encode", |s: String| {
         base64::engine::general_purpose::STANDARD.encode(s)
     });
