@@ -19,11 +19,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::client::ClientOptions;
-use crate::playbook::{NativeRoleError, NativeRoles, RoleCall, RoleOutcome};
+use crate::playbook::{NativeRoleError, NativeRoles, RoleCall, RoleFuture, RoleOutcome};
 
 pub use images::ImageSpec;
 
@@ -152,11 +151,7 @@ impl NativeRoles for NativeRoleSet {
         ROLES.iter().map(|r| r.to_string()).collect()
     }
 
-    fn run<'a>(
-        &'a self,
-        name: &'a str,
-        call: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>> {
+    fn run<'a>(&'a self, name: &'a str, call: RoleCall<'a>) -> RoleFuture<'a> {
         Box::pin(async move {
             let env = &self.env;
             match name {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_str, resolve};
+use super::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_path, req_str, resolve};
 
 /// A mode parameter: `"0644"`/`"644"` (octal text) or an integer (PyYAML reads an
 /// unquoted `0644` as the integer 420, which is the mode itself).
@@ -120,8 +120,7 @@ pub async fn copy(
     m: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<ModuleResult, ModuleError> {
-    let dest_arg = req_str(m, "dest", "copy needs dest")?;
-    let dest = resolve(ctx.work_dir, &dest_arg);
+    let (dest_arg, dest) = req_path(m, ctx, "dest", "copy needs dest")?;
     let force = opt_bool(m, "force")?.unwrap_or(true);
     let preserve = m.get("mode") == Some(&json!("preserve"));
     let mode = if preserve { None } else { mode(m)? };
@@ -366,8 +365,7 @@ pub async fn stat(
     m: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<ModuleResult, ModuleError> {
-    let path_arg = req_str(m, "path", "stat needs path")?;
-    let path = resolve(ctx.work_dir, &path_arg);
+    let (_, path) = req_path(m, ctx, "path", "stat needs path")?;
     let follow = opt_bool(m, "follow")?.unwrap_or(false);
     let meta = if follow {
         tokio::fs::metadata(&path).await
@@ -405,45 +403,11 @@ pub async fn stat(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbook::{Templar, Vars};
-    use tokio_util::sync::CancellationToken;
 
-    struct T {
-        dir: tempfile::TempDir,
-        vars: Vars,
-        templar: Templar,
-        cancel: CancellationToken,
-        search: Vec<PathBuf>,
-    }
+    type T = super::super::Fixture;
 
-    impl T {
-        fn new() -> T {
-            let mut vars = Vars::default();
-            vars.set("who", json!("gantry"));
-            T {
-                dir: tempfile::tempdir().unwrap(),
-                vars,
-                templar: Templar::new(),
-                cancel: CancellationToken::new(),
-                search: Vec::new(),
-            }
-        }
-
-        fn ctx(&self) -> ModuleCtx<'_> {
-            ModuleCtx {
-                work_dir: self.dir.path(),
-                vars: &self.vars,
-                templar: &self.templar,
-                env: &[],
-                cancel: &self.cancel,
-                on_line: None,
-                search: &self.search,
-            }
-        }
-
-        fn path(&self, p: &str) -> PathBuf {
-            self.dir.path().join(p)
-        }
+    fn fixture() -> T {
+        T::new(&[("who", json!("gantry"))])
     }
 
     fn args(v: Value) -> Map<String, Value> {
@@ -452,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn copy_content_is_idempotent_and_sets_mode() {
-        let t = T::new();
+        let t = fixture();
         let a = args(json!({"content": "x\n", "dest": "sub/f", "mode": "0600"}));
         assert!(copy(&a, &t.ctx()).await.unwrap().changed());
         let meta = std::fs::metadata(t.path("sub/f")).unwrap();
@@ -466,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn copy_src_searches_files_dirs_and_copies_trees() {
-        let mut t = T::new();
+        let mut t = fixture();
         let role = t.path("role");
         std::fs::create_dir_all(role.join("files/tree/inner")).unwrap();
         std::fs::write(role.join("files/a.txt"), "A").unwrap();
@@ -489,7 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn template_renders_with_vars() {
-        let mut t = T::new();
+        let mut t = fixture();
         std::fs::create_dir(t.path("templates")).unwrap();
         std::fs::write(
             t.path("templates/t.j2"),
@@ -508,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn file_states_and_stat() {
-        let t = T::new();
+        let t = fixture();
         let f = |v: Value| {
             let a = args(v);
             let t = &t;
