@@ -61,6 +61,12 @@ pub struct ModuleCtx<'a> {
     pub search: &'a [PathBuf],
 }
 
+/// A module's arguments, after templating.
+pub type Args = Map<String, Value>;
+
+/// What a module returns.
+pub type Outcome = Result<ModuleResult, ModuleError>;
+
 /// What a module did.
 #[derive(Debug, Default)]
 pub struct ModuleResult {

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_path, req_str, resolve};
+use super::{
+    Args, ModuleCtx, ModuleError, ModuleResult, Outcome, opt_bool, opt_str, req_path, req_str,
+    resolve,
+};
 
 /// A mode parameter: `"0644"`/`"644"` (octal text) or an integer (PyYAML reads an
 /// unquoted `0644` as the integer 420, which is the mode itself).
@@ -116,10 +119,7 @@ fn dest_for(dest_arg: &str, dest: &Path, src: &Path) -> PathBuf {
     }
 }
 
-pub async fn copy(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub async fn copy(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let (dest_arg, dest) = req_path(m, ctx, "dest", "copy needs dest")?;
     let force = opt_bool(m, "force")?.unwrap_or(true);
     let preserve = m.get("mode") == Some(&json!("preserve"));
@@ -160,7 +160,7 @@ pub async fn copy(
         } else {
             dest.join(src.file_name().unwrap_or_default())
         };
-        copy_tree(&src, &target, mode, force).await?
+        copy_tree(&src, &target, CopyHow { mode, force }).await?
     } else {
         let target = dest_for(&dest_arg, &dest, &src);
         let mode = if preserve {
@@ -168,35 +168,32 @@ pub async fn copy(
         } else {
             mode
         };
-        copy_file(&src, &target, mode, force).await?
+        copy_file(&src, &target, CopyHow { mode, force }).await?
     };
     Ok(ModuleResult::ok(changed)
         .with("dest", json!(dest.display().to_string()))
         .with("src", json!(src.display().to_string())))
 }
 
-async fn copy_file(
-    src: &Path,
-    dest: &Path,
+/// How `copy` copies from `src`: the mode to set, and whether to overwrite.
+#[derive(Clone, Copy)]
+struct CopyHow {
     mode: Option<u32>,
     force: bool,
-) -> Result<bool, ModuleError> {
+}
+
+async fn copy_file(src: &Path, dest: &Path, how: CopyHow) -> Result<bool, ModuleError> {
     let mut changed = false;
-    if force || !dest.exists() {
+    if how.force || !dest.exists() {
         let bytes = tokio::fs::read(src)
             .await
             .map_err(ModuleError::io("reading", src))?;
         changed = write_if_changed(dest, &bytes).await?;
     }
-    Ok(apply_mode(dest, mode).await? || changed)
+    Ok(apply_mode(dest, how.mode).await? || changed)
 }
 
-async fn copy_tree(
-    src: &Path,
-    dest: &Path,
-    mode: Option<u32>,
-    force: bool,
-) -> Result<bool, ModuleError> {
+async fn copy_tree(src: &Path, dest: &Path, how: CopyHow) -> Result<bool, ModuleError> {
     let mut changed = false;
     let mut stack = vec![(src.to_path_buf(), dest.to_path_buf())];
     while let Some((from, to)) = stack.pop() {
@@ -218,17 +215,14 @@ async fn copy_tree(
             if e.file_type().await.map(|t| t.is_dir()).unwrap_or(false) {
                 stack.push((f, t));
             } else {
-                changed |= copy_file(&f, &t, mode, force).await?;
+                changed |= copy_file(&f, &t, how).await?;
             }
         }
     }
     Ok(changed)
 }
 
-pub async fn template(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub async fn template(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let src_arg = req_str(m, "src", "template needs src")?;
     let dest_arg = req_str(m, "dest", "template needs dest")?;
     let src = find_src(&src_arg, "templates", ctx)?;
@@ -251,10 +245,7 @@ pub async fn template(
         .with("src", json!(src.display().to_string())))
 }
 
-pub async fn file(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub async fn file(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let path_arg = match opt_str(m, "path")? {
         Some(p) => p,
         None => match opt_str(m, "dest")? {
@@ -361,10 +352,7 @@ pub async fn file(
         .with("state", Value::String(state)))
 }
 
-pub async fn stat(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub async fn stat(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let (_, path) = req_path(m, ctx, "path", "stat needs path")?;
     let follow = opt_bool(m, "follow")?.unwrap_or(false);
     let meta = if follow {
