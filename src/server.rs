@@ -48,36 +48,29 @@ pub async fn serve(
         shutdown.await;
         h.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
-    let idle = IdleAcceptor(IDLE_TIMEOUT);
     // The remote address reaches handlers and request logs as `ConnectInfo<SocketAddr>`.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(IdleAcceptor(IDLE_TIMEOUT))
+        .handle(handle)
+        .first_request_timeout(HEADER_READ_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     match tls {
         Some(cfg) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
-                .handshake_timeout(HEADER_READ_TIMEOUT)
-                .acceptor(idle);
-            let mut server = axum_server::from_tcp(listener)?
-                .acceptor(acceptor)
-                .handle(handle)
-                .first_request_timeout(HEADER_READ_TIMEOUT);
             server
-                .http_builder()
-                .http1()
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            server.serve(service).await
+                .map(|idle| {
+                    axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                        .handshake_timeout(HEADER_READ_TIMEOUT)
+                        .acceptor(idle)
+                })
+                .serve(service)
+                .await
         }
-        None => {
-            let mut server = axum_server::from_tcp(listener)?
-                .acceptor(idle)
-                .handle(handle)
-                .first_request_timeout(HEADER_READ_TIMEOUT);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            server.serve(service).await
-        }
+        None => server.serve(service).await,
     }
 }
 

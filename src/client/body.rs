@@ -48,6 +48,18 @@ impl Default for Limits {
     }
 }
 
+/// A size the sender declared, refused up front when it is over `cap`.
+pub(super) fn check_declared(declared: Option<u64>, cap: u64, what: &str) -> Result<()> {
+    match declared {
+        Some(d) if d > cap => Err(ClientError::TooLarge {
+            what: what.to_string(),
+            size: d,
+            limit: cap,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a whole (small) stream into memory: at most `cap` bytes, and never more than
 /// `declared` when the sender declared a size. The buffer grows with what arrives; the
 /// declared size is only an upper bound, never an allocation.
@@ -57,15 +69,7 @@ pub async fn collect_capped(
     cap: u64,
     what: &str,
 ) -> Result<Bytes> {
-    if let Some(d) = declared
-        && d > cap
-    {
-        return Err(ClientError::TooLarge {
-            what: what.to_string(),
-            size: d,
-            limit: cap,
-        });
-    }
+    check_declared(declared, cap, what)?;
     let limit = declared.unwrap_or(cap).min(cap);
     let mut buf = Vec::new();
     while let Some(chunk) = body.next().await {

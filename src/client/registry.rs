@@ -36,24 +36,32 @@ impl RegistryClient {
         }
     }
 
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest> {
+    /// Sends `method` for a manifest with our `Accept` list: the response and its URL, or
+    /// `None` when the registry has no such manifest.
+    async fn manifest_response(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<(Response, Url)>> {
         let url = self
             .url(&format!("/v2/{repo}/manifests/{reference}"))
             .await?;
         let resp = self
-            .send(Method::GET, url.clone(), &Self::pull_scope(repo), |r| {
+            .send(method.clone(), url.clone(), &Self::pull_scope(repo), |r| {
                 r.header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        Ok(found(resp, &method, &url).await?.map(|r| (r, url)))
+    }
+
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest> {
+        let Some((resp, url)) = self.manifest_response(Method::GET, repo, reference).await? else {
             return Err(ClientError::NotFound(format!(
                 "manifest {}/{repo}:{reference}",
                 self.registry
             )));
-        }
-        if !resp.status().is_success() {
-            return Err(status_error(resp, &Method::GET, &url).await);
-        }
+        };
         let header_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -98,20 +106,12 @@ impl RegistryClient {
 
     /// `HEAD` a manifest: its digest when it exists.
     pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Digest>> {
-        let url = self
-            .url(&format!("/v2/{repo}/manifests/{reference}"))
-            .await?;
-        let resp = self
-            .send(Method::HEAD, url.clone(), &Self::pull_scope(repo), |r| {
-                r.header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let Some((resp, _)) = self
+            .manifest_response(Method::HEAD, repo, reference)
+            .await?
+        else {
             return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(status_error(resp, &Method::HEAD, &url).await);
-        }
+        };
         Ok(resp
             .headers()
             .get("docker-content-digest")
@@ -169,12 +169,9 @@ impl RegistryClient {
     ) -> Result<Option<u64>> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}")).await?;
         let resp = self.send(Method::HEAD, url.clone(), scopes, |r| r).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let Some(resp) = found(resp, &Method::HEAD, &url).await? else {
             return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(status_error(resp, &Method::HEAD, &url).await);
-        }
+        };
         Ok(resp
             .headers()
             .get(CONTENT_LENGTH)
@@ -189,15 +186,12 @@ impl RegistryClient {
         let resp = self
             .send(Method::GET, url.clone(), &Self::pull_scope(repo), |r| r)
             .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let Some(resp) = found(resp, &Method::GET, &url).await? else {
             return Err(ClientError::NotFound(format!(
                 "blob {}/{repo}@{digest}",
                 self.registry
             )));
-        }
-        if !resp.status().is_success() {
-            return Err(status_error(resp, &Method::GET, &url).await);
-        }
+        };
         // Verified while it streams: a consumer sees an error instead of the end of a
         // blob whose bytes do not match its digest.
         let body = self.body_stream(resp, &Method::GET, &url);
@@ -343,12 +337,9 @@ impl RegistryClient {
         loop {
             seen.insert(url.clone());
             let resp = self.send(Method::GET, url.clone(), scopes, |r| r).await?;
-            if resp.status() == StatusCode::NOT_FOUND {
+            let Some(resp) = found(resp, &Method::GET, &url).await? else {
                 return Err(ClientError::NotFound(format!("{}{path}", self.registry)));
-            }
-            if !resp.status().is_success() {
-                return Err(status_error(resp, &Method::GET, &url).await);
-            }
+            };
             let next = next_link(&resp, &url);
             let what = format!("{}{path}", self.registry);
             let body = self
@@ -444,6 +435,17 @@ pub async fn collect_stream(body: BlobStream, declared: u64) -> Result<Bytes> {
 /// Like `collect_stream`, with the limit given.
 pub(crate) async fn collect(body: BlobStream, declared: u64, cap: u64) -> Result<Bytes> {
     collect_capped(body, Some(declared), cap, "blob").await
+}
+
+/// A response the caller can use: `None` for 404, the status error for any other failure.
+async fn found(resp: Response, method: &Method, url: &Url) -> Result<Option<Response>> {
+    if resp.status() == StatusCode::NOT_FOUND {
+        Ok(None)
+    } else if resp.status().is_success() {
+        Ok(Some(resp))
+    } else {
+        Err(status_error(resp, method, url).await)
+    }
 }
 
 fn next_link(resp: &Response, url: &Url) -> Option<Url> {

@@ -28,7 +28,7 @@ use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::auth::{Challenge, Credentials, parse_challenge};
-use super::body::{Limits, collect_capped, low_speed_guarded};
+use super::body::{Limits, check_declared, collect_capped, low_speed_guarded};
 use super::error::{RegistryCodes, redact};
 use super::retry::{RetryPolicy, retry_after, retryable_status};
 use super::trust::{TlsFailure, classify};
@@ -535,16 +535,7 @@ impl RegistryClient {
         cap: u64,
         what: &str,
     ) -> Result<Bytes> {
-        let declared = resp.content_length();
-        if let Some(d) = declared
-            && d > cap
-        {
-            return Err(ClientError::TooLarge {
-                what: what.to_string(),
-                size: d,
-                limit: cap,
-            });
-        }
+        check_declared(resp.content_length(), cap, what)?;
         collect_capped(self.body_stream(resp, method, url), None, cap, what).await
     }
 

@@ -128,12 +128,11 @@ pub trait NativeRoles: Send + Sync {
     fn names(&self) -> Vec<String> {
         Vec::new()
     }
-    fn run<'a>(
-        &'a self,
-        name: &'a str,
-        call: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>>;
+    fn run<'a>(&'a self, name: &'a str, call: RoleCall<'a>) -> RoleFuture<'a>;
 }
+
+/// What [`NativeRoles::run`] returns.
+pub type RoleFuture<'a> = BoxFuture<'a, Result<RoleOutcome, NativeRoleError>>;
 
 /// No native roles (tests of the interpreter alone).
 pub struct NoNativeRoles;
@@ -142,11 +141,7 @@ impl NativeRoles for NoNativeRoles {
     fn has(&self, _: &str) -> bool {
         false
     }
-    fn run<'a>(
-        &'a self,
-        name: &'a str,
-        _: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>> {
+    fn run<'a>(&'a self, name: &'a str, _: RoleCall<'a>) -> RoleFuture<'a> {
         Box::pin(async move { Err(NativeRoleError::Unknown(name.to_string())) })
     }
 }

@@ -62,6 +62,12 @@ pub struct ModuleCtx<'a> {
     pub search: &'a [PathBuf],
 }
 
+/// A module's arguments, after templating.
+pub type Args = Map<String, Value>;
+
+/// What a module returns.
+pub type Outcome = Result<ModuleResult, ModuleError>;
+
 /// What a module did.
 #[derive(Debug, Default)]
 pub struct ModuleResult {
@@ -174,6 +180,18 @@ fn render_args(
 /// A required string parameter; `missing` is the message when it is absent.
 pub fn req_str(m: &Map<String, Value>, key: &str, missing: &str) -> Result<String, ModuleError> {
     opt_str(m, key)?.ok_or_else(|| ModuleError::Args(missing.to_string()))
+}
+
+/// A required path argument: as written, and resolved against the work directory.
+pub fn req_path(
+    m: &Map<String, Value>,
+    ctx: &ModuleCtx<'_>,
+    key: &str,
+    missing: &str,
+) -> Result<(String, PathBuf), ModuleError> {
+    let arg = req_str(m, key, missing)?;
+    let path = resolve(ctx.work_dir, &arg);
+    Ok((arg, path))
 }
 
 pub fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ModuleError> {
@@ -447,47 +465,67 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// A work directory, variables and search paths for a module, in the unit tests here and
+/// in the child modules.
+#[cfg(test)]
+struct Fixture {
+    dir: tempfile::TempDir,
+    vars: Vars,
+    templar: Templar,
+    cancel: CancellationToken,
+    search: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+impl Fixture {
+    fn new(vars: &[(&str, Value)]) -> Fixture {
+        let mut v = Vars::default();
+        for (name, value) in vars {
+            v.set(*name, value.clone());
+        }
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            vars: v,
+            templar: Templar::new(),
+            cancel: CancellationToken::new(),
+            search: Vec::new(),
+        }
+    }
+
+    fn ctx(&self) -> ModuleCtx<'_> {
+        ModuleCtx {
+            work_dir: self.dir.path(),
+            vars: &self.vars,
+            templar: &self.templar,
+            env: &[],
+            cancel: &self.cancel,
+            on_line: None,
+            search: &self.search,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Fixture {
-        dir: tempfile::TempDir,
-        vars: Vars,
-        templar: Templar,
-        cancel: CancellationToken,
-    }
-
     impl Fixture {
-        fn new() -> Fixture {
-            let mut vars = Vars::default();
-            vars.set("name", json!("world"));
-            vars.set("n", json!(3));
-            Fixture {
-                dir: tempfile::tempdir().unwrap(),
-                vars,
-                templar: Templar::new(),
-                cancel: CancellationToken::new(),
-            }
+        fn words() -> Fixture {
+            Fixture::new(&[("name", json!("world")), ("n", json!(3))])
         }
 
         async fn run(&self, module: Module, args: Value) -> Result<ModuleResult, ModuleError> {
-            let ctx = ModuleCtx {
-                work_dir: self.dir.path(),
-                vars: &self.vars,
-                templar: &self.templar,
-                env: &[],
-                cancel: &self.cancel,
-                on_line: None,
-                search: &[],
-            };
-            run(module, &args, &ctx).await
+            run(module, &args, &self.ctx()).await
         }
     }
 
     #[tokio::test]
     async fn shell_and_command_results() {
-        let f = Fixture::new();
+        let f = Fixture::words();
         let r = f
             .run(
                 Module::Shell,
@@ -515,7 +553,7 @@ mod tests {
 
     #[tokio::test]
     async fn creates_and_removes_skip_the_command() {
-        let f = Fixture::new();
+        let f = Fixture::words();
         std::fs::write(f.dir.path().join("done"), "").unwrap();
         let r = f
             .run(
@@ -538,7 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn debug_assert_fail_set_fact() {
-        let f = Fixture::new();
+        let f = Fixture::words();
         let r = f
             .run(Module::Debug, json!({"msg": "hi {{ name }}"}))
             .await
@@ -583,7 +621,7 @@ mod tests {
 
     #[tokio::test]
     async fn zuul_return_data_secret_data_and_file() {
-        let f = Fixture::new();
+        let f = Fixture::words();
         std::fs::write(f.dir.path().join("ret.json"), r#"{"a": 1, "b": {"c": 1}}"#).unwrap();
         std::fs::write(f.dir.path().join("ret.yaml"), "a: 2\n").unwrap();
         let r = f

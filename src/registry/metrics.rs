@@ -57,41 +57,42 @@ impl Default for Metrics {
             "HTTP requests by method, route and status",
             m.requests.clone(),
         );
-        registry.register(
-            "received_bytes",
-            "Request body bytes received",
-            m.bytes_in.clone(),
-        );
-        registry.register(
-            "sent_bytes",
-            "Response body bytes sent (declared Content-Length)",
-            m.bytes_out.clone(),
-        );
-        registry.register(
-            "upload_sessions_started",
-            "Blob upload sessions started",
-            m.uploads_started.clone(),
-        );
-        registry.register(
-            "blob_uploads_committed",
-            "Blob uploads committed (session PUT or monolithic POST)",
-            m.uploads_committed.clone(),
-        );
-        registry.register(
-            "gc_runs",
-            "Garbage collections run in this process",
-            m.gc_runs.clone(),
-        );
-        registry.register(
-            "gc_freed_bytes",
-            "Bytes freed by garbage collection in this process",
-            m.gc_bytes_freed.clone(),
-        );
-        registry.register(
-            "gc_deleted_blobs",
-            "Blobs deleted by garbage collection in this process",
-            m.gc_blobs_deleted.clone(),
-        );
+        let counters = [
+            ("received_bytes", "Request body bytes received", &m.bytes_in),
+            (
+                "sent_bytes",
+                "Response body bytes sent (declared Content-Length)",
+                &m.bytes_out,
+            ),
+            (
+                "upload_sessions_started",
+                "Blob upload sessions started",
+                &m.uploads_started,
+            ),
+            (
+                "blob_uploads_committed",
+                "Blob uploads committed (session PUT or monolithic POST)",
+                &m.uploads_committed,
+            ),
+            (
+                "gc_runs",
+                "Garbage collections run in this process",
+                &m.gc_runs,
+            ),
+            (
+                "gc_freed_bytes",
+                "Bytes freed by garbage collection in this process",
+                &m.gc_bytes_freed,
+            ),
+            (
+                "gc_deleted_blobs",
+                "Blobs deleted by garbage collection in this process",
+                &m.gc_blobs_deleted,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
         Metrics { registry, ..m }
     }
 }

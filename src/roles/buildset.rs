@@ -35,13 +35,11 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
     let dir = tempfile::Builder::new()
         .prefix("gantry-buildset-registry-")
         .tempdir()
-        .map_err(|e| format!("creating the registry directory: {e}"))?;
+        .map_err(RoleError::io("creating the registry directory"))?;
     let t = std::time::Instant::now();
     let password = crate::registry::auth::htpasswd::random_password(20);
-    let line = crate::registry::auth::htpasswd::entry("zuul", &password, BCRYPT_COST)
-        .map_err(RoleError::failed)?;
-    let htpasswd =
-        Htpasswd::parse(&line, Path::new("<buildset registry>")).map_err(RoleError::failed)?;
+    let line = crate::registry::auth::htpasswd::entry("zuul", &password, BCRYPT_COST)?;
+    let htpasswd = Htpasswd::parse(&line, Path::new("<buildset registry>"))?;
     tracing::debug!(
         "run-buildset-registry: password and bcrypt {:.1} ms",
         super::ms(t)
@@ -55,10 +53,9 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
     let tls = crate::registry::tls::self_signed(
         &dir.path().join("tls"),
         &["127.0.0.1".to_string(), ALIAS.to_string()],
-    )
-    .map_err(RoleError::failed)?;
+    )?;
     let cert = std::fs::read_to_string(&tls.ca_cert)
-        .map_err(|e| format!("reading {}: {e}", tls.ca_cert.display()))?;
+        .map_err(RoleError::io(format!("reading {}", tls.ca_cert.display())))?;
     tracing::debug!(
         "run-buildset-registry: CA and certificate {:.1} ms",
         super::ms(t)
@@ -69,13 +66,12 @@ pub async fn run_registry(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutc
         htpasswd: Some(Arc::new(htpasswd)),
         ..Auth::default()
     };
-    cfg.tls =
-        Some(crate::registry::tls::server_config(&tls.cert, &tls.key).map_err(RoleError::failed)?);
-    let registry = Registry::new(cfg).map_err(RoleError::failed)?;
+    cfg.tls = Some(crate::registry::tls::server_config(&tls.cert, &tls.key)?);
+    let registry = Registry::new(cfg)?;
     let (addr, task) = registry
         .spawn(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
-        .map_err(|e| format!("starting the buildset registry: {e}"))?;
+        .map_err(RoleError::during("starting the buildset registry"))?;
     tracing::debug!(
         "run-buildset-registry: storage, TLS config, bind {:.1} ms",
         super::ms(t)

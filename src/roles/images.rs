@@ -74,7 +74,7 @@ pub fn any_images(call: &RoleCall<'_>) -> Result<Vec<ImageSpec>, RoleError> {
 /// (`library/x`, `org/x`), others under their registry (`quay.io/org/x`); a port becomes
 /// `_port` because `:` cannot appear in a repository name.
 pub fn buildset_repository(repository: &str) -> Result<String, RoleError> {
-    let r = crate::oci::Reference::parse(repository).map_err(RoleError::failed)?;
+    let r = crate::oci::Reference::parse(repository)?;
     Ok(if r.registry == crate::oci::DOCKER_HUB {
         r.repository
     } else {

@@ -19,7 +19,7 @@ fn factory(a: &Endpoint, b: &Endpoint) -> StoreFactory {
 }
 
 fn reference(host: &str, repo: &str, tag: &str) -> Result<ImageRef, RoleError> {
-    ImageRef::parse(&format!("docker://{host}/{repo}:{tag}")).map_err(RoleError::failed)
+    ImageRef::parse(&format!("docker://{host}/{repo}:{tag}")).map_err(RoleError::from)
 }
 
 pub(super) async fn copy(
@@ -30,8 +30,8 @@ pub(super) async fn copy(
 ) -> Result<String, RoleError> {
     let t = std::time::Instant::now();
     let f = factory(src, dst);
-    let s = f.store(src_ref).map_err(RoleError::failed)?;
-    let d = f.store(dst_ref).map_err(RoleError::failed)?;
+    let s = f.store(src_ref)?;
+    let d = f.store(dst_ref)?;
     tracing::debug!("copy {src_ref}: clients {:.1} ms", super::ms(t));
     let report = crate::client::copy(
         &s,
@@ -41,7 +41,7 @@ pub(super) async fn copy(
         &CopyOptions::default(),
     )
     .await
-    .map_err(|e| format!("copying {src_ref} to {dst_ref}: {e}"))?;
+    .map_err(RoleError::during(format!("copying {src_ref} to {dst_ref}")))?;
     tracing::debug!("copy {src_ref}: {:.1} ms in all", super::ms(t));
     Ok(report.digest.map(|d| d.to_string()).unwrap_or_default())
 }
@@ -131,14 +131,13 @@ pub async fn push(env: &RoleEnv, call: &RoleCall<'_>) -> Result<RoleOutcome, Rol
         for tag in &image.tags {
             let src = reference(&buildset.host, &repo, tag)?;
             let dst = reference(&intermediate.host, &repo, &format!("{build}_{tag}"))?;
-            let digest = copy(&buildset, &src, &intermediate, &dst)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "intermediate registry {} from {from}: {e}",
+            let digest =
+                copy(&buildset, &src, &intermediate, &dst)
+                    .await
+                    .map_err(RoleError::during(format!(
+                        "intermediate registry {} from {from}",
                         intermediate.host
-                    )
-                })?;
+                    )))?;
             call.log.line(&format!(
                 "push-to-intermediate-registry: {src} -> {dst} ({digest})"
             ));

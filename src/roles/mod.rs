@@ -19,11 +19,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::client::ClientOptions;
-use crate::playbook::{NativeRoleError, NativeRoles, RoleCall, RoleOutcome};
+use crate::playbook::{NativeRoleError, NativeRoles, RoleCall, RoleFuture, RoleOutcome};
 
 pub use images::ImageSpec;
 
@@ -152,11 +151,7 @@ impl NativeRoles for NativeRoleSet {
         ROLES.iter().map(|r| r.to_string()).collect()
     }
 
-    fn run<'a>(
-        &'a self,
-        name: &'a str,
-        call: RoleCall<'a>,
-    ) -> BoxFuture<'a, Result<RoleOutcome, NativeRoleError>> {
+    fn run<'a>(&'a self, name: &'a str, call: RoleCall<'a>) -> RoleFuture<'a> {
         Box::pin(async move {
             let env = &self.env;
             let started = std::time::Instant::now();
@@ -203,19 +198,50 @@ pub enum RoleError {
         #[source]
         source: std::io::Error,
     },
-    /// A registry, build, copy or reference operation failed.
-    #[error("{0}")]
-    Failed(String),
+    /// An image reference, a store, a copy or a registry call.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// A repository name that is not a valid reference.
+    #[error(transparent)]
+    Reference(#[from] crate::oci::ReferenceError),
+    /// A build's settings (`SOURCE_DATE_EPOCH`).
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    /// Setting up the buildset registry: its certificate, password or configuration.
+    #[error(transparent)]
+    Tls(#[from] crate::registry::tls::TlsError),
+    #[error(transparent)]
+    Htpasswd(#[from] crate::registry::auth::htpasswd::HtpasswdError),
+    #[error(transparent)]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error(transparent)]
+    Serve(#[from] crate::registry::ServeError),
+    /// An operation that failed, named with what the role was doing (`copying a to b`,
+    /// `role: repository`).
+    #[error("{what}: {source}")]
+    During {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl RoleError {
-    pub(crate) fn failed(e: impl std::fmt::Display) -> RoleError {
-        RoleError::Failed(e.to_string())
-    }
-
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RoleError {
         let what = what.into();
         move |source| RoleError::Io { what, source }
+    }
+
+    /// `map_err(RoleError::during(format!("copying {a} to {b}")))`.
+    pub(crate) fn during<E>(what: impl Into<String>) -> impl FnOnce(E) -> RoleError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let what = what.into();
+        move |e| RoleError::During {
+            what,
+            source: Box::new(e),
+        }
     }
 }
 
@@ -223,13 +249,6 @@ impl RoleError {
 impl From<&str> for RoleError {
     fn from(s: &str) -> Self {
         RoleError::Var(s.to_string())
-    }
-}
-
-/// A message built where the operation failed (`format!("copying {a} to {b}: {e}")`).
-impl From<String> for RoleError {
-    fn from(s: String) -> Self {
-        RoleError::Failed(s)
     }
 }
 

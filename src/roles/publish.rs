@@ -81,7 +81,8 @@ fn publication(
     role: &str,
     repository: &str,
 ) -> Result<(Endpoint, String), RoleError> {
-    let r = Reference::parse(repository).map_err(|e| format!("repository {repository:?}: {e}"))?;
+    let r = Reference::parse(repository)
+        .map_err(RoleError::during(format!("repository {repository:?}")))?;
     let creds = credentials(call, role, repository, &r.registry)?;
     let (host, mut options) = match env.publish_to.get(&r.registry) {
         Some(e) => (e.host.clone(), e.options.clone()),
@@ -118,9 +119,9 @@ pub async fn build(
     call: &RoleCall<'_>,
     role: &str,
 ) -> Result<RoleOutcome, RoleError> {
-    let buildset = buildset_endpoint(call)?.ok_or(format!(
+    let buildset = buildset_endpoint(call)?.ok_or_else(|| RoleError::Var(format!(
         "{role}: no buildset registry to push to (run-buildset-registry first, e.g. with the gantry-build-container-image job)"
-    ))?;
+    )))?;
     let src_dir = call
         .vars
         .get("zuul")
@@ -131,7 +132,7 @@ pub async fn build(
     let change = super::zuul_str(call, "change");
     let change_url = super::zuul_str(call, "change_url");
     let kind = builder_kind(env, call)?;
-    let epoch = crate::build::source_date_epoch().map_err(RoleError::failed)?;
+    let epoch = crate::build::source_date_epoch()?;
     for image in images(call, list_var(role))? {
         let mut context = src_dir.join(&image.context);
         if let Some(p) = &image.path {
@@ -140,15 +141,15 @@ pub async fn build(
         let repo = buildset_repository(&image.repository)?;
         let mut tags = Vec::new();
         for t in &image.tags {
-            tags.push(
-                ImageRef::parse(&format!("docker://{}/{repo}:{t}", buildset.host))
-                    .map_err(RoleError::failed)?,
-            );
+            tags.push(ImageRef::parse(&format!(
+                "docker://{}/{repo}:{t}",
+                buildset.host
+            ))?);
             if let Some(c) = &change {
-                tags.push(
-                    ImageRef::parse(&format!("docker://{}/{repo}:change_{c}_{t}", buildset.host))
-                        .map_err(RoleError::failed)?,
-                );
+                tags.push(ImageRef::parse(&format!(
+                    "docker://{}/{repo}:change_{c}_{t}",
+                    buildset.host
+                ))?);
             }
         }
         let build_args = image
@@ -206,7 +207,7 @@ pub async fn build(
         while let Ok(line) = rx.try_recv() {
             call.log.line(&line);
         }
-        let result = result.map_err(|e| format!("{role}: {}: {e}", image.repository))?;
+        let result = result.map_err(RoleError::during(format!("{role}: {}", image.repository)))?;
         for p in &result.images {
             call.log.line(&format!(
                 "{role}: {} {} ({} builder)",
@@ -230,9 +231,11 @@ pub async fn upload(
     call: &RoleCall<'_>,
     role: &str,
 ) -> Result<RoleOutcome, RoleError> {
-    let buildset = buildset_endpoint(call)?.ok_or(format!(
-        "{role} needs the buildset registry (buildset_registry) holding the built images"
-    ))?;
+    let buildset = buildset_endpoint(call)?.ok_or_else(|| {
+        RoleError::Var(format!(
+            "{role} needs the buildset registry (buildset_registry) holding the built images"
+        ))
+    })?;
     let temp = temporary(call)?;
     for image in images(call, list_var(role))? {
         let (dst, path) = publication(env, call, role, &image.repository)?;
@@ -241,14 +244,12 @@ pub async fn upload(
                 "docker://{}/{}:{tag}",
                 buildset.host,
                 buildset_repository(&image.repository)?
-            ))
-            .map_err(RoleError::failed)?;
+            ))?;
             let dst_ref = ImageRef::parse(&format!(
                 "docker://{}/{path}:{}",
                 dst.host,
                 temp.for_tag(tag)
-            ))
-            .map_err(RoleError::failed)?;
+            ))?;
             let digest = super::intermediate::copy(&buildset, &src, &dst, &dst_ref).await?;
             call.log
                 .line(&format!("{role}: {src} -> {dst_ref} ({digest})"));
@@ -261,10 +262,10 @@ pub async fn upload(
 }
 
 fn store_for(dst: &Endpoint, path: &str) -> Result<crate::client::Store, RoleError> {
-    let r = ImageRef::parse(&format!("docker://{}/{path}", dst.host)).map_err(RoleError::failed)?;
+    let r = ImageRef::parse(&format!("docker://{}/{path}", dst.host))?;
     StoreFactory::new(dst.options.clone())
         .store(&r)
-        .map_err(RoleError::failed)
+        .map_err(RoleError::from)
 }
 
 pub async fn promote(
@@ -288,7 +289,7 @@ pub async fn promote(
         };
         let promoted = ops::promote(&store, &image.tags, &temp, &registry_type)
             .await
-            .map_err(|e| format!("{role}: {}: {e}", image.repository))?;
+            .map_err(RoleError::during(format!("{role}: {}", image.repository)))?;
         for p in promoted {
             call.log.line(&format!(
                 "{role}: {}/{path}:{} -> :{} {}{}",

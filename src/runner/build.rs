@@ -196,6 +196,11 @@ fn strings(v: &Value, out: &mut Vec<Secret>) {
 }
 
 impl Build {
+    /// `key` of the `zuul` mapping the playbooks returned so far (`pause`, `artifacts`).
+    fn returned_zuul(&self, key: &str) -> Option<&Value> {
+        self.returned.data.get("zuul").and_then(|z| z.get(key))
+    }
+
     /// Decrypts the secrets bound to a playbook (by the names the job gives them).
     fn secrets_for(&self, pb: &FrozenPlaybook) -> Result<Map<String, Value>, String> {
         let mut out = Map::new();
@@ -484,10 +489,7 @@ pub(super) async fn run(
         }
         // 3. pause.
         let pause = b
-            .returned
-            .data
-            .get("zuul")
-            .and_then(|z| z.get("pause"))
+            .returned_zuul("pause")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         if result == BuildResult::Success && pause {
@@ -554,10 +556,7 @@ pub(super) async fn run(
     ctx.env.stop_registries(&uuid);
     b.log.line(&format!("Job {} finished: {result}", job.name));
     let artifacts = b
-        .returned
-        .data
-        .get("zuul")
-        .and_then(|z| z.get("artifacts"))
+        .returned_zuul("artifacts")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();

@@ -9,11 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-
-use super::PlaybookExecutor;
+use super::{ExecutorFuture, PlaybookExecutor};
 use crate::playbook::ansible::{Ansible, AnsibleError};
-use crate::playbook::{NativeRoles, PlaybookContext, PlaybookError, PlaybookOutcome, run_playbook};
+use crate::playbook::{NativeRoles, PlaybookContext, PlaybookError, run_playbook};
 
 /// Which executor runs the playbooks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -56,33 +54,25 @@ pub enum ExecutorError {
 
 /// The playbook interpreter `gantry run` uses by default.
 pub fn interpreter() -> Arc<dyn PlaybookExecutor> {
-    Arc::new(Interpreter)
+    Arc::new(Executor::Interpreter)
 }
 
-/// `playbook::run_playbook`; an invalid playbook (with its file:line) is the `Err`.
-struct Interpreter;
-
-impl PlaybookExecutor for Interpreter {
-    fn run<'a>(
-        &'a self,
-        playbook: &'a Path,
-        ctx: PlaybookContext<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>> {
-        Box::pin(async move { Ok(run_playbook(playbook, &ctx).await?) })
-    }
+enum Executor {
+    /// `playbook::run_playbook`; an invalid playbook (with its file:line) is the `Err`.
+    Interpreter,
+    /// Real `ansible-playbook`.
+    Ansible(Ansible),
 }
 
-/// Real `ansible-playbook`.
-struct RealAnsible(Ansible);
-
-impl PlaybookExecutor for RealAnsible {
-    fn run<'a>(
-        &'a self,
-        playbook: &'a Path,
-        ctx: PlaybookContext<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>> {
+impl PlaybookExecutor for Executor {
+    fn run<'a>(&'a self, playbook: &'a Path, ctx: PlaybookContext<'a>) -> ExecutorFuture<'a> {
         Box::pin(async move {
-            Ok(crate::playbook::ansible::run_playbook(&self.0, playbook, &ctx).await?)
+            Ok(match self {
+                Executor::Interpreter => run_playbook(playbook, &ctx).await?,
+                Executor::Ansible(a) => {
+                    crate::playbook::ansible::run_playbook(a, playbook, &ctx).await?
+                }
+            })
         })
     }
 }
@@ -107,7 +97,7 @@ pub async fn choose(
             a.playbook.display(),
             a.version
         ),
-        exec: Arc::new(RealAnsible(a)),
+        exec: Arc::new(Executor::Ansible(a)),
     };
     match kind {
         ExecutorKind::Builtin => Ok(Chosen {

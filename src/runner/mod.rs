@@ -80,12 +80,11 @@ pub enum Event {
 /// outcome out; `Err` when the playbook itself is invalid. A trait so the driver's
 /// semantics can be tested with scripted playbooks.
 pub trait PlaybookExecutor: Send + Sync {
-    fn run<'a>(
-        &'a self,
-        playbook: &'a Path,
-        ctx: PlaybookContext<'a>,
-    ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>>;
+    fn run<'a>(&'a self, playbook: &'a Path, ctx: PlaybookContext<'a>) -> ExecutorFuture<'a>;
 }
+
+/// What [`PlaybookExecutor::run`] returns.
+pub type ExecutorFuture<'a> = BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>>;
 
 /// Everything about one `gantry run` that is not configuration.
 #[derive(Clone, Debug)]
@@ -465,11 +464,7 @@ mod tests {
     }
 
     impl PlaybookExecutor for Script {
-        fn run<'a>(
-            &'a self,
-            playbook: &'a Path,
-            run: PlaybookContext<'a>,
-        ) -> BoxFuture<'a, Result<PlaybookOutcome, ExecutorError>> {
+        fn run<'a>(&'a self, playbook: &'a Path, run: PlaybookContext<'a>) -> ExecutorFuture<'a> {
             Box::pin(async move {
                 let name = playbook.file_name().unwrap().to_string_lossy().to_string();
                 let job = run

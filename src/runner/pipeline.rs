@@ -29,9 +29,25 @@ use crate::roles::{Endpoint, RoleEnv};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// The project's configuration or the request is wrong (the user's to fix).
-    #[error("{0}")]
-    Config(String),
+    /// The project's configuration is wrong (the user's to fix).
+    #[error(transparent)]
+    Config(#[from] crate::job::ConfigErrors),
+    /// The pipeline's job graph is wrong (unknown dependencies, cycles).
+    #[error(transparent)]
+    Graph(#[from] crate::job::GraphErrors),
+    /// A job's `roles:` names what nothing resolves.
+    #[error(transparent)]
+    Roles(#[from] super::roles::RoleRefError),
+    /// No executor can run the playbooks (`--executor`, Ansible not installed).
+    #[error(transparent)]
+    Executor(#[from] super::ExecutorError),
+    /// The project or state directory cannot be used.
+    #[error("{what}: {source}")]
+    Dir {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The matchers (`branches`, `files`, `irrelevant-files`) selected no job for this
     /// change: nothing ran (Zuul reports nothing then). Not a failure.
     #[error(
@@ -44,20 +60,33 @@ pub enum PipelineError {
         files: String,
         not_matched: Vec<String>,
     },
-    #[error("starting the local intermediate registry in {path}: {message}")]
-    Registry { path: PathBuf, message: String },
-    #[error("reading build records of {project} change {change}: {message}")]
+    #[error("starting the local intermediate registry in {path}: {source}")]
+    Registry {
+        path: PathBuf,
+        #[source]
+        source: crate::registry::ServeError,
+    },
+    #[error("reading build records of {project} change {change}: {source}")]
     Ahead {
         project: String,
         change: String,
-        message: String,
+        #[source]
+        source: crate::client::ClientError,
     },
+}
+
+fn dir_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PipelineError {
+    let what = what.into();
+    move |source| PipelineError::Dir { what, source }
 }
 
 impl PipelineError {
     /// True when the user can fix it (exit status 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, PipelineError::Config(_) | PipelineError::Ahead { .. })
+        !matches!(
+            self,
+            PipelineError::NoJobSelected { .. } | PipelineError::Registry { .. }
+        )
     }
 }
 
@@ -133,13 +162,11 @@ pub async fn run_pipeline(
 ) -> Result<PipelineOutcome, PipelineError> {
     // 1. configuration and job graph
     std::fs::create_dir_all(&req.state_dir)
-        .map_err(|e| PipelineError::Config(format!("creating {}: {e}", req.state_dir.display())))?;
-    let project_dir = req.project_dir.canonicalize().map_err(|e| {
-        PipelineError::Config(format!(
-            "project directory {}: {e}",
-            req.project_dir.display()
-        ))
-    })?;
+        .map_err(dir_error(format!("creating {}", req.state_dir.display())))?;
+    let project_dir = req.project_dir.canonicalize().map_err(dir_error(format!(
+        "project directory {}",
+        req.project_dir.display()
+    )))?;
     let config = crate::job::load(
         &project_dir,
         &LoadOptions {
@@ -148,12 +175,10 @@ pub async fn run_pipeline(
             allow_external: false,
             config_repos: req.config_repos.clone(),
         },
-    )
-    .map_err(|e| PipelineError::Config(e.to_string()))?;
+    )?;
     // The directory's name, or the name the project's own stanza gives itself.
     let project = config.project_name.clone();
-    let graph = JobGraph::build_for(&config, &project, &req.pipeline, &req.change_info)
-        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    let graph = JobGraph::build_for(&config, &project, &req.pipeline, &req.change_info)?;
     if graph.is_empty() {
         let files = match &req.change_info.files {
             Some(f) => format!(
@@ -187,14 +212,13 @@ pub async fn run_pipeline(
         Some(ep) => ep.clone(),
         None => {
             let path = req.state_dir.join("intermediate");
-            let reg_err = |message: String| PipelineError::Registry {
+            let reg_err = |source| PipelineError::Registry {
                 path: path.clone(),
-                message,
+                source,
             };
-            let reg = Registry::new(RegistryConfig::new(path.clone()))
-                .map_err(|e| reg_err(e.to_string()))?;
+            let reg = Registry::new(RegistryConfig::new(path.clone())).map_err(reg_err)?;
             let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            let (addr, task) = reg.spawn(addr).await.map_err(|e| reg_err(e.to_string()))?;
+            let (addr, task) = reg.spawn(addr).await.map_err(reg_err)?;
             local_registry = Some((addr, task));
             Endpoint {
                 host: addr.to_string(),
@@ -228,7 +252,7 @@ pub async fn run_pipeline(
                 return Err(PipelineError::Ahead {
                     project: p,
                     change: c,
-                    message: e.to_string(),
+                    source: e,
                 });
             }
         }
@@ -239,7 +263,7 @@ pub async fn run_pipeline(
     let role_links = tempfile::Builder::new()
         .prefix("roles-")
         .tempdir_in(&req.state_dir)
-        .map_err(|e| PipelineError::Config(format!("creating a role directory: {e}")))?;
+        .map_err(dir_error("creating a role directory"))?;
     let sources = super::roles::RoleSources {
         project: &project,
         project_dir: &project_dir,
@@ -256,8 +280,7 @@ pub async fn run_pipeline(
             .chain(&job.post_run)
             .chain(&job.cleanup_run)
         {
-            let (paths, n) = super::roles::playbook_role_paths(job, pb, &sources, &links)
-                .map_err(|e| PipelineError::Config(e.to_string()))?;
+            let (paths, n) = super::roles::playbook_role_paths(job, pb, &sources, &links)?;
             for n in n {
                 if !notes.contains(&n) {
                     note(format!("note: {n}"));
@@ -331,9 +354,8 @@ pub async fn run_pipeline(
         })
         .collect();
     let native = crate::roles::NativeRoleSet { env: env.clone() };
-    let chosen = super::executor::choose(req.executor, req.ansible.as_deref(), &playbooks, &native)
-        .await
-        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    let chosen =
+        super::executor::choose(req.executor, req.ansible.as_deref(), &playbooks, &native).await?;
     if !chosen.note.is_empty() {
         note(chosen.note);
     }

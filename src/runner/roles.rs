@@ -48,8 +48,12 @@ pub enum RoleRefError {
     },
     #[error("{at}: job {job}: roles: an entry needs `zuul: PROJECT`")]
     NoProject { job: String, at: String },
-    #[error("{}: {message}", .path.display())]
-    Io { path: PathBuf, message: String },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Where role references can lead: the project under test and the tenant repositories.
@@ -144,7 +148,7 @@ pub fn playbook_role_paths(
             let holder = link_root.join(repo.replace('/', "%"));
             let io = |path: &Path, e: std::io::Error| RoleRefError::Io {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                source: e,
             };
             std::fs::create_dir_all(&holder).map_err(|e| io(&holder, e))?;
             let link = holder.join(name);
@@ -156,7 +160,7 @@ pub fn playbook_role_paths(
         } else if dir.join("roles").is_dir() {
             let roles = std::path::absolute(dir.join("roles")).map_err(|e| RoleRefError::Io {
                 path: dir.to_path_buf(),
-                message: e.to_string(),
+                source: e,
             })?;
             if !paths.contains(&roles) {
                 paths.push(roles);

@@ -24,17 +24,30 @@ fn states(list: &[(&str, BuildState)]) -> HashMap<String, BuildState> {
     list.iter().map(|(n, s)| (n.to_string(), *s)).collect()
 }
 
-const CHAIN: &str = "
-- job: {name: build, run: r.yaml}
-- job: {name: test, run: r.yaml}
-- job: {name: publish, run: r.yaml}
-- project:
-    check:
-      jobs:
-        - build
-        - test: {dependencies: [build]}
-        - publish: {dependencies: [test]}
-";
+/// A configuration defining `jobs` (each running `r.yaml`) and a project whose check
+/// pipeline lists `listed` (one YAML list entry each).
+fn check(jobs: &[&str], listed: &[&str]) -> String {
+    let mut yaml = String::new();
+    for job in jobs {
+        yaml.push_str(&format!("- job: {{name: {job}, run: r.yaml}}\n"));
+    }
+    yaml.push_str("- project:\n    check:\n      jobs:\n");
+    for entry in listed {
+        yaml.push_str(&format!("        - {entry}\n"));
+    }
+    yaml
+}
+
+fn chain() -> String {
+    check(
+        &["build", "test", "publish"],
+        &[
+            "build",
+            "test: {dependencies: [build]}",
+            "publish: {dependencies: [test]}",
+        ],
+    )
+}
 
 #[test]
 fn a_dict_entry_under_jobs_is_a_project_local_variant_applied_last() {
@@ -92,7 +105,7 @@ fn job_vars_win_over_project_vars() {
 
 #[test]
 fn a_job_starts_when_every_dependency_succeeded_or_is_paused() {
-    let g = graph(CHAIN);
+    let g = graph(&chain());
     assert_eq!(g.ready(&states(&[])), ["build"]);
     assert_eq!(
         g.ready(&states(&[("build", BuildState::Running)])),
@@ -117,47 +130,31 @@ fn a_job_starts_when_every_dependency_succeeded_or_is_paused() {
 
 #[test]
 fn a_hard_dependency_not_in_the_graph_is_an_error() {
-    let yaml = "
-- job: {name: build, run: r.yaml}
-- job: {name: publish, run: r.yaml}
-- project:
-    check:
-      jobs:
-        - publish: {dependencies: [build]}
-";
+    let yaml = check(&["build", "publish"], &["publish: {dependencies: [build]}"]);
     assert_eq!(
-        graph_errors(yaml),
+        graph_errors(&yaml),
         ["Job publish depends on build which was not run."]
     );
 }
 
 #[test]
 fn a_soft_dependency_not_in_the_graph_is_ignored() {
-    let yaml = "
-- job: {name: build, run: r.yaml}
-- job: {name: publish, run: r.yaml}
-- project:
-    check:
-      jobs:
-        - publish: {dependencies: [{name: build, soft: true}]}
-";
-    let g = graph(yaml);
+    let yaml = check(
+        &["build", "publish"],
+        &["publish: {dependencies: [{name: build, soft: true}]}"],
+    );
+    let g = graph(&yaml);
     assert!(g.dependencies("publish").is_empty());
     assert_eq!(g.ready(&states(&[])), ["publish"]);
 }
 
 #[test]
 fn a_dependency_cycle_is_a_config_error_reporting_the_cycle() {
-    let yaml = "
-- job: {name: a, run: r.yaml}
-- job: {name: b, run: r.yaml}
-- project:
-    check:
-      jobs:
-        - a: {dependencies: [b]}
-        - b: {dependencies: [a]}
-";
-    let errors = graph_errors(yaml);
+    let yaml = check(
+        &["a", "b"],
+        &["a: {dependencies: [b]}", "b: {dependencies: [a]}"],
+    );
+    let errors = graph_errors(&yaml);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0] == "Dependency cycle detected: a -> b -> a"
@@ -168,7 +165,7 @@ fn a_dependency_cycle_is_a_config_error_reporting_the_cycle() {
 
 #[test]
 fn a_build_neither_success_nor_skipped_nor_paused_skips_its_dependents_recursively() {
-    let g = graph(CHAIN);
+    let g = graph(&chain());
     for result in [
         BuildResult::Failure,
         BuildResult::PostFailure,
@@ -198,20 +195,16 @@ fn a_build_neither_success_nor_skipped_nor_paused_skips_its_dependents_recursive
 
 #[test]
 fn child_jobs_skips_the_direct_dependents_it_does_not_name() {
-    let yaml = "
-- job: {name: build, run: r.yaml}
-- job: {name: test-a, run: r.yaml}
-- job: {name: test-b, run: r.yaml}
-- job: {name: after-b, run: r.yaml}
-- project:
-    check:
-      jobs:
-        - build
-        - test-a: {dependencies: [build]}
-        - test-b: {dependencies: [build]}
-        - after-b: {dependencies: [test-b]}
-";
-    let g = graph(yaml);
+    let yaml = check(
+        &["build", "test-a", "test-b", "after-b"],
+        &[
+            "build",
+            "test-a: {dependencies: [build]}",
+            "test-b: {dependencies: [build]}",
+            "after-b: {dependencies: [test-b]}",
+        ],
+    );
+    let g = graph(&yaml);
     let keep = ["test-a".to_string()];
     let skip = g
         .to_skip("build", Some(BuildResult::Success), false, Some(&keep))
@@ -230,21 +223,16 @@ fn returned(data: serde_json::Value, secret: serde_json::Value) -> Returned {
     }
 }
 
-const DIAMOND: &str = "
-- job: {name: first, run: r.yaml}
-- job: {name: second, run: r.yaml}
-- job: {name: last, run: r.yaml}
-- project:
-    check:
-      jobs:
-        - first
-        - second
-        - last: {dependencies: [first, second]}
-";
+fn diamond() -> String {
+    check(
+        &["first", "second", "last"],
+        &["first", "second", "last: {dependencies: [first, second]}"],
+    )
+}
 
 #[test]
 fn returned_data_reaches_dependents_deep_merged_later_winning_without_the_zuul_key() {
-    let g = graph(DIAMOND);
+    let g = graph(&diamond());
     let r = HashMap::from([
         (
             "first".to_string(),
@@ -267,7 +255,7 @@ fn returned_data_reaches_dependents_deep_merged_later_winning_without_the_zuul_k
 
 #[test]
 fn returned_secret_data_is_passed_to_dependents_like_secrets() {
-    let g = graph(DIAMOND);
+    let g = graph(&diamond());
     let r = HashMap::from([(
         "first".to_string(),
         returned(json!({}), json!({"token": "s3cret", "zuul": {"x": 1}})),
@@ -285,7 +273,7 @@ fn returned_secret_data_is_passed_to_dependents_like_secrets() {
 
 #[test]
 fn returned_artifacts_are_appended_and_enriched_with_project_change_patchset_job() {
-    let g = graph(DIAMOND);
+    let g = graph(&diamond());
     let artifact = |name: &str| json!({"zuul": {"artifacts": [{"name": name, "url": format!("https://x/{name}")}]}});
     let r = HashMap::from([
         ("first".to_string(), returned(artifact("a1"), json!({}))),

@@ -50,8 +50,16 @@ pub enum AnsibleError {
     NotFound,
     #[error("{path}: {message}")]
     Version { path: PathBuf, message: String },
+    /// Writing the run's files (inventory, plugins, configuration) failed.
+    #[error("preparing the Ansible run: {what}: {source}")]
+    Prepare {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The task preparing the run's files died.
     #[error("preparing the Ansible run: {0}")]
-    Prepare(String),
+    PrepareTask(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Process(#[from] ProcessError),
 }
@@ -146,6 +154,13 @@ struct Prepared {
     results: PathBuf,
 }
 
+fn prepare_error(what: impl std::fmt::Display, source: std::io::Error) -> AnsibleError {
+    AnsibleError::Prepare {
+        what: what.to_string(),
+        source,
+    }
+}
+
 fn prepare(
     playbook: &Path,
     ctx_project: &Path,
@@ -154,14 +169,14 @@ fn prepare(
     native_names: &[String],
     inv: &crate::playbook::Inventory,
     vars: SplitVars,
-) -> Result<Prepared, String> {
-    let err = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+) -> Result<Prepared, AnsibleError> {
+    let err = |what: &Path, e: std::io::Error| prepare_error(what.display(), e);
     let dir = tempfile::Builder::new()
         .prefix("gantry-ansible-")
         .tempdir()
-        .map_err(|e| format!("creating a temporary directory: {e}"))?;
+        .map_err(|e| prepare_error("creating a temporary directory", e))?;
     let d = dir.path();
-    let write = |p: &Path, text: &str| -> Result<(), String> {
+    let write = |p: &Path, text: &str| -> Result<(), AnsibleError> {
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
         }
@@ -253,7 +268,7 @@ pub async fn run_playbook(
         } else {
             p
         };
-        std::path::absolute(p).map_err(|e| AnsibleError::Prepare(format!("{}: {e}", p.display())))
+        std::path::absolute(p).map_err(|e| prepare_error(p.display(), e))
     };
     let shown = path.display().to_string();
     let path_abs = absolute(path)?;
@@ -274,14 +289,12 @@ pub async fn run_playbook(
     let prepared = tokio::task::spawn_blocking(move || {
         prepare(&pb, &project, &role_paths, &work, &names, &inv, vars)
     })
-    .await
-    .map_err(|e| AnsibleError::Prepare(e.to_string()))?
-    .map_err(AnsibleError::Prepare)?;
+    .await??;
 
     // 2. the native roles' socket
     let socket = prepared.dir.path().join("native.sock");
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .map_err(|e| AnsibleError::Prepare(format!("{}: {e}", socket.display())))?;
+    let listener =
+        tokio::net::UnixListener::bind(&socket).map_err(|e| prepare_error(socket.display(), e))?;
     let token = hex::encode(rand::random::<[u8; 32]>());
     let redactor = RwLock::new(Redactor::new(ctx.vars.secret_strings()));
     let log = native::Redacting {

@@ -131,39 +131,29 @@ impl Parser<'_> {
         let mut module_reported = action.is_some();
         for (key, k) in &unknown {
             let near_keyword = suggest::closest(key, TASK_KEYWORDS.iter().copied()).is_some();
-            if module_reported || near_keyword {
-                let hint = suggest::hint(
-                    key,
-                    TASK_KEYWORDS
-                        .iter()
-                        .copied()
-                        .chain(CONTROL_ACTIONS.iter().copied()),
-                );
-                self.error(
-                    k.mark,
-                    format!(
-                        "unknown task keyword \"{key}\"{hint}; supported: {}",
-                        TASK_KEYWORDS.join(", ")
-                    ),
-                );
+            // Actions (`include_role`, …) are suggested for either.
+            let hint = |word: &str, names: &[&str]| {
+                suggest::hint(word, names.iter().chain(CONTROL_ACTIONS).copied())
+            };
+            let message = if module_reported || near_keyword {
+                format!(
+                    "unknown task keyword \"{key}\"{}; supported: {}",
+                    hint(key, TASK_KEYWORDS),
+                    TASK_KEYWORDS.join(", ")
+                )
             } else {
-                let hint = suggest::hint(
-                    key.strip_prefix("ansible.builtin.").unwrap_or(key),
-                    modules
-                        .iter()
-                        .copied()
-                        .chain(CONTROL_ACTIONS.iter().copied()),
-                );
-                self.error(
-                    k.mark,
-                    format!(
-                        "unknown module \"{key}\"{hint}; supported modules: {}; and {}",
-                        modules.join(", "),
-                        CONTROL_ACTIONS.join(", ")
-                    ),
-                );
                 module_reported = true;
-            }
+                format!(
+                    "unknown module \"{key}\"{}; supported modules: {}; and {}",
+                    hint(
+                        key.strip_prefix("ansible.builtin.").unwrap_or(key),
+                        &modules
+                    ),
+                    modules.join(", "),
+                    CONTROL_ACTIONS.join(", ")
+                )
+            };
+            self.error(k.mark, message);
         }
         if let Some(lc) = loop_control {
             self.loop_control(lc, &mut task.looping);

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::files::find_src;
 use super::resolve;
-use super::{ModuleCtx, ModuleError, ModuleResult, opt_str, req_str};
+use super::{Args, ModuleCtx, ModuleError, ModuleResult, Outcome, opt_str, req_str};
 use crate::playbook::model::Files;
 
 fn flag(m: &Map<String, Value>, k: &str, default: bool) -> bool {
@@ -26,10 +26,7 @@ fn flag(m: &Map<String, Value>, k: &str, default: bool) -> bool {
     }
 }
 
-pub(super) async fn include_vars(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub(super) async fn include_vars(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let file = match opt_str(m, "file")? {
         Some(f) => f,
         None => req_str(m, "_raw_params", "include_vars needs a file")?,
@@ -58,10 +55,7 @@ pub(super) async fn include_vars(
     Ok(r)
 }
 
-pub(super) async fn slurp(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub(super) async fn slurp(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let src = match opt_str(m, "src")? {
         Some(s) => s,
         None => req_str(m, "path", "slurp needs src")?,
@@ -80,10 +74,7 @@ pub(super) async fn slurp(
         .with("source", json!(src)))
 }
 
-pub(super) async fn lineinfile(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub(super) async fn lineinfile(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let p = ["path", "dest", "name"]
         .iter()
         .find_map(|k| opt_str(m, k).ok().flatten())
@@ -190,10 +181,7 @@ pub(super) async fn lineinfile(
     Ok(ModuleResult::ok(changed).with("msg", json!(msg)))
 }
 
-pub(super) async fn tempfile(
-    m: &Map<String, Value>,
-    _ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub(super) async fn tempfile(m: &Args, _ctx: &ModuleCtx<'_>) -> Outcome {
     let dir = opt_str(m, "path")?
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
@@ -252,10 +240,7 @@ pub(super) fn setup(
     Ok(r.with("ansible_facts", facts))
 }
 
-pub(super) async fn wait_for(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub(super) async fn wait_for(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let num = |k: &str, d: u64| -> Result<u64, ModuleError> {
         Ok(match m.get(k) {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(d),

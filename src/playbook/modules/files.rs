@@ -11,10 +11,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::mode::{FileMode, mode, symbolic, umask};
-use super::{ModuleCtx, ModuleError, ModuleResult, opt_bool, opt_str, req_str, resolve};
+use super::{
+    Args, ModuleCtx, ModuleError, ModuleResult, Outcome, opt_bool, opt_str, req_path, req_str,
+    resolve,
+};
 
 fn mode_text(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
@@ -112,12 +115,8 @@ fn dest_for(dest_arg: &str, dest: &Path, src: &Path) -> PathBuf {
     }
 }
 
-pub async fn copy(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
-    let dest_arg = req_str(m, "dest", "copy needs dest")?;
-    let dest = resolve(ctx.work_dir, &dest_arg);
+pub async fn copy(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
+    let (dest_arg, dest) = req_path(m, ctx, "dest", "copy needs dest")?;
     let force = opt_bool(m, "force")?.unwrap_or(true);
     let preserve = m.get("mode") == Some(&json!("preserve"));
     let mode = if preserve { None } else { mode(m)? };
@@ -160,7 +159,15 @@ pub async fn copy(
         } else {
             dest.join(src.file_name().unwrap_or_default())
         };
-        copy_tree(&src, &target, mode.as_ref(), force).await?
+        copy_tree(
+            &src,
+            &target,
+            CopyHow {
+                mode: mode.as_ref(),
+                force,
+            },
+        )
+        .await?
     } else {
         let target = dest_for(&dest_arg, &dest, &src);
         if let Some(failed) = missing_dir(&dest_arg, &target) {
@@ -171,35 +178,40 @@ pub async fn copy(
         } else {
             mode
         };
-        copy_file(&src, &target, mode.as_ref(), force).await?
+        copy_file(
+            &src,
+            &target,
+            CopyHow {
+                mode: mode.as_ref(),
+                force,
+            },
+        )
+        .await?
     };
     Ok(ModuleResult::ok(changed)
         .with("dest", json!(dest.display().to_string()))
         .with("src", json!(src.display().to_string())))
 }
 
-async fn copy_file(
-    src: &Path,
-    dest: &Path,
-    mode: Option<&FileMode>,
+/// How `copy` copies from `src`: the mode to set, and whether to overwrite.
+#[derive(Clone, Copy)]
+struct CopyHow<'a> {
+    mode: Option<&'a FileMode>,
     force: bool,
-) -> Result<bool, ModuleError> {
+}
+
+async fn copy_file(src: &Path, dest: &Path, how: CopyHow<'_>) -> Result<bool, ModuleError> {
     let mut changed = false;
-    if force || !dest.exists() {
+    if how.force || !dest.exists() {
         let bytes = tokio::fs::read(src)
             .await
             .map_err(ModuleError::io("reading", src))?;
         changed = write_if_changed(dest, &bytes).await?;
     }
-    Ok(apply_mode(dest, mode).await? || changed)
+    Ok(apply_mode(dest, how.mode).await? || changed)
 }
 
-async fn copy_tree(
-    src: &Path,
-    dest: &Path,
-    mode: Option<&FileMode>,
-    force: bool,
-) -> Result<bool, ModuleError> {
+async fn copy_tree(src: &Path, dest: &Path, how: CopyHow<'_>) -> Result<bool, ModuleError> {
     let mut changed = false;
     let mut stack = vec![(src.to_path_buf(), dest.to_path_buf())];
     while let Some((from, to)) = stack.pop() {
@@ -221,17 +233,14 @@ async fn copy_tree(
             if e.file_type().await.map(|t| t.is_dir()).unwrap_or(false) {
                 stack.push((f, t));
             } else {
-                changed |= copy_file(&f, &t, mode, force).await?;
+                changed |= copy_file(&f, &t, how).await?;
             }
         }
     }
     Ok(changed)
 }
 
-pub async fn template(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub async fn template(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let src_arg = req_str(m, "src", "template needs src")?;
     let dest_arg = req_str(m, "dest", "template needs dest")?;
     let src = find_src(&src_arg, "templates", ctx)?;
@@ -257,10 +266,7 @@ pub async fn template(
         .with("src", json!(src.display().to_string())))
 }
 
-pub async fn file(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub async fn file(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let path_arg = match opt_str(m, "path")? {
         Some(p) => p,
         None => match opt_str(m, "dest")? {
@@ -367,12 +373,8 @@ pub async fn file(
         .with("state", Value::String(state)))
 }
 
-pub async fn stat(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
-    let path_arg = req_str(m, "path", "stat needs path")?;
-    let path = resolve(ctx.work_dir, &path_arg);
+pub async fn stat(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
+    let (_, path) = req_path(m, ctx, "path", "stat needs path")?;
     let follow = opt_bool(m, "follow")?.unwrap_or(false);
     let meta = if follow {
         tokio::fs::metadata(&path).await
@@ -410,45 +412,11 @@ pub async fn stat(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbook::{Templar, Vars};
-    use tokio_util::sync::CancellationToken;
 
-    struct T {
-        dir: tempfile::TempDir,
-        vars: Vars,
-        templar: Templar,
-        cancel: CancellationToken,
-        search: Vec<PathBuf>,
-    }
+    type T = super::super::Fixture;
 
-    impl T {
-        fn new() -> T {
-            let mut vars = Vars::default();
-            vars.set("who", json!("gantry"));
-            T {
-                dir: tempfile::tempdir().unwrap(),
-                vars,
-                templar: Templar::new(),
-                cancel: CancellationToken::new(),
-                search: Vec::new(),
-            }
-        }
-
-        fn ctx(&self) -> ModuleCtx<'_> {
-            ModuleCtx {
-                work_dir: self.dir.path(),
-                vars: &self.vars,
-                templar: &self.templar,
-                env: &[],
-                cancel: &self.cancel,
-                on_line: None,
-                search: &self.search,
-            }
-        }
-
-        fn path(&self, p: &str) -> PathBuf {
-            self.dir.path().join(p)
-        }
+    fn fixture() -> T {
+        T::new(&[("who", json!("gantry"))])
     }
 
     fn args(v: Value) -> Map<String, Value> {
@@ -457,7 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn copy_content_is_idempotent_and_sets_mode() {
-        let t = T::new();
+        let t = fixture();
         let a = args(json!({"content": "x\n", "dest": "sub/f", "mode": "0600"}));
         // As Ansible: a missing directory fails the task (and is not created).
         let r = copy(&a, &t.ctx()).await.unwrap();
@@ -475,7 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn copy_src_searches_files_dirs_and_copies_trees() {
-        let mut t = T::new();
+        let mut t = fixture();
         let role = t.path("role");
         std::fs::create_dir_all(role.join("files/tree/inner")).unwrap();
         std::fs::write(role.join("files/a.txt"), "A").unwrap();
@@ -498,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn template_renders_with_vars() {
-        let mut t = T::new();
+        let mut t = fixture();
         std::fs::create_dir(t.path("templates")).unwrap();
         std::fs::write(
             t.path("templates/t.j2"),
@@ -517,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn file_states_and_stat() {
-        let t = T::new();
+        let t = fixture();
         let f = |v: Value| {
             let a = args(v);
             let t = &t;

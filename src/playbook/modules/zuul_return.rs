@@ -10,14 +10,11 @@
 
 use serde_json::{Map, Value};
 
-use super::{ModuleCtx, ModuleError, ModuleResult, kind, opt_str, resolve};
+use super::{Args, ModuleCtx, ModuleError, ModuleResult, Outcome, kind, opt_str, resolve};
 use crate::playbook::Returned;
 use crate::playbook::template::merge;
 
-pub(super) async fn run(
-    m: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<ModuleResult, ModuleError> {
+pub(super) async fn run(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
     let object = |key: &str| -> Result<Map<String, Value>, ModuleError> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(Map::new()),

@@ -227,11 +227,11 @@ pub(super) fn add(env: &mut Environment<'static>) {
         let utc: Option<bool> = kw.get("utc")?;
         let fmt: Option<String> = kw.get("fmt")?;
         let _ = utc;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let (y, mo, d, h, mi, s) = civil(now);
+        let t = jiff::Timestamp::now();
+        let now = t.as_second();
+        let dt = jiff::tz::Offset::UTC.to_datetime(t);
+        let (y, mo, d) = (i64::from(dt.year()), dt.month(), dt.day());
+        let (h, mi, s) = (dt.hour(), dt.minute(), dt.second());
         let iso = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
         Ok(match fmt {
             Some(f) => JValue::from(
@@ -255,19 +255,4 @@ pub(super) fn add(env: &mut Environment<'static>) {
             ]),
         })
     });
-}
-
-/// Seconds since the epoch → UTC (year, month, day, hour, minute, second).
-fn civil(t: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
 }

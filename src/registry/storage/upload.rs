@@ -326,19 +326,45 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let mut session = self.continue_appending(repo, id, start, body).await?;
         let Session {
-            _guard,
-            mut state,
+            state,
             version,
-            mut parts,
-        } = self.continue_session(repo, id, start).await?;
-        let result = self.append_body(id, &mut state, &mut parts, body).await?;
-        self.checkpoint(id, &mut state, &mut parts, version).await?;
-        result?;
+            parts,
+            ..
+        } = &mut session;
+        self.checkpoint(id, state, parts, version.clone()).await?;
         Ok(UploadStatus {
             id: id.to_string(),
             offset: state.offset,
         })
+    }
+
+    /// Continues a session and appends `body` to it. A body that fails midway leaves what
+    /// arrived recorded (checkpointed) and returns its error.
+    async fn continue_appending<S, E>(
+        &self,
+        repo: &str,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<Session<'_>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut session = self.continue_session(repo, id, start).await?;
+        let Session {
+            state,
+            version,
+            parts,
+            ..
+        } = &mut session;
+        if let Err(e) = self.append_body(id, state, parts, body).await? {
+            self.checkpoint(id, state, parts, version.clone()).await?;
+            return Err(e);
+        }
+        Ok(session)
     }
 
     /// Appends the final `body`, verifies `digest`, then commits: the write made visible,
@@ -358,14 +384,10 @@ impl Storage {
     {
         let Session {
             _guard,
-            mut state,
-            version,
+            state,
             mut parts,
-        } = self.continue_session(repo, id, start).await?;
-        if let Err(e) = self.append_body(id, &mut state, &mut parts, body).await? {
-            self.checkpoint(id, &mut state, &mut parts, version).await?;
-            return Err(e);
-        }
+            ..
+        } = self.continue_appending(repo, id, start, body).await?;
         let size = state.offset;
         // 1. verify: the streaming hash is sha256; other algorithms re-read the data once.
         let hasher = state.hasher(id)?;
