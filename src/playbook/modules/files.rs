@@ -419,7 +419,7 @@ mod tests {
         T::new(&[("who", json!("gantry"))])
     }
 
-    fn args(v: Value) -> Map<String, Value> {
+    fn args(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().unwrap().clone()
     }
 
