@@ -26,6 +26,7 @@ use serde_json::Value;
 mod ansible;
 mod filters;
 mod lookup;
+mod percent;
 mod pyfmt;
 
 use filters::add_filters;
@@ -205,10 +206,10 @@ fn explain(
         return jerr(e);
     }
     let names = if expr {
-        env.compile_expression(src)
+        env.compile_expression(&percent::expression(src))
             .map(|x| x.undeclared_variables(true))
     } else {
-        env.template_from_str(src)
+        env.template_from_str(&percent::template(src))
             .map(|t| t.undeclared_variables(true))
     };
     let mut missing: Vec<String> = names
@@ -269,7 +270,8 @@ fn render_value_in(
                 {
                     return Ok(var.value.clone());
                 }
-                let e = env.compile_expression(expr).map_err(jerr)?;
+                let src = percent::expression(expr);
+                let e = env.compile_expression(&src).map_err(jerr)?;
                 let out = e
                     .eval(ctx)
                     .map_err(|e| explain(env, expr, true, &scope.vars, e))?;
@@ -281,7 +283,7 @@ fn render_value_in(
                 )
             } else {
                 Value::String(
-                    env.render_str(s, ctx)
+                    env.render_str(&percent::template(s), ctx)
                         .map_err(|e| explain(env, s, false, &scope.vars, e))?,
                 )
             }
@@ -295,8 +297,11 @@ fn render_value_in(
             o.iter()
                 .map(|(k, x)| {
                     let k = if is_template(k) {
-                        env.render_str(k, JValue::from_dyn_object(scope.clone()))
-                            .map_err(jerr)?
+                        env.render_str(
+                            &percent::template(k),
+                            JValue::from_dyn_object(scope.clone()),
+                        )
+                        .map_err(jerr)?
                     } else {
                         k.clone()
                     };
@@ -360,13 +365,17 @@ impl Templar {
         env.set_unknown_method_callback(pyfmt::methods);
         add_filters(&mut env);
         lookup::add(&mut env);
+        percent::add(&mut env);
         env
     }
 
     /// Renders a template file's text (`template` module): `trim_blocks` on, as Ansible.
     pub fn render_file(&self, s: &str, vars: &Vars) -> Result<String, TemplateError> {
         self.file_env
-            .render_str(s, JValue::from_dyn_object(self.scope(vars)))
+            .render_str(
+                &percent::template(s),
+                JValue::from_dyn_object(self.scope(vars)),
+            )
             .map_err(|e| explain(&self.file_env, s, false, vars, e))
     }
 
@@ -385,13 +394,17 @@ impl Templar {
     /// Renders a string template to a string (for file contents: `template` module).
     pub fn render_string(&self, s: &str, vars: &Vars) -> Result<String, TemplateError> {
         self.env
-            .render_str(s, JValue::from_dyn_object(self.scope(vars)))
+            .render_str(
+                &percent::template(s),
+                JValue::from_dyn_object(self.scope(vars)),
+            )
             .map_err(|e| explain(&self.env, s, false, vars, e))
     }
 
     /// Evaluates an expression to its value, as it is (`debug: var=x`).
     pub fn expression(&self, expr: &str, vars: &Vars) -> Result<Value, TemplateError> {
-        let e = self.env.compile_expression(expr).map_err(jerr)?;
+        let src = percent::expression(expr);
+        let e = self.env.compile_expression(&src).map_err(jerr)?;
         let v = e
             .eval(JValue::from_dyn_object(self.scope(vars)))
             .map_err(|e| explain(&self.env, expr, true, vars, e))?;
@@ -405,7 +418,8 @@ impl Templar {
     /// A bare string that is itself `{{ … }}` is accepted too, as Ansible does.
     pub fn condition(&self, expr: &str, vars: &Vars) -> Result<bool, TemplateError> {
         let expr = single_expression(expr).unwrap_or(expr).trim();
-        let e = self.env.compile_expression(expr).map_err(jerr)?;
+        let src = percent::expression(expr);
+        let e = self.env.compile_expression(&src).map_err(jerr)?;
         // Chainable undefined would make `nope == 1` false; Ansible fails on an undefined
         // name that the condition does not guard with `defined` or `default`.
         if !expr.contains("defined") && !expr.contains("default") && !expr.contains("d(") {

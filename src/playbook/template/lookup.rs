@@ -166,7 +166,7 @@ fn run(state: &State, kind: &str, args: &[JValue]) -> Result<Vec<JValue>, JError
                     let text = read(state, "templates", n)?;
                     state
                         .env()
-                        .render_str(&text, scope.clone())
+                        .render_str(&super::percent::template(&text), scope.clone())
                         .map(JValue::from)
                 })
                 .collect::<Result<_, _>>()?
