@@ -283,8 +283,9 @@ fn serve_scale_pg_burst_to_both_replicas_runs_once() {
 fn serve_scale_pg_kill9_of_the_running_replica_the_other_finishes_it() {
     let Some(pg) = Postgres::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    // A 3 s run: long enough to be killed mid-way (the kill follows its start mark at once).
-    let (config, out) = write_config(tmp.path(), 3.0, 60, "");
+    // The run outlasts the lease (3 s) and a claim tick, so the survivor takes over while
+    // the dead replica's shell still sleeps and must kill it.
+    let (config, out) = write_config(tmp.path(), 6.0, 60, "");
     let mut rs = replicas(tmp.path(), &config, &pg, "3");
     hook(&rs[0], "long", 1);
     let (x, first) = wait_for(60, "the run to start", || {
@@ -314,7 +315,7 @@ fn serve_scale_pg_kill9_of_the_running_replica_the_other_finishes_it() {
     );
     assert_ne!(attempts[1]["replica"], owner.as_str(), "{x}");
     assert_eq!(x["replica"], attempts[1]["replica"], "{x}");
-    // lease (3 s) + a claim tick + the 3 s run, with slack for a loaded machine.
+    // lease (3 s) + a claim tick + the 6 s run, with slack for a loaded machine.
     assert!(took < Duration::from_secs(30), "{took:?}");
     // The dead replica's shell is gone (killed by the survivor on this host), so it can
     // never write its end mark.
