@@ -22,10 +22,10 @@ use crate::serve_scale::{
 struct Cluster {
     bin: PathBuf,
     port: u16,
-    /// The write end of the watchdog's stdin, never closed while the process lives: when
-    /// the test process exits (or is killed), the watchdog reads EOF, stops the cluster and
-    /// removes its directory.
-    _watchdog: std::process::ChildStdin,
+    /// The watchdog, whose stdin (a pipe from this process) is never closed while the
+    /// process lives: when the test process exits (or is killed), the watchdog reads EOF,
+    /// stops the cluster and removes its directory.
+    _watchdog: std::process::Child,
 }
 
 static CLUSTER: std::sync::OnceLock<Option<Cluster>> = std::sync::OnceLock::new();
@@ -76,7 +76,7 @@ impl Cluster {
                 .success();
             if ok {
                 // Ignores the terminal's signals so a Ctrl-C of the tests still cleans up.
-                let mut watchdog = Command::new("sh")
+                let watchdog = Command::new("sh")
                     .args([
                         "-c",
                         "trap '' INT TERM HUP; cat >/dev/null; \
@@ -92,7 +92,7 @@ impl Cluster {
                 return Some(Cluster {
                     bin,
                     port,
-                    _watchdog: watchdog.stdin.take().unwrap(),
+                    _watchdog: watchdog,
                 });
             }
         }
