@@ -213,6 +213,7 @@ impl BuildArgs {
             credentials,
             ca_certs: self.reg.ca_certs.clone(),
             insecure: self.reg.insecure,
+            limits: self.reg.limits(),
             ..ClientOptions::default()
         })
     }

@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use super::{CliError, Exit};
 use crate::client::copy::Progress;
 use crate::client::ops::{self, RegistryType, TemporaryTag};
-use crate::client::{ClientError, ClientOptions, CopyOptions, Credentials, ImageRef, StoreFactory};
+use crate::client::{
+    ClientError, ClientOptions, CopyOptions, Credentials, ImageRef, Limits, StoreFactory,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
@@ -59,9 +61,21 @@ pub struct RegistryOpts {
     /// Entries per page asked of the registry when listing tags or repositories.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub page_size: usize,
+    /// A transfer moving under 1 KiB in this many seconds is cut off as stalled (curl's
+    /// --speed-time). Hidden: the tests that prove the cut-off shorten it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20, hide = true)]
+    pub low_speed_time: u64,
 }
 
 impl RegistryOpts {
+    /// The client's read limits, with `--low-speed-time`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            low_speed_time: std::time::Duration::from_secs(self.low_speed_time),
+            ..Limits::default()
+        }
+    }
+
     fn options(&self, creds: Option<&str>) -> Result<ClientOptions, CliError> {
         let credentials = creds
             .or(self.creds.as_deref())
@@ -73,6 +87,7 @@ impl RegistryOpts {
             ca_certs: self.ca_certs.clone(),
             insecure: self.insecure,
             page_size: self.page_size,
+            limits: self.limits(),
             ..ClientOptions::default()
         })
     }

@@ -72,6 +72,31 @@ pub fn envelope(tag: &str, seed: u8) -> Vec<u8> {
 
 pub const ENVELOPE: &str = "application/vnd.docker.distribution.events.v1+json";
 
+/// The processes on this host whose environment carries `GANTRY_RUN=<marker>` (every
+/// command of that attempt has it; see `trigger::orphans`).
+pub fn marked_processes(marker: &str) -> Vec<u32> {
+    let want = format!("GANTRY_RUN={marker}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
+        })
+        .collect()
+}
+
+/// Waits until no process of the attempt `marker` is left: from then on nothing of that
+/// attempt can write a side effect, so its absence can be checked at once instead of after
+/// the time its shell would have taken. (`/proc` gives no event to await; the wait covers
+/// the moment between the kill and the reaping.)
+pub fn wait_no_process_of(marker: &str) {
+    wait_for(30, &format!("no process of attempt {marker}"), || {
+        marked_processes(marker).is_empty().then_some(())
+    });
+}
+
 /// A config with one `source: registry` trigger on the slow project (`nap` seconds of
 /// sleep in the shell), plus `top` at the top level.
 pub fn write_config(dir: &Path, nap: f64, debounce: u32, top: &str) -> (PathBuf, PathBuf) {
@@ -179,6 +204,8 @@ fn serve_scale_kill9_during_a_run_reruns_it_and_the_orphan_never_writes() {
         (!m.is_empty()).then(|| m[0].2.clone())
     });
     s.kill9();
+    // The second attempt need not nap: write_config's parameters are read at run time.
+    let (config, out) = write_config(tmp.path(), 0.0, 60, "");
     let s = start(tmp.path(), &config, &[]);
     let xs = all_finished(&s, 1, 90);
     let x = &xs[0];
@@ -195,8 +222,8 @@ fn serve_scale_kill9_during_a_run_reruns_it_and_the_orphan_never_writes() {
         "{x}"
     );
     assert_eq!(attempts[1]["state"], "succeeded", "{x}");
-    // The first shell would have ended 4 s after it started: wait past that, then look.
-    std::thread::sleep(Duration::from_secs(1));
+    // The first shell (4 s nap) is gone, so it can never write its end mark.
+    wait_no_process_of(&first);
     let m = marks(&out, "v1");
     let ends: Vec<_> = m.iter().filter(|(k, _, _)| k == "end").collect();
     assert_eq!(ends.len(), 1, "{m:?}");
@@ -233,20 +260,24 @@ fn serve_scale_sigterm_waits_for_runs_then_abandons_them() {
     let xs = executions(&s);
     assert_eq!(xs[0]["status"], "SUCCESS", "{xs:?}");
     hook(&s, "long", 2);
-    wait_for(60, "the shell to start", || {
-        (!marks(&out, "long").is_empty()).then_some(())
+    let first = wait_for(60, "the shell to start", || {
+        let m = marks(&out, "long");
+        (!m.is_empty()).then(|| m[0].2.clone())
     });
     let t = Instant::now();
     sigterm(&s);
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    std::thread::sleep(Duration::from_secs(5));
+    // The abandoned shell was killed: none of its processes is left, and it wrote no end.
+    wait_no_process_of(&first);
     assert_eq!(
         marks(&out, "long").len(),
         1,
         "the abandoned shell was killed"
     );
+    // The run again after the restart need not nap (parameters are read at run time).
+    let (config, out) = write_config(tmp.path(), 0.0, 60, "");
     let s = start(tmp.path(), &config, &[]);
     let xs = all_finished(&s, 2, 90);
     let x = xs.iter().find(|x| x["tag"] == "long").unwrap();

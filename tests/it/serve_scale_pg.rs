@@ -1,6 +1,7 @@
-//! `gantry serve` replicas on a real PostgreSQL (issue 12), started here: `initdb` in a
-//! temp dir as the `postgres` user, `pg_ctl start` on a free port of 127.0.0.1 (retried on
-//! another port if that one was taken meanwhile). Two replicas share the work: each event
+//! `gantry serve` replicas on a real PostgreSQL (issue 12), started here once per test
+//! process: `initdb` in a temp dir as the `postgres` user, `pg_ctl start` on a free port of
+//! 127.0.0.1 (retried on another port if that one was taken meanwhile); each test has a
+//! database of its own. Two replicas share the work: each event
 //! runs once, a burst runs once, the survivor finishes a killed replica's run, a poll runs
 //! once per interval, migrations are idempotent, logs are served by any replica.
 
@@ -13,16 +14,21 @@ use serde_json::Value;
 use crate::common::{self, GantryServer, image, run};
 use crate::serve_scale::{
     ENVELOPE, all_finished, envelope, executions, gantry, hook, http, marks, repo, start, wait_for,
-    write_config,
+    wait_no_process_of, write_config,
 };
 
-/// A PostgreSQL cluster of its own; stopped on drop.
-pub struct Postgres {
+/// The PostgreSQL cluster of this test process, made on first use (`initdb` and the start
+/// cost seconds of CPU each, so the tests share one; each test has a database of its own).
+struct Cluster {
     bin: PathBuf,
-    data: PathBuf,
-    pub port: u16,
-    _dir: tempfile::TempDir,
+    port: u16,
+    /// The watchdog, whose stdin (a pipe from this process) is never closed while the
+    /// process lives: when the test process exits (or is killed), the watchdog reads EOF,
+    /// stops the cluster and removes its directory.
+    _watchdog: std::process::Child,
 }
+
+static CLUSTER: std::sync::OnceLock<Option<Cluster>> = std::sync::OnceLock::new();
 
 fn as_postgres(bin: &Path, tool: &str) -> Command {
     let mut c = Command::new("runuser");
@@ -30,13 +36,13 @@ fn as_postgres(bin: &Path, tool: &str) -> Command {
     c
 }
 
-impl Postgres {
-    /// `None` (skipped) when PostgreSQL is not installed and CI is not set.
-    pub fn start() -> Option<Postgres> {
+impl Cluster {
+    fn start() -> Option<Cluster> {
         let bin = common::pg_bin()?;
-        let dir = tempfile::tempdir().unwrap();
-        run(Command::new("chown").arg("postgres").arg(dir.path()));
-        let data = dir.path().join("data");
+        // Kept until the watchdog removes it.
+        let dir = tempfile::tempdir().unwrap().keep();
+        run(Command::new("chown").arg("postgres").arg(&dir));
+        let data = dir.join("data");
         run(as_postgres(&bin, "initdb")
             .args([
                 "-U",
@@ -58,49 +64,82 @@ impl Postgres {
                 .arg("-D")
                 .arg(&data)
                 .arg("-l")
-                .arg(dir.path().join("pg.log"))
+                .arg(dir.join("pg.log"))
                 .args(["-w", "-o"])
                 .arg(format!(
                     "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-                    dir.path().display()
+                    dir.display()
                 ))
                 .arg("start")
                 .status()
                 .unwrap()
                 .success();
             if ok {
-                return Some(Postgres {
+                // Ignores the terminal's signals so a Ctrl-C of the tests still cleans up.
+                let watchdog = Command::new("sh")
+                    .args([
+                        "-c",
+                        "trap '' INT TERM HUP; cat >/dev/null; \
+                         runuser -u postgres -- \"$0/pg_ctl\" -D \"$1\" -m immediate stop >/dev/null 2>&1; \
+                         rm -rf \"$2\"",
+                    ])
+                    .arg(&bin)
+                    .arg(&data)
+                    .arg(&dir)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                return Some(Cluster {
                     bin,
-                    data,
                     port,
-                    _dir: dir,
+                    _watchdog: watchdog,
                 });
             }
         }
         panic!("PostgreSQL did not start on any of 5 free ports");
     }
 
+    fn psql(&self, database: &str, sql: &str) -> String {
+        run(Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+            .args(["-Atc", sql, "-p"])
+            .arg(self.port.to_string()))
+    }
+}
+
+/// A database of its own in the process's cluster; dropped with the test.
+pub struct Postgres {
+    cluster: &'static Cluster,
+    name: String,
+}
+
+impl Postgres {
+    /// `None` (skipped) when PostgreSQL is not installed and CI is not set.
+    pub fn start() -> Option<Postgres> {
+        let cluster = CLUSTER.get_or_init(Cluster::start).as_ref()?;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        cluster.psql("postgres", &format!("CREATE DATABASE {name}"));
+        Some(Postgres { cluster, name })
+    }
+
     pub fn url(&self) -> String {
         format!(
-            "postgres://postgres:unused@127.0.0.1:{}/postgres",
-            self.port
+            "postgres://postgres:unused@127.0.0.1:{}/{}",
+            self.cluster.port, self.name
         )
     }
 
     pub fn psql(&self, sql: &str) -> String {
-        run(Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-Atc", sql, "-p"])
-            .arg(self.port.to_string()))
+        self.cluster.psql(&self.name, sql)
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = as_postgres(&self.bin, "pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
-            .status();
+        let _ = self.cluster.psql(
+            "postgres",
+            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
+        );
     }
 }
 
@@ -244,13 +283,16 @@ fn serve_scale_pg_burst_to_both_replicas_runs_once() {
 fn serve_scale_pg_kill9_of_the_running_replica_the_other_finishes_it() {
     let Some(pg) = Postgres::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
+    // The run outlasts the lease (3 s) and a claim tick, so the survivor takes over while
+    // the dead replica's shell still sleeps and must kill it.
     let (config, out) = write_config(tmp.path(), 6.0, 60, "");
     let mut rs = replicas(tmp.path(), &config, &pg, "3");
     hook(&rs[0], "long", 1);
-    let x = wait_for(60, "the run to start", || {
+    let (x, first) = wait_for(60, "the run to start", || {
         let xs = executions(&rs[0]);
-        (xs.len() == 1 && xs[0]["state"] == "running" && !marks(&out, "long").is_empty())
-            .then(|| xs[0].clone())
+        let m = marks(&out, "long");
+        (xs.len() == 1 && xs[0]["state"] == "running" && !m.is_empty())
+            .then(|| (xs[0].clone(), m[0].2.clone()))
     });
     let owner = x["replica"].as_str().unwrap().to_string();
     let (dead, alive) = if owner == "a" { (0, 1) } else { (1, 0) };
@@ -275,7 +317,9 @@ fn serve_scale_pg_kill9_of_the_running_replica_the_other_finishes_it() {
     assert_eq!(x["replica"], attempts[1]["replica"], "{x}");
     // lease (3 s) + a claim tick + the 6 s run, with slack for a loaded machine.
     assert!(took < Duration::from_secs(30), "{took:?}");
-    std::thread::sleep(Duration::from_secs(1));
+    // The dead replica's shell is gone (killed by the survivor on this host), so it can
+    // never write its end mark.
+    wait_no_process_of(&first);
     let m = marks(&out, "long");
     let ends: Vec<_> = m.iter().filter(|(k, _, _)| k == "end").collect();
     assert_eq!(ends.len(), 1, "the dead replica's shell never ended: {m:?}");
