@@ -215,7 +215,7 @@ fn explain(
     let mut missing: Vec<String> = names
         .unwrap_or_default()
         .into_iter()
-        .filter(|n| !resolves(vars, n))
+        .filter(|n| n != percent::FUNCTION && !resolves(vars, n))
         .collect();
     missing.sort();
     match missing.as_slice() {
@@ -432,6 +432,7 @@ impl Templar {
                 "dict",
                 "namespace",
                 "omit",
+                percent::FUNCTION,
             ];
             let mut missing: Vec<String> = e
                 .undeclared_variables(false)

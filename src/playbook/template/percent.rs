@@ -19,8 +19,10 @@ use minijinja::{Environment, Error as JError, ErrorKind};
 use super::pyfmt::repr;
 
 /// The function the rewritten source calls.
+pub(super) const FUNCTION: &str = "__pymod";
+
 pub(super) fn add(env: &mut Environment<'static>) {
-    env.add_function("__pymod", pymod);
+    env.add_function(FUNCTION, pymod);
 }
 
 /// A template's source with its `%` operators rewritten (unchanged when it has none or
