@@ -12,7 +12,6 @@ use std::borrow::Cow;
 
 use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::{Span, WhitespaceConfig, parse, parse_expr};
-use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Value as JValue, ValueKind};
 use minijinja::{Environment, Error as JError, ErrorKind};
 
@@ -34,7 +33,7 @@ pub(super) fn template(src: &str) -> Cow<'_, str> {
     match parse(
         src,
         "<template>",
-        SyntaxConfig::default(),
+        Default::default(),
         WhitespaceConfig::default(),
     ) {
         Ok(tree) => rewrite(src, |out| stmt(&tree, out)),
