@@ -11,6 +11,7 @@ mod library;
 mod listen;
 mod login;
 mod meta;
+mod playbook;
 mod registry;
 mod run;
 mod secret;
@@ -104,6 +105,9 @@ pub enum Command {
     /// Show frozen jobs and job graphs.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Check playbooks against gantry's built-in interpreter.
+    #[command(subcommand)]
+    Playbook(playbook::PlaybookCommand),
     /// Manage project keys and encrypted secrets (zuul-client compatible).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
@@ -196,6 +200,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Image(cmd) => image::run(cmd, cli.quiet).await,
         Command::Config(cmd) => config::run(cmd),
         Command::Job(cmd) => job::run(cmd),
+        Command::Playbook(cmd) => playbook::run(cmd).await,
         Command::Secret(cmd) => secret::run(cmd),
         Command::Build(args) => build::run(*args, cli.quiet).await,
         Command::Serve(args) => serve::run(args).await,

@@ -20,6 +20,7 @@ mod hostile;
 mod job;
 mod job_tenant;
 mod playbook;
+mod playbook_check;
 mod playbook_diff;
 mod props;
 mod readme_tour;
