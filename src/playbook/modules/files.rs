@@ -159,15 +159,7 @@ pub async fn copy(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
         } else {
             dest.join(src.file_name().unwrap_or_default())
         };
-        copy_tree(
-            &src,
-            &target,
-            CopyHow {
-                mode: mode.as_ref(),
-                force,
-            },
-        )
-        .await?
+        copy_tree(&src, &target, CopyHow::new(mode.as_ref(), force)).await?
     } else {
         let target = dest_for(&dest_arg, &dest, &src);
         if let Some(failed) = missing_dir(&dest_arg, &target) {
@@ -178,15 +170,7 @@ pub async fn copy(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
         } else {
             mode
         };
-        copy_file(
-            &src,
-            &target,
-            CopyHow {
-                mode: mode.as_ref(),
-                force,
-            },
-        )
-        .await?
+        copy_file(&src, &target, CopyHow::new(mode.as_ref(), force)).await?
     };
     Ok(ModuleResult::ok(changed)
         .with("dest", json!(dest.display().to_string()))
@@ -198,6 +182,12 @@ pub async fn copy(m: &Args, ctx: &ModuleCtx<'_>) -> Outcome {
 struct CopyHow<'a> {
     mode: Option<&'a FileMode>,
     force: bool,
+}
+
+impl<'a> CopyHow<'a> {
+    fn new(mode: Option<&'a FileMode>, force: bool) -> CopyHow<'a> {
+        CopyHow { mode, force }
+    }
 }
 
 async fn copy_file(src: &Path, dest: &Path, how: CopyHow<'_>) -> Result<bool, ModuleError> {
