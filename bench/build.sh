@@ -25,8 +25,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet
-GANTRY=$PWD/target/release/gantry
+# GANTRY=path/to/gantry uses that binary instead of building the release one (to compare
+# two gantry versions on the same day).
+if [ -z "${GANTRY:-}" ]; then
+  cargo build --release --quiet
+  GANTRY=$PWD/target/release/gantry
+fi
 
 echo "preparing the context in $WORK/ctx ..."
 python3 - "$WORK/ctx" <<'PY'

@@ -31,6 +31,10 @@
 #   worker       2824 events/s  p50 3.85 ms  p99 15.04 ms
 #   pg-intake-1  3617 events/s  p50 4.43 ms  p99  6.58 ms
 #   pg-intake-2  3848 events/s  p50 4.07 ms  p99 10.01 ms
+# Afternoon of the same day (a slower hour for this VM), the binary before and after this
+# round's changes, minutes apart (GANTRY=old, then new):
+#   intake       4442 / 4935 events/s   worker 2314 / 2254
+#   pg-intake-1  2691 / 2872 events/s   pg-intake-2 3078 / 3199
 #
 # usage: bench/serve.sh [DURATION] [CONNECTIONS]   (default 30 s, 16; needs wrk, python3,
 #        PostgreSQL server binaries and root for the PostgreSQL rows)
