@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -25,30 +24,11 @@ fn repo() -> PathBuf {
 fn run(name: &str, executor: &str, ansible: &Path) -> BTreeMap<String, BTreeMap<String, Value>> {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let out = Command::new(common::gantry_bin())
-        .env("DOCKER_CONFIG", "/nonexistent-gantry-test")
-        .env("GANTRY_ANSIBLE", ansible)
-        .arg("run")
-        .arg(repo().join("tests/fixtures/ansible").join(name))
-        .args(["--pipeline", "check", "--json", "--executor", executor])
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--jobs-dir")
-        .arg(repo().join("jobs"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{executor}: {e}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
     let mut jobs = BTreeMap::new();
-    for b in report["builds"].as_array().unwrap() {
-        let log = PathBuf::from(b["log"].as_str().unwrap());
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(b["result"], "SUCCESS", "{executor}: {b}\n{text}");
+    let jobs_dir = repo().join("jobs");
+    let extra = [std::ffi::OsStr::new("--jobs-dir"), jobs_dir.as_os_str()];
+    let dir = repo().join("tests/fixtures/ansible").join(name);
+    for b in common::run_check_builds(&dir, executor, ansible, &state, &extra) {
         // The playbooks write under `zuul.executor.work_root` (the state directory).
         let job = b["job"].as_str().unwrap();
         let out = state.join(format!("out-{job}"));

@@ -414,3 +414,40 @@ impl GantryServer {
         server
     }
 }
+
+/// `gantry run DIR --pipeline check --json --executor EXECUTOR --state-dir STATE` plus
+/// `extra`, with Ansible from `ansible` and no Docker credentials: the report's builds, each
+/// asserted SUCCESS (its log shown when not).
+pub fn run_check_builds(
+    dir: &Path,
+    executor: &str,
+    ansible: &Path,
+    state: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> Vec<serde_json::Value> {
+    let out = Command::new(gantry_bin())
+        .env("DOCKER_CONFIG", "/nonexistent-gantry-test")
+        .env("GANTRY_ANSIBLE", ansible)
+        .arg("run")
+        .arg(dir)
+        .args(["--pipeline", "check", "--json", "--executor", executor])
+        .arg("--state-dir")
+        .arg(state)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{executor}: {e}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let builds = report["builds"].as_array().cloned().unwrap_or_default();
+    for b in &builds {
+        let log = PathBuf::from(b["log"].as_str().unwrap_or_default());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(b["result"], "SUCCESS", "{executor}: {b}\n{text}");
+    }
+    builds
+}
