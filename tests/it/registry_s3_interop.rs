@@ -236,8 +236,8 @@ async fn multipart_uploads(moto: &Moto, bucket: &str) -> usize {
 }
 
 /// kill -9 while a monolithic push streams into a multipart upload: after a restart the
-/// blob is unknown (no partial content visible anywhere), the tag absent, and the retried
-/// push stores the whole blob.
+/// blob is unknown (no partial content visible anywhere), the tag absent, gc aborts the
+/// dead push's multipart upload, and the retried push stores the whole blob.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_kill9_during_multipart_push_leaves_nothing_half_visible() {
     let Some((moto, tmp)) = setup("killed").await else {
@@ -308,6 +308,18 @@ async fn s3_kill9_during_multipart_push_leaves_nothing_half_visible() {
         .await
         .unwrap();
     assert!(!listing.contains("<Key>"), "no blob object: {listing}");
+    // The dead push's multipart upload is still pending (invisible, but stored): gc aborts
+    // it once it is idle longer than --upload-max-age (here at once).
+    assert_eq!(multipart_uploads(&moto, "killed").await, 1);
+    let gc = s3_gc(&moto, "killed", &["--upload-max-age", "0s"])
+        .output()
+        .unwrap();
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert_eq!(multipart_uploads(&moto, "killed").await, 0);
     // The retry stores the whole blob.
     let r = http
         .post(format!("{base}/v2/k/app/blobs/uploads/?digest={digest}"))
